@@ -1,0 +1,65 @@
+"""Shared fixtures: the shared QASPER files, tiny QASPER fixtures in both layouts, a tiny encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_DATA = Path(os.environ.get("UAE_DATA_DIR", ROOT.parent / "shared" / "data" / "qasper"))
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach a hub: everything they load is local or bundled."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "qasper-dev-v0.3.json").is_file():
+        pytest.fail(f"QASPER files not found in {SHARED_DATA}; set UAE_DATA_DIR")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_raw_dir() -> Path:
+    return FIXTURES / "qasper_raw"
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir() -> Path:
+    return FIXTURES / "qasper_hf"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    from uae.hub import resolve_model
+
+    return resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer: real code paths, millisecond forwards."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,83 @@
+"""Fingerprints and atomic writes: the two rules every UAE cache follows.
+
+A cache is keyed by a fingerprint of everything that made it, and it is only ever seen complete:
+writers fill a temporary file in the same directory and rename it into place, so a run killed
+mid-write leaves the old file (or none), never a truncated one that a later run would read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from uae.errors import CacheMismatchError, UAEError
+
+
+def fingerprint(spec: Mapping[str, Any]) -> str:
+    """Stable hash of a JSON-able description of what made a cache (key order does not matter)."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise UAEError(
+            f"Cannot write to {path.parent} ({exc.strerror}). Make it writable or point the setting "
+            "that chose it (paths.cache_dir, hydra.run.dir) elsewhere."
+        ) from exc
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UAEError(
+            f"Writing {path} failed ({exc.strerror}); nothing was left in its place. Free disk space or "
+            "make the folder writable, then run again."
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+
+
+def save_tensors(path: str | os.PathLike, key: str, payload: Mapping[str, Any]) -> None:
+    """Save a dict of tensors and metadata, stamped with the fingerprint ``key``."""
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": key, **payload}, tmp)
+
+
+def load_tensors(path: str | os.PathLike, key: str) -> dict[str, Any] | None:
+    """Load a cache written by :func:`save_tensors`; ``None`` if absent, an error if made otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CacheMismatchError(
+            f"{path} is not a readable UAE cache ({type(exc).__name__}). Delete it; the next run rebuilds it."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("fingerprint") != key:
+        raise CacheMismatchError(
+            f"{path} was made with other settings than this run (fingerprint mismatch). Delete it, or "
+            "point paths.cache_dir elsewhere; the next run rebuilds it."
+        )
+    return payload

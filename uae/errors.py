@@ -1,0 +1,24 @@
+"""The one error type UAE raises for problems a user can fix.
+
+Every stage raises :class:`UAEError` with a message that names the input (file, setting or model) and
+what to do about it; ``python -m uae.run`` prints that paragraph and exits non-zero instead of a
+traceback. Anything else escaping is a bug in UAE, not in the user's input.
+"""
+
+from __future__ import annotations
+
+
+class UAEError(Exception):
+    """A problem with the user's input or environment, explained in one paragraph."""
+
+
+class DataError(UAEError):
+    """A data file is missing, malformed, or does not hold what a run asks for."""
+
+
+class ModelNotFoundError(UAEError):
+    """A model id could not be resolved to a readable local folder."""
+
+
+class CacheMismatchError(UAEError):
+    """A cache on disk was made with other settings than the run asks for."""

@@ -1,0 +1,157 @@
+"""The dual encoder: any Hugging Face encoder turned into query and passage embeddings.
+
+One module serves zero-shot evaluation and training, so a fine-tuned checkpoint is encoded exactly
+like the base model it came from. Pooling, normalisation, instructions and max lengths are config,
+because they differ per model family (MiniLM: mean pooling; BGE: CLS pooling plus a query instruction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from uae.errors import ModelNotFoundError
+
+Pooling = Literal["mean", "cls"]
+Side = Literal["query", "passage"]
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
+    """Sentence embedding from token states: mask-weighted mean, or the first ([CLS]) token."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    raise ValueError(f"unknown pooling {pooling!r}; use 'mean' or 'cls'")
+
+
+class DualEncoder(nn.Module):
+    """Query and passage towers over a Hugging Face encoder (shared weights unless ``shared=False``)."""
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        cache_dir: str | os.PathLike,
+        local_path: str | os.PathLike | None = None,
+        pooling: Pooling = "mean",
+        normalize: bool = True,
+        query_instruction: str = "",
+        passage_instruction: str = "",
+        query_max_length: int = 64,
+        passage_max_length: int = 256,
+        shared: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        from uae.hub import resolve_model
+
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"model.pooling={pooling!r}: use 'mean' or 'cls'")
+        self.model_id = model_id
+        self.name = name or model_id
+        self.path = resolve_model(model_id, local_path=local_path, cache_dir=cache_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.query_encoder = AutoModel.from_pretrained(self.path)
+            self.passage_encoder = self.query_encoder if shared else AutoModel.from_pretrained(self.path)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(
+                f"The encoder folder {self.path} (for {model_id}) could not be loaded as a Hugging Face "
+                f"model ({type(exc).__name__}: {exc}). Check that it holds config.json, the weights and "
+                "the tokenizer files, or point model.local_path at a complete copy."
+            ) from exc
+        self.pooling: Pooling = pooling
+        self.normalize = normalize
+        self.instructions = {"query": query_instruction, "passage": passage_instruction}
+        self.max_lengths = {"query": query_max_length, "passage": passage_max_length}
+        self.shared = shared
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: Sequence[str], side: Side) -> dict[str, torch.Tensor]:
+        prefix = self.instructions[side]
+        return self.tokenizer(
+            [prefix + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.max_lengths[side],
+            return_tensors="pt",
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor], side: Side) -> torch.Tensor:
+        """Embeddings of a tokenized batch, differentiable (training uses this path)."""
+        encoder = self.query_encoder if side == "query" else self.passage_encoder
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        hidden = encoder(**batch).last_hidden_state
+        embeddings = pool(hidden, batch["attention_mask"], self.pooling)
+        return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        side: Side,
+        *,
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Embeddings of many texts, float32 on CPU, in input order.
+
+        Texts are encoded longest first so each batch pads to similar lengths (a large saving on
+        paragraphs, whose lengths vary tenfold); the original order is restored at the end.
+        """
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = torch.empty(len(texts), self.dimension, dtype=torch.float32)
+        bar = tqdm(total=len(texts), desc=f"encode {side}s", unit="text", disable=not progress, leave=False)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            batch = self.tokenize([texts[i] for i in index], side)
+            out[index] = self.forward(batch, side).float().cpu()
+            bar.update(len(index))
+        bar.close()
+        self.train(was_training)
+        return out
+
+    @property
+    def dimension(self) -> int:
+        return int(self.query_encoder.config.hidden_size)
+
+    def fingerprint_spec(self) -> dict[str, object]:
+        """Everything that changes the embeddings, for cache keys (weights by content hash)."""
+        return {
+            "model_id": self.model_id,
+            "weights": weights_digest(self.path),
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "instructions": self.instructions,
+            "max_lengths": self.max_lengths,
+            "shared": self.shared,
+        }
+
+
+def weights_digest(folder: Path) -> str:
+    """Hash of a model folder's weight files, so a cache never outlives a change of weights."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix in {".safetensors", ".bin", ".pt"})
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()

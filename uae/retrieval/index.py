@@ -1,0 +1,74 @@
+"""Exact inner-product search with FAISS, within one paper or over a whole split.
+
+QASPER's evidence-selection setting ranks only the question's own paper, so the index keeps each
+paper's rows contiguous and searches that slice; the corpus-wide mode searches every row. Inner
+product on L2-normalised embeddings is cosine similarity. A GPU index is used when faiss-gpu and a
+GPU are present; results are identical up to float rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import faiss
+import numpy as np
+import torch
+
+from uae.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def _gpu_available() -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+class PassageIndex:
+    """Passages of a split (grouped by paper) and their embeddings, searchable per paper or globally."""
+
+    def __init__(
+        self, embeddings: torch.Tensor | np.ndarray, passage_ids: Sequence[str], paper_ids: Sequence[str], *, use_gpu: bool | None = None
+    ) -> None:
+        vectors = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
+        if vectors.ndim != 2 or len(vectors) != len(passage_ids) or len(passage_ids) != len(paper_ids):
+            raise ValueError("embeddings, passage_ids and paper_ids must have the same length")
+        self.vectors = vectors
+        self.passage_ids = list(passage_ids)
+        self.spans: dict[str, tuple[int, int]] = {}
+        for row, paper_id in enumerate(paper_ids):
+            start, end = self.spans.get(paper_id, (row, row))
+            if end != row:
+                raise ValueError(f"passages of paper {paper_id} are not contiguous")
+            self.spans[paper_id] = (start, row + 1)
+        self.use_gpu = _gpu_available() if use_gpu is None else use_gpu
+        self._corpus_index: faiss.Index | None = None
+
+    def _flat_index(self, vectors: np.ndarray) -> faiss.Index:
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        if self.use_gpu:
+            index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        index.add(vectors)
+        return index
+
+    def search_paper(self, queries: torch.Tensor | np.ndarray, paper_id: str) -> tuple[np.ndarray, list[list[str]]]:
+        """Rank every passage of ``paper_id`` for each query: scores and ids, best first."""
+        if paper_id not in self.spans:
+            raise DataError(
+                f"Paper {paper_id} has no paragraphs in the index, so its questions cannot be ranked. "
+                "Its full text is empty in the data file; drop its questions or repair the file."
+            )
+        start, end = self.spans[paper_id]
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        # A paper has at most a few hundred paragraphs: an exact scan of its slice is the whole cost.
+        scores, rows = self._flat_index(self.vectors[start:end]).search(q, end - start)
+        ids = [[self.passage_ids[start + r] for r in row if r >= 0] for row in rows]
+        return scores, ids
+
+    def search_corpus(self, queries: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
+        """Top ``k`` passages of the whole split for each query."""
+        if self._corpus_index is None:
+            self._corpus_index = self._flat_index(self.vectors)
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        scores, rows = self._corpus_index.search(q, min(k, len(self.passage_ids)))
+        return scores, [[self.passage_ids[r] for r in row if r >= 0] for row in rows]
