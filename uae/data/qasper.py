@@ -1,0 +1,351 @@
+"""Load QASPER into typed records, from the official raw files or the Hugging Face layout.
+
+Sources, in order: ``qasper-{split}-v0.3.json`` in ``data_dir`` (the official raw layout); files in the
+Hugging Face column layout in ``data_dir`` (``{split}.jsonl`` / ``{split}.parquet``, HF split names
+accepted too); the ``allenai/qasper`` dataset on the hub when online. Both layouts go through one
+parser, so they yield identical records. Every problem a user can fix raises :class:`DataError` naming
+the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from uae.data.records import AlignmentStats, Answer, Paper, Passage, QasperSplit, Question
+from uae.errors import DataError
+
+log = logging.getLogger(__name__)
+
+RAW_FILE = "qasper-{split}-v{version}.json"
+HF_DATASET = "allenai/qasper"
+# Our split names follow the official files; the HF dataset calls dev "validation".
+HF_SPLIT_NAMES = {"train": "train", "dev": "validation", "test": "test"}
+FIGURE_MARKER = "FLOAT SELECTED"
+
+
+def load_qasper(
+    split: str,
+    data_dir: str | os.PathLike,
+    *,
+    version: str = "0.3",
+    max_papers: int | None = None,
+    allow_hub: bool | None = None,
+) -> QasperSplit:
+    """Load one split; ``max_papers`` keeps the first N papers in file order (for quick runs)."""
+    data_dir = Path(data_dir)
+    raw_path = data_dir / RAW_FILE.format(split=split, version=version)
+    if raw_path.is_file():
+        raw = _read_json(raw_path)
+        fingerprint = file_sha256(raw_path)
+        source = str(raw_path)
+    elif (hf_path := _find_hf_file(data_dir, split)) is not None:
+        raw = raw_from_hf_rows(_read_hf_rows(hf_path), source=str(hf_path))
+        fingerprint = file_sha256(hf_path)
+        source = str(hf_path)
+    elif _hub_allowed(allow_hub):
+        raw, fingerprint, source = _load_from_hub(split)
+    else:
+        raise DataError(_missing_split_message(split, data_dir, raw_path))
+    return parse_raw(raw, split=split, source=source, fingerprint=fingerprint, max_papers=max_papers)
+
+
+def parse_raw(
+    raw: Any,
+    *,
+    split: str,
+    source: str,
+    fingerprint: str,
+    max_papers: int | None = None,
+) -> QasperSplit:
+    """Turn the official raw layout ``{paper_id: {title, abstract, full_text, qas}}`` into records."""
+    if not isinstance(raw, Mapping):
+        raise DataError(
+            f"{source}: expected a JSON object mapping paper ids to papers (the official QASPER layout), "
+            f"got {type(raw).__name__}. Check that this is a qasper-*-v0.3.json file."
+        )
+    if max_papers is not None and max_papers < 1:
+        raise DataError(f"data.max_papers={max_papers}: must be a positive number of papers, or null for all.")
+    papers: dict[str, Paper] = {}
+    questions: list[Question] = []
+    stats = AlignmentStats()
+    seen_questions: dict[str, str] = {}
+    empty_papers: list[str] = []
+    for paper_id, entry in raw.items():
+        if max_papers is not None and len(papers) >= max_papers:
+            break
+        paper = _parse_paper(paper_id, entry, source)
+        if not paper.passages:
+            empty_papers.append(paper_id)
+        papers[paper_id] = paper
+        for qa in _field(entry, "qas", list, source, paper_id):
+            question = _parse_question(qa, paper, source, stats)
+            if question.question_id in seen_questions:
+                raise DataError(
+                    f"{source}: question id {question.question_id} appears twice (papers "
+                    f"{seen_questions[question.question_id]} and {paper_id}). Question ids must be unique "
+                    "within a split; the file is corrupt or two splits were concatenated."
+                )
+            seen_questions[question.question_id] = paper_id
+            questions.append(question)
+    if not papers:
+        raise DataError(f"{source}: the file holds no papers. Point data.dir at a complete QASPER split.")
+    if len(empty_papers) == len(papers):
+        raise DataError(
+            f"{source}: none of its {len(papers)} papers has any paragraph of full text, so there is "
+            "nothing to retrieve. The file is truncated or not QASPER."
+        )
+    if empty_papers:
+        # The shared train file has one such paper (1801.07804); its questions have no evidence and
+        # are simply not counted by retrieval metrics, so this warns instead of refusing the split.
+        log.warning(
+            "%s: %d paper(s) without any paragraph of full text (%s); their questions cannot be "
+            "ranked and are left out of retrieval metrics.",
+            source,
+            len(empty_papers),
+            ", ".join(empty_papers[:5]),
+        )
+    return QasperSplit(
+        name=split, source=source, fingerprint=fingerprint, papers=papers, questions=questions, alignment=stats
+    )
+
+
+def gold_answer(answer: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """The gold answer string and type exactly as QASPER's official evaluator builds them."""
+    if answer.get("unanswerable"):
+        return "Unanswerable", "none"
+    if answer.get("extractive_spans"):
+        return ", ".join(answer["extractive_spans"]), "extractive"
+    if answer.get("free_form_answer"):
+        return answer["free_form_answer"], "abstractive"
+    if answer.get("yes_no") is True:
+        return "Yes", "boolean"
+    if answer.get("yes_no") is False:
+        return "No", "boolean"
+    raise DataError(
+        f"{where}: the answer has no extractive span, free-form answer or yes/no and is not marked "
+        "unanswerable. The file is malformed; repair or drop this annotation."
+    )
+
+
+def raw_from_hf_rows(rows: Iterable[Mapping[str, Any]], source: str = "HF dataset") -> dict[str, Any]:
+    """Convert rows in the ``allenai/qasper`` column layout to the official raw layout.
+
+    HF stores each ``Sequence`` of dicts as a dict of lists (``full_text = {section_name: [...],
+    paragraphs: [[...]]}``, ``qas = {question: [...], answers: [{answer: [...]}]}``); undoing that here
+    lets one parser serve both layouts.
+    """
+    raw: dict[str, Any] = {}
+    for i, row in enumerate(rows):
+        try:
+            full_text = row["full_text"]
+            qas = row["qas"]
+            sections = [
+                {"section_name": name, "paragraphs": list(paragraphs)}
+                for name, paragraphs in zip(full_text["section_name"], full_text["paragraphs"], strict=True)
+            ]
+            questions = []
+            for j, question_id in enumerate(qas["question_id"]):
+                answers = qas["answers"][j]["answer"]
+                questions.append(
+                    {
+                        "question": qas["question"][j],
+                        "question_id": question_id,
+                        "answers": [{"answer": dict(a)} for a in answers],
+                    }
+                )
+            raw[row["id"]] = {
+                "title": row.get("title") or "",
+                "abstract": row.get("abstract") or "",
+                "full_text": sections,
+                "qas": questions,
+            }
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise DataError(
+                f"{source}: row {i} is not in the allenai/qasper column layout ({type(exc).__name__}: {exc}). "
+                "Expected columns id, title, abstract, full_text{section_name, paragraphs}, "
+                "qas{question, question_id, answers[{answer}]}."
+            ) from exc
+    return raw
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a data file: the root of every cache fingerprint derived from it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def normalize_text(text: str) -> str:
+    """Whitespace-insensitive form used to match evidence strings to paragraphs."""
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_paper(paper_id: str, entry: Any, source: str) -> Paper:
+    if not isinstance(entry, Mapping):
+        raise DataError(f"{source}: paper {paper_id} is a {type(entry).__name__}, expected an object.")
+    passages: list[Passage] = []
+    for section in _field(entry, "full_text", list, source, paper_id):
+        if not isinstance(section, Mapping) or not isinstance(section.get("paragraphs"), list):
+            raise DataError(
+                f"{source}: paper {paper_id} has a full_text section without a 'paragraphs' list. "
+                "The file is malformed."
+            )
+        name = section.get("section_name") or ""
+        for text in section["paragraphs"]:
+            if not isinstance(text, str):
+                raise DataError(f"{source}: paper {paper_id} has a paragraph that is not a string ({text!r:.80}).")
+            if not text.strip():
+                continue
+            index = len(passages)
+            passages.append(Passage(f"{paper_id}/{index}", paper_id, index, name, text))
+    return Paper(
+        paper_id=paper_id,
+        title=str(entry.get("title") or ""),
+        abstract=str(entry.get("abstract") or ""),
+        passages=tuple(passages),
+    )
+
+
+def _parse_question(qa: Any, paper: Paper, source: str, stats: AlignmentStats) -> Question:
+    where = f"{source}: paper {paper.paper_id}"
+    if not isinstance(qa, Mapping) or not isinstance(qa.get("question_id"), str) or not qa["question_id"]:
+        raise DataError(f"{where} has a question without a question_id string. The file is malformed.")
+    qid = qa["question_id"]
+    where = f"{where}, question {qid}"
+    text = qa.get("question")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{where} has no question text. The file is malformed.")
+    raw_answers = qa.get("answers")
+    if not isinstance(raw_answers, list) or not raw_answers:
+        raise DataError(
+            f"{where} has no answers. Every QASPER question has at least one annotation; "
+            "drop the question or repair the file."
+        )
+    by_text: dict[str, list[str]] = {}
+    for passage in paper.passages:
+        by_text.setdefault(normalize_text(passage.text), []).append(passage.passage_id)
+    answers = []
+    for k, item in enumerate(raw_answers):
+        answer = item.get("answer") if isinstance(item, Mapping) else None
+        if not isinstance(answer, Mapping):
+            raise DataError(f"{where}: annotation {k} has no 'answer' object. The file is malformed.")
+        answer_text, answer_type = gold_answer(answer, f"{where}, annotation {k}")
+        evidence = tuple(e for e in answer.get("evidence") or () if isinstance(e, str) and e.strip())
+        evidence_ids: list[str] = []
+        for string in evidence:
+            stats.evidence += 1
+            if string.startswith(FIGURE_MARKER):
+                stats.figures_tables += 1
+                continue
+            matched = by_text.get(normalize_text(string))
+            if matched:
+                stats.aligned += 1
+                evidence_ids.extend(pid for pid in matched if pid not in evidence_ids)
+            else:
+                stats.unaligned += 1
+        answers.append(Answer(answer_text, answer_type, evidence, tuple(evidence_ids)))
+    return Question(qid, paper.paper_id, text, tuple(answers))
+
+
+def _field(entry: Mapping[str, Any], name: str, kind: type, source: str, paper_id: str) -> Any:
+    value = entry.get(name)
+    if not isinstance(value, kind):
+        raise DataError(
+            f"{source}: paper {paper_id} has no '{name}' {kind.__name__} (got {type(value).__name__}). "
+            "The file is malformed or not in the official QASPER layout."
+        )
+    return value
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}). The file is "
+            "truncated or corrupt; fetch it again (make data) or point data.dir at a good copy."
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc}). Check its permissions and encoding.") from exc
+
+
+def _find_hf_file(data_dir: Path, split: str) -> Path | None:
+    names = {split, HF_SPLIT_NAMES.get(split, split)}
+    for name in sorted(names):
+        for suffix in (".jsonl", ".parquet"):
+            path = data_dir / f"{name}{suffix}"
+            if path.is_file():
+                return path
+    return None
+
+
+def _read_hf_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+        rows = []
+        with open(path, encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(
+                            f"{path}: line {lineno} is not valid JSON ({exc.msg}). Each line must hold one "
+                            "paper in the allenai/qasper column layout."
+                        ) from exc
+        return rows
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow raises a zoo of types for a bad parquet file
+        raise DataError(f"{path}: cannot be read as {path.suffix[1:]} ({exc}).") from exc
+
+
+def _hub_allowed(allow_hub: bool | None) -> bool:
+    if allow_hub is not None:
+        return allow_hub
+    offline = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("HF_DATASETS_OFFLINE", "")
+    return offline.lower() not in {"1", "true", "yes", "on"}
+
+
+def _load_from_hub(split: str) -> tuple[dict[str, Any], str, str]:
+    try:
+        import datasets
+
+        dataset = datasets.load_dataset(HF_DATASET, split=HF_SPLIT_NAMES.get(split, split))
+    except Exception as exc:
+        raise DataError(
+            f"QASPER split '{split}' is not in data.dir and the Hugging Face dataset {HF_DATASET} could not "
+            f"be loaded ({type(exc).__name__}: {exc}). Put qasper-{split}-v0.3.json in data.dir "
+            "(make data fetches it where the internet is reachable) or set UAE_DATA_DIR."
+        ) from exc
+    source = f"hf://{HF_DATASET}/{HF_SPLIT_NAMES.get(split, split)}"
+    return raw_from_hf_rows(dataset, source=source), str(dataset._fingerprint), source
+
+
+def _missing_split_message(split: str, data_dir: Path, raw_path: Path) -> str:
+    if not data_dir.is_dir():
+        held = "the directory does not exist"
+    else:
+        files = sorted(p.name for p in data_dir.iterdir() if p.suffix in {".json", ".jsonl", ".parquet"})
+        held = "it holds " + (", ".join(files) if files else "no data files")
+    return (
+        f"QASPER split '{split}' not found: looked for {raw_path} (official layout) and "
+        f"{split}.jsonl/.parquet (HF layout) in data.dir={data_dir}; {held}; the Hugging Face hub is "
+        "offline. Run `make data` where the internet is reachable, or point data.dir= (or UAE_DATA_DIR) "
+        "at a directory holding the QASPER files, or choose a split it holds (data.eval_split=)."
+    )
