@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -10,6 +11,9 @@ import numpy as np
 
 from uae.data.records import QasperSplit, Question
 from uae.retrieval.base import Ranking, Retriever, Scope, questions_by_paper, rank_by_scores, split_passages
+
+# bm25s sets its own logger to DEBUG on import and logs every index build.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class BM25Retriever(Retriever):

@@ -1,0 +1,166 @@
+"""Encoder, FAISS index, BM25 and the dense retriever's embedding cache, each against an independent computation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from uae.cache import load_tensors
+from uae.data.qasper import load_qasper
+from uae.errors import CacheMismatchError, DataError
+from uae.retrieval.bm25 import BM25Retriever
+from uae.retrieval.dense import DenseRetriever
+from uae.retrieval.encoder import DualEncoder, pool
+from uae.retrieval.index import PassageIndex
+
+
+def test_pool_by_hand() -> None:
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0]]))  # padding ignored
+    assert torch.equal(pool(hidden, mask, "cls"), torch.tensor([[1.0, 2.0]]))
+    with pytest.raises(ValueError):
+        pool(hidden, mask, "max")  # type: ignore[arg-type]
+
+
+def _reference_embeddings(model_dir: Path, texts: list[str], prefix: str = "", max_length: int = 512) -> torch.Tensor:
+    """One text at a time, no batching or sorting: what the batched encoder must reproduce."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            batch = tokenizer(prefix + text, truncation=True, max_length=max_length, return_tensors="pt")
+            rows.append(torch.nn.functional.normalize(model(**batch).last_hidden_state.mean(1), dim=-1)[0])
+    return torch.stack(rows)
+
+
+def _encoder(model_dir: Path, tmp_path: Path, **kwargs) -> DualEncoder:
+    return DualEncoder("tiny", local_path=model_dir, cache_dir=tmp_path, **kwargs)
+
+
+def test_encoder_matches_unbatched_reference(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    texts = ["short", "a much longer text about cats and dogs and cameras at night", "medium length text"]
+    encoder = _encoder(tiny_encoder_dir, tmp_path, query_instruction="query: ")
+    got = encoder.encode(texts, "query", batch_size=2, progress=False)
+    expected = _reference_embeddings(tiny_encoder_dir, texts, prefix="query: ")
+    assert torch.allclose(got, expected, atol=1e-5)
+    # Passages get no instruction, so the same text embeds differently on the two sides.
+    passages = encoder.encode(texts, "passage", batch_size=2, progress=False)
+    assert torch.allclose(passages, _reference_embeddings(tiny_encoder_dir, texts), atol=1e-5)
+    assert not torch.allclose(passages, got, atol=1e-3)
+    assert torch.allclose(got.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_encoder_truncates_to_max_length(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    encoder = _encoder(tiny_encoder_dir, tmp_path, passage_max_length=8)
+    long = " ".join(["word"] * 50)
+    assert encoder.tokenize([long], "passage")["input_ids"].shape[1] == 8
+    got = encoder.encode([long], "passage", progress=False)
+    assert torch.allclose(got, _reference_embeddings(tiny_encoder_dir, [long], max_length=8), atol=1e-5)
+
+
+def test_index_ranks_each_paper_by_inner_product() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(7, 4)).astype(np.float32)
+    ids = [f"a/{i}" for i in range(4)] + [f"b/{i}" for i in range(3)]
+    index = PassageIndex(vectors, ids, ["a"] * 4 + ["b"] * 3, use_gpu=False)
+    queries = rng.normal(size=(2, 4)).astype(np.float32)
+    scores, ranked = index.search_paper(queries, "b")
+    for q, row in zip(queries, ranked):
+        expected = [ids[4 + i] for i in np.argsort(-(vectors[4:] @ q))]
+        assert row == expected
+    assert np.allclose(scores, np.sort(queries @ vectors[4:].T, axis=1)[:, ::-1], atol=1e-5)
+    _, top = index.search_corpus(queries, k=3)
+    assert top[0] == [ids[i] for i in np.argsort(-(vectors @ queries[0]))[:3]]
+    with pytest.raises(DataError, match="Paper c has no paragraphs"):
+        index.search_paper(queries, "c")
+    with pytest.raises(ValueError, match="not contiguous"):
+        PassageIndex(vectors[:3], ids[:3], ["a", "b", "a"], use_gpu=False)
+
+
+def test_bm25_matches_the_lucene_formula(tmp_path: Path) -> None:
+    """Scores of bm25s' Lucene BM25 against the formula written out by hand on a tiny paper."""
+    import json
+
+    paragraphs = ["cats sleep cats", "dogs bark loudly", "cats and dogs play", "birds sing"]
+    raw = {
+        "p": {
+            "title": "t",
+            "abstract": "a",
+            "full_text": [{"section_name": "s", "paragraphs": paragraphs}],
+            "qas": [
+                {
+                    "question": "cats dogs",
+                    "question_id": "q",
+                    "answers": [{"answer": {"unanswerable": False, "extractive_spans": ["x"], "evidence": ["birds sing"]}}],
+                }
+            ],
+        }
+    }
+    (tmp_path / "qasper-dev-v0.3.json").write_text(json.dumps(raw))
+    split = load_qasper("dev", tmp_path, allow_hub=False)
+    k1, b = 1.5, 0.75
+    docs = [["cats", "sleep", "cats"], ["dogs", "bark", "loudly"], ["cats", "dogs", "play"], ["birds", "sing"]]
+    avgdl = sum(map(len, docs)) / len(docs)
+
+    def score(doc: list[str]) -> float:
+        total = 0.0
+        for term in ["cats", "dogs"]:
+            df = sum(term in d for d in docs)
+            idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
+            tf = doc.count(term)
+            total += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avgdl))
+        return total
+
+    expected_scores = [score(d) for d in docs]
+    expected = [f"p/{i}" for i in sorted(range(4), key=lambda i: (-expected_scores[i], i))]
+    ranking = BM25Retriever(k1=k1, b=b).rank(split, split.questions, scope="paper", top_k=10)
+    assert ranking.ranked_ids == [expected]
+    assert expected[0] == "p/2"  # the only paragraph with both terms
+    assert ranking.ranked_ids[0][-1] == "p/3"  # no shared term: score 0, last
+
+
+def test_dense_retriever_caches_passage_embeddings(tiny_encoder_dir: Path, tiny_raw_dir: Path, tmp_path: Path) -> None:
+    split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
+    retriever = DenseRetriever(_encoder(tiny_encoder_dir, tmp_path), cache_dir=tmp_path, progress=False)
+    first = retriever.rank(split, split.evaluable_questions, scope="paper", top_k=10)
+    assert retriever.cache_hit is False
+    files = list((tmp_path / "embeddings").glob("*.pt"))
+    assert len(files) == 1 and not list((tmp_path / "embeddings").glob(".*tmp"))
+
+    calls = []
+    original = retriever.encoder.encode
+    retriever.encoder.encode = lambda texts, side, **kw: calls.append(side) or original(texts, side, **kw)  # type: ignore[method-assign]
+    second = retriever.rank(split, split.evaluable_questions, scope="paper", top_k=10)
+    assert retriever.cache_hit is True and calls == ["query"]  # passages came from the cache
+    assert second.ranked_ids == first.ranked_ids
+    # Each question's ranking is its own paper's passages, all of them.
+    for question, ranked in zip(split.evaluable_questions, first.ranked_ids):
+        assert sorted(ranked) == sorted(p.passage_id for p in split.passages(question.paper_id))
+
+    # Another passage set (fewer papers) is another cache entry, not a stale hit.
+    smaller = load_qasper("dev", tiny_raw_dir, max_papers=1, allow_hub=False)
+    retriever.rank(smaller, smaller.evaluable_questions, scope="paper", top_k=10)
+    assert retriever.cache_hit is False and len(list((tmp_path / "embeddings").glob("*.pt"))) == 2
+
+    # A corrupted cache file is refused with a message, never read.
+    files[0].write_bytes(b"not a torch file")
+    with pytest.raises(CacheMismatchError, match="not a readable UAE cache"):
+        retriever.rank(split, split.evaluable_questions, scope="paper", top_k=10)
+
+
+def test_cache_refuses_other_fingerprint(tmp_path: Path) -> None:
+    from uae.cache import save_tensors
+
+    save_tensors(tmp_path / "c.pt", "key-a", {"x": torch.ones(2)})
+    assert torch.equal(load_tensors(tmp_path / "c.pt", "key-a")["x"], torch.ones(2))
+    with pytest.raises(CacheMismatchError, match="fingerprint mismatch"):
+        load_tensors(tmp_path / "c.pt", "key-b")
+    assert load_tensors(tmp_path / "absent.pt", "key-a") is None

@@ -1,0 +1,143 @@
+"""`python -m uae.run` end to end on the tiny fixture: results.json, cache reuse, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def uae_run(tmp_path: Path, *overrides: str, run_dir: str = "run") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    args = [
+        sys.executable, "-m", "uae.run", "+experiment=qasper_minilm", "stages=[evaluate]",
+        f"hydra.run.dir={tmp_path / run_dir}", f"paths.cache_dir={tmp_path / 'cache'}",
+        "retrieval.progress=false", *overrides,
+    ]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def tiny_model(path: Path) -> list[str]:
+    return [f"model.encoder.local_path={path}", "model.encoder.model_id=tiny-bert"]
+
+
+def _independent_metrics(ranking: list[str], gold: set[str]) -> dict[str, float]:
+    hits = [pid in gold for pid in ranking]
+    precisions = [sum(hits[: i + 1]) / (i + 1) for i, h in enumerate(hits) if h]
+    first = hits.index(True) + 1 if any(hits) else None
+    dcg = sum(1 / torch.log2(torch.tensor(i + 2.0)).item() for i, h in enumerate(hits[:10]) if h)
+    idcg = sum(1 / torch.log2(torch.tensor(i + 2.0)).item() for i in range(min(len(gold), 10)))
+    return {
+        "hit@1": float(hits[0]),
+        "recall@1": sum(hits[:1]) / len(gold),
+        "recall@5": sum(hits[:5]) / len(gold),
+        "map": sum(precisions) / len(gold),
+        "mrr": 1 / first if first else 0.0,
+        "ndcg@10": dcg / idcg,
+    }
+
+
+def test_zero_shot_evaluation_end_to_end(tmp_path: Path, tiny_encoder_dir: Path, tiny_raw_dir: Path) -> None:
+    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "eval_split: dev" in done.stdout  # the resolved config is printed
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert {"experiment", "split", "retriever", "n_questions", "metrics", "latency_ms_per_query", "config"} <= set(result)
+    assert (result["experiment"], result["split"], result["retriever"]) == ("qasper_minilm", "dev", "minilm")
+    assert result["n_questions"] == 4 and result["latency_ms_per_query"] > 0
+    assert result["config"]["data"]["dir"] == str(tiny_raw_dir)
+
+    # Recompute the ranking without UAE's retriever (plain transformers + numpy) and the metrics by hand.
+    from transformers import AutoModel, AutoTokenizer
+
+    from uae.data.qasper import load_qasper
+
+    split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_encoder_dir)
+    model = AutoModel.from_pretrained(tiny_encoder_dir).eval()
+
+    def embed(text: str, max_length: int) -> torch.Tensor:
+        batch = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
+        with torch.no_grad():
+            return torch.nn.functional.normalize(model(**batch).last_hidden_state.mean(1), dim=-1)[0]
+
+    rankings = json.loads((tmp_path / "run" / "rankings.json").read_text())
+    per_question = []
+    for question in split.evaluable_questions:
+        passages = split.passages(question.paper_id)
+        q = embed(question.text, 64)
+        scores = [float(q @ embed(p.text, 256)) for p in passages]
+        expected = [passages[i].passage_id for i in sorted(range(len(passages)), key=lambda i: -scores[i])]
+        assert rankings[question.question_id] == expected
+        per_question.append(_independent_metrics(expected, set(question.gold_ids)))
+    for name, value in result["metrics"].items():
+        assert value == pytest.approx(sum(m[name] for m in per_question) / len(per_question), abs=1e-9), name
+
+    # A second evaluation of the unchanged model and split reads the passage embeddings from the cache.
+    again = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir), run_dir="run2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "passage embeddings from cache" in again.stdout + again.stderr
+    assert json.loads((tmp_path / "run2" / "results.json").read_text())["metrics"] == result["metrics"]
+
+
+def test_bm25_and_max_papers(tmp_path: Path, tiny_raw_dir: Path) -> None:
+    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "model=bm25", "data.max_papers=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert result["retriever"] == "bm25" and result["n_questions"] == 2  # q1, q2 of the first paper
+
+
+def _assert_clean_failure(done: subprocess.CompletedProcess[str], tmp_path: Path, *needles: str) -> None:
+    assert done.returncode == 2, done.stderr[-3000:]
+    message = done.stderr.split("error: ", 1)[-1]
+    for needle in needles:
+        assert needle in message, (needle, message)
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and "models" not in p.parts]
+    assert leftovers == []  # no partial cache
+
+
+def test_missing_data_file(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = uae_run(tmp_path, f"data.dir={tmp_path / 'empty'}", "model=bm25")
+    _assert_clean_failure(done, tmp_path, "qasper-dev-v0.3.json", "data.dir")
+
+
+def test_malformed_data_file(tmp_path: Path, tiny_raw_dir: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "qasper-dev-v0.3.json").write_text((tiny_raw_dir / "qasper-dev-v0.3.json").read_text()[:300])
+    done = uae_run(tmp_path, f"data.dir={bad}", "model=bm25")
+    _assert_clean_failure(done, tmp_path, str(bad / "qasper-dev-v0.3.json"), "not valid JSON")
+
+
+def test_split_not_held(tmp_path: Path, tiny_raw_dir: Path) -> None:
+    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "data.eval_split=test", "model=bm25")
+    _assert_clean_failure(done, tmp_path, "qasper-test-v0.3.json", "data.eval_split")
+
+
+def test_unknown_model_id(tmp_path: Path, tiny_raw_dir: Path) -> None:
+    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "model.encoder.model_id=nobody/no-such-model")
+    _assert_clean_failure(done, tmp_path, "nobody/no-such-model")
+
+
+def test_unreadable_model_folder(tmp_path: Path, tiny_raw_dir: Path) -> None:
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", f"model.encoder.local_path={folder}")
+    _assert_clean_failure(done, tmp_path, str(folder))
+
+
+def test_unknown_stage(tmp_path: Path, tiny_raw_dir: Path) -> None:
+    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "model=bm25", "stages=[evaluate,fly]")
+    _assert_clean_failure(done, tmp_path, "fly", "Known stages")
