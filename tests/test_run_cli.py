@@ -72,7 +72,7 @@ def test_zero_shot_evaluation_end_to_end(tmp_path: Path, tiny_encoder_dir: Path,
     per_question = []
     for question in split.evaluable_questions:
         passages = split.passages(question.paper_id)
-        q = embed(question.text, 64)
+        q = embed(question.text, 256)
         scores = [float(q @ embed(p.text, 256)) for p in passages]
         expected = [passages[i].passage_id for i in sorted(range(len(passages)), key=lambda i: -scores[i])]
         assert rankings[question.question_id] == expected

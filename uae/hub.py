@@ -323,25 +323,21 @@ def _from_hf_cache(model_id: str, hf_cache: Path) -> tuple[Path | None, str]:
 
 def _from_hub(model_id: str, hf_cache: Path) -> tuple[Path | None, str]:
     try:
-        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover
         return None, f"huggingface_hub cannot be imported ({exc})"
-    ignore = list(_HUB_IGNORE)
-    try:
-        files = HfApi().list_repo_files(model_id)
-        if any(name.endswith(".safetensors") for name in files):
-            ignore += ["*.bin", "*.pt", "*.pth"]
-    except Exception:
-        pass  # snapshot_download below reports the real problem
-    try:
-        log.info("Downloading %s from the Hugging Face hub into %s", model_id, hf_cache)
-        path = Path(snapshot_download(model_id, cache_dir=hf_cache, ignore_patterns=ignore))
-    except Exception as exc:
-        return None, f"download failed ({type(exc).__name__}: {_first_line(exc)})"
-    problem = _folder_problem(path)
-    if problem is not None:
-        return None, f"downloaded {path}, which {problem}"
-    return path, "downloaded"
+    # Safetensors only first (no duplicate .bin); a repo without them gets its .bin on a second call.
+    # No listing call ahead: huggingface_hub retries those for ~25 s when the hub does not answer.
+    log.info("Downloading %s from the Hugging Face hub into %s", model_id, hf_cache)
+    path = None
+    for ignore in (_HUB_IGNORE + ["*.bin", "*.pt", "*.pth"], _HUB_IGNORE):
+        try:
+            path = Path(snapshot_download(model_id, cache_dir=hf_cache, ignore_patterns=ignore))
+        except Exception as exc:
+            return None, f"download failed ({type(exc).__name__}: {_first_line(exc)})"
+        if _folder_problem(path) is None:
+            return path, "downloaded"
+    return None, f"downloaded {path}, which {_folder_problem(path)}" if path else "download failed"
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:

@@ -1,7 +1,8 @@
-"""Tables from run folders: ``python -m uae.report RUN_DIR [RUN_DIR ...] [--out FILE.md] [--csv FILE]``.
+"""Tables from run folders: ``python -m uae.report RUN_DIR [RUN_DIR ...] [--into FILE.md --section NAME] [--csv FILE]``.
 
 results.json is the source of truth that tables, notebooks and RESULTS.md are made from, so a table
-can always be regenerated from the runs that produced it.
+can always be regenerated from the runs that produced it. ``--into`` rewrites only the part of a
+markdown file between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``, leaving the prose around it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,11 @@ def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
             result = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise UAEError(f"{path}: no readable results.json ({exc}). Did that run finish?") from exc
+        machine = result.get("machine", {})
         rows.append(
             {
+                "date": result.get("date", ""),
+                "machine": machine.get("gpu") or f"CPU, {machine.get('cpu_count', '?')} cores",
                 "retriever": result["retriever"],
                 "split": result["split"],
                 "n_questions": result["n_questions"],
@@ -47,28 +52,39 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    made = sorted({f"{row['date'][:10]} on {row['machine']}" for row in rows})
+    return "\n".join(lines) + f"\n\nRuns made {'; '.join(made)}.\n"
+
+
+def replace_section(document: str, section: str, body: str) -> str:
+    """Swap the text between the section's markers; refuse a document that lacks them."""
+    pattern = re.compile(rf"(<!-- {re.escape(section)}:begin -->\n).*?(<!-- {re.escape(section)}:end -->)", re.S)
+    if not pattern.search(document):
+        raise UAEError(f"no '<!-- {section}:begin -->' ... '<!-- {section}:end -->' markers to write between.")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), document)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run folders holding results.json")
-    parser.add_argument("--out", type=Path, help="write the markdown table here too")
+    parser.add_argument("--into", type=Path, help="markdown file whose --section is replaced by the table")
+    parser.add_argument("--section", default="results", help="marker name of the section to replace")
     parser.add_argument("--csv", type=Path, help="write the rows as CSV here")
     args = parser.parse_args(argv)
     try:
         rows = load_results(args.runs)
-    except UAEError as exc:
+        table = markdown_table(rows)
+        print(table, end="")
+        if args.into:
+            document = replace_section(args.into.read_text(encoding="utf-8"), args.section, table)
+            with atomic_path(args.into) as tmp:
+                tmp.write_text(document, encoding="utf-8")
+    except (UAEError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    table = markdown_table(rows)
-    print(table, end="")
-    if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(table, encoding="utf-8")
     if args.csv:
         with atomic_path(args.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
     return 0
