@@ -413,7 +413,9 @@ def test_two_threads_build_once(tiny_split: dict, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(hub._BUILDERS, "split_zip", slow)
     results: list[Path] = []
     threads = [
-        threading.Thread(target=lambda: results.append(resolve_model(TINY_SPLIT, cache_dir=tiny_split["cache"])))
+        threading.Thread(
+            target=lambda: results.append(resolve_model(TINY_SPLIT, cache_dir=tiny_split["cache"]))
+        )
         for _ in range(2)
     ]
     for t in threads:
@@ -474,7 +476,9 @@ def test_gguf_is_converted_once_and_generates(smollm: dict) -> None:
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.model_max_length == 8192
     assert "<|im_start|>" in tokenizer.chat_template
     prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True, tokenize=False
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        tokenize=False,
     )
     batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():

