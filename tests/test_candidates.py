@@ -1,0 +1,63 @@
+"""Candidate sets: gold first, hard negatives per source, random fill, deduplicated, capped, seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from uae.data.candidates import build_candidate_set, build_candidates
+from uae.data.qasper import load_qasper
+from uae.data.records import Answer, Question
+from uae.errors import DataError
+
+IDS = [f"p/{i}" for i in range(10)]
+
+
+def _question(gold: tuple[str, ...], qid: str = "q") -> Question:
+    return Question(qid, "p", "why?", (Answer("because", "abstractive", (), gold),))
+
+
+def test_gold_then_hard_then_random() -> None:
+    q = _question(("p/7", "p/2"))
+    s = build_candidate_set(
+        q, IDS, size=8, seed=0,
+        hard_rankings={"bm25": ["p/7", "p/5", "p/4", "p/3"], "dense": ["p/5", "p/9", "p/1"]},
+        n_hard={"bm25": 2, "dense": 2},
+    )
+    # gold in document order; bm25 skips gold p/7 and takes p/5, p/4; dense skips p/5 (taken) -> p/9, p/1.
+    assert s.passage_ids[:6] == ("p/2", "p/7", "p/5", "p/4", "p/9", "p/1")
+    assert s.sources[:6] == ("gold", "gold", "bm25", "bm25", "dense", "dense")
+    assert len(s.passage_ids) == 8 == len(set(s.passage_ids))
+    assert s.sources[6:] == ("random", "random")
+    assert set(s.passage_ids[6:]) <= {"p/0", "p/3", "p/6", "p/8"}
+
+
+def test_seeded_per_question_and_capped() -> None:
+    q = _question(("p/1",))
+    a = build_candidate_set(q, IDS, size=5, seed=3, hard_rankings={}, n_hard={})
+    b = build_candidate_set(q, IDS, size=5, seed=3, hard_rankings={}, n_hard={})
+    c = build_candidate_set(q, IDS, size=5, seed=4, hard_rankings={}, n_hard={})
+    assert a == b and a.passage_ids != c.passage_ids
+    small = build_candidate_set(q, IDS[:3], size=8, seed=0, hard_rankings={}, n_hard={})
+    assert sorted(small.passage_ids) == IDS[:3]  # a short paper gives a short set, no duplicates
+    many_gold = build_candidate_set(_question(tuple(IDS)), IDS, size=4, seed=0, hard_rankings={}, n_hard={})
+    assert many_gold.passage_ids == tuple(IDS[:4]) and set(many_gold.sources) == {"gold"}
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(DataError, match="candidates.size=0"):
+        build_candidate_set(_question(()), IDS, size=0, seed=0, hard_rankings={}, n_hard={})
+    with pytest.raises(DataError, match="no paragraphs"):
+        build_candidate_set(_question(()), [], size=8, seed=0, hard_rankings={}, n_hard={})
+
+
+def test_on_a_split_sets_do_not_depend_on_other_questions(tiny_raw_dir: Path) -> None:
+    split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
+    questions = [q for q in split.questions if q.answerable]
+    full = build_candidates(split, questions, size=3, seed=1)
+    alone = build_candidates(split, questions[-1:], size=3, seed=1)
+    assert alone[0] == full[-1]
+    for s, q in zip(full, questions):
+        assert set(q.gold_ids) <= set(s.passage_ids)
+        assert all(pid.startswith(q.paper_id + "/") for pid in s.passage_ids)

@@ -1,0 +1,101 @@
+"""Candidate sets C(q): the passages whose utility the LLM scores and the student learns to rank.
+
+Each set holds the question's gold evidence, hard negatives (top paragraphs of the same paper by BM25
+and by the base encoder) and random paragraphs of the paper, deduplicated and capped at ``size``.
+Hard negatives make the utility targets informative (an easy random set teaches little); random ones
+keep the student calibrated on ordinary paragraphs. Everything is fixed by the seed and the question
+id, so a question's set does not change when other questions are added or removed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from uae.data.records import QasperSplit, Question
+from uae.errors import DataError
+
+SOURCES = ("gold", "bm25", "dense", "random")
+
+
+@dataclass(frozen=True)
+class CandidateSet:
+    question_id: str
+    paper_id: str
+    passage_ids: tuple[str, ...]
+    sources: tuple[str, ...]  # where each candidate came from, one of SOURCES
+
+    def __post_init__(self) -> None:
+        if len(self.passage_ids) != len(self.sources):
+            raise ValueError("passage_ids and sources must have the same length")
+
+
+def build_candidate_set(
+    question: Question,
+    paper_passage_ids: Sequence[str],
+    *,
+    size: int,
+    hard_rankings: Mapping[str, Sequence[str]],
+    n_hard: Mapping[str, int],
+    seed: int,
+) -> CandidateSet:
+    """One question's set: gold first, then each hard-negative source in turn, then random fill.
+
+    ``hard_rankings`` maps a source name (``bm25``, ``dense``) to that retriever's ranking of the
+    paper for this question; ``n_hard`` says how many of its top non-gold paragraphs to take.
+    """
+    if size < 1:
+        raise DataError(f"candidates.size={size}: a candidate set needs at least one passage.")
+    if not paper_passage_ids:
+        raise DataError(
+            f"Question {question.question_id}: its paper {question.paper_id} has no paragraphs, so it has "
+            "no candidates. Leave it out (it has no evidence either) or repair the data file."
+        )
+    chosen: dict[str, str] = {}
+    for pid in paper_passage_ids:  # gold in document order, so the set does not depend on set iteration
+        if pid in question.gold_ids and len(chosen) < size:
+            chosen[pid] = "gold"
+    for source, ranking in hard_rankings.items():
+        taken = 0
+        for pid in ranking:
+            if taken >= n_hard.get(source, 0) or len(chosen) >= size:
+                break
+            if pid not in chosen:
+                chosen[pid] = source
+                taken += 1
+    rest = [pid for pid in paper_passage_ids if pid not in chosen]
+    rng = random.Random(f"{seed}:{question.question_id}")
+    for pid in rng.sample(rest, min(len(rest), size - len(chosen))):
+        chosen[pid] = "random"
+    return CandidateSet(question.question_id, question.paper_id, tuple(chosen), tuple(chosen.values()))
+
+
+def build_candidates(
+    split: QasperSplit,
+    questions: Sequence[Question],
+    *,
+    size: int = 8,
+    hard_rankings: Mapping[str, Sequence[Sequence[str]]] | None = None,
+    n_hard: Mapping[str, int] | None = None,
+    seed: int = 0,
+) -> list[CandidateSet]:
+    """Candidate sets for ``questions``; ``hard_rankings[source][i]`` ranks question i's paper."""
+    hard_rankings = hard_rankings or {}
+    for source, rankings in hard_rankings.items():
+        if len(rankings) != len(questions):
+            raise ValueError(f"{source}: {len(rankings)} rankings for {len(questions)} questions")
+    sets = []
+    for i, question in enumerate(questions):
+        ids = [p.passage_id for p in split.passages(question.paper_id)]
+        sets.append(
+            build_candidate_set(
+                question,
+                ids,
+                size=size,
+                hard_rankings={source: rankings[i] for source, rankings in hard_rankings.items()},
+                n_hard=n_hard or {},
+                seed=seed,
+            )
+        )
+    return sets

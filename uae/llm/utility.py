@@ -1,0 +1,246 @@
+"""Utility targets: u(p) = mean over gold answers of [ll(a | p) - ll(a | none)], cached on disk.
+
+The LLM pass is the expensive part of UAE (hours on a CPU), so it is written in chunks of a fixed
+number of questions: a killed run resumes at the first missing chunk and ends with exactly the table
+an uninterrupted run makes, and ``shard=i/n`` lets n processes (GPUs, cluster jobs) each write their
+chunks (chunk k belongs to shard k mod n) into the same folder. :func:`merge_utilities` joins the
+chunks into one parquet table, stamped with the fingerprint of everything that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from uae.cache import atomic_path, fingerprint
+from uae.data.candidates import CandidateSet
+from uae.data.records import QasperSplit
+from uae.errors import CacheMismatchError, UAEError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema(
+    [
+        ("question_id", pa.string()),
+        ("paper_id", pa.string()),
+        ("passage_id", pa.string()),
+        ("position", pa.int32()),  # index of the candidate within its set
+        ("source", pa.string()),  # gold | bm25 | dense | random
+        ("is_gold", pa.bool_()),
+        ("utility", pa.float64()),  # mean_a [ll(a | p) - ll(a | none)], nats per answer token
+        ("ll_context", pa.float64()),  # mean_a ll(a | p)
+        ("ll_closed", pa.float64()),  # mean_a ll(a | none)
+        ("n_answers", pa.int32()),
+    ]
+)
+FINGERPRINT_KEY = b"uae_fingerprint"
+SPEC_KEY = b"uae_spec"
+
+
+class Scorer(Protocol):
+    def score_answers(self, items: Sequence[tuple[str | None, str, str]]) -> np.ndarray: ...
+
+    def fingerprint_spec(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        """``"i/n"`` (0-based i), or None for the whole job."""
+        if text in (None, "", "null"):
+            return cls(0, 1)
+        try:
+            i, n = (int(x) for x in str(text).split("/"))
+        except ValueError:
+            i, n = -1, 0
+        if n < 1 or not 0 <= i < n:
+            raise UAEError(f"utility.shard={text!r}: write it as i/n with 0 <= i < n, e.g. utility.shard=0/4.")
+        return cls(i, n)
+
+    def owns(self, chunk: int) -> bool:
+        return chunk % self.count == self.index
+
+
+def utility_spec(split: QasperSplit, sets: Sequence[CandidateSet], scorer_spec: Mapping[str, Any], candidate_spec: Mapping[str, Any], chunk_questions: int) -> dict[str, Any]:
+    """Everything the table's content depends on; its hash names and guards the cache."""
+    digest = hashlib.sha256()
+    for s in sets:
+        digest.update(json.dumps([s.question_id, s.passage_ids, s.sources]).encode())
+    return {
+        "split": split.name,
+        "data": split.fingerprint,
+        "scorer": dict(scorer_spec),
+        "candidates": dict(candidate_spec),
+        "candidate_sets": digest.hexdigest(),
+        "chunk_questions": chunk_questions,
+    }
+
+
+def compute_utilities(
+    split: QasperSplit,
+    sets: Sequence[CandidateSet],
+    scorer: Scorer,
+    work_dir: Path,
+    spec: Mapping[str, Any],
+    *,
+    shard: Shard = Shard(0, 1),
+    chunk_questions: int = 16,
+    progress: bool = True,
+) -> list[Path]:
+    """Score every chunk this shard owns that ``work_dir`` lacks; returns the shard's chunk files."""
+    key = fingerprint(spec)
+    _claim_work_dir(work_dir, key, spec)
+    questions = {q.question_id: q for q in split.questions}
+    for s in sets:
+        if not questions[s.question_id].gold_answers:
+            raise UAEError(f"Question {s.question_id} has no gold answer; unanswerable questions get no utility.")
+    n_chunks = math.ceil(len(sets) / chunk_questions)
+    owned = [k for k in range(n_chunks) if shard.owns(k)]
+    todo = [k for k in owned if not _valid_chunk(chunk_path(work_dir, k), key)]
+    log.info("utility: %d chunks for shard %d/%d, %d already done", len(owned), shard.index, shard.count, len(owned) - len(todo))
+    for k in tqdm(todo, desc="utility chunks", unit="chunk", disable=not progress):
+        chunk_sets = sets[k * chunk_questions : (k + 1) * chunk_questions]
+        table = score_chunk(split, chunk_sets, scorer)
+        table = table.replace_schema_metadata({FINGERPRINT_KEY: key.encode()})
+        with atomic_path(chunk_path(work_dir, k)) as tmp:
+            pq.write_table(table, tmp)
+    return [chunk_path(work_dir, k) for k in owned]
+
+
+def score_chunk(split: QasperSplit, sets: Sequence[CandidateSet], scorer: Scorer) -> pa.Table:
+    """Utilities of a few questions' candidates, with one scorer call so it can batch them all."""
+    questions = {q.question_id: q for q in split.questions}
+    items: list[tuple[str | None, str, str]] = []
+    for s in sets:
+        q = questions[s.question_id]
+        texts = {p.passage_id: p.text for p in split.passages(q.paper_id)}
+        for answer in q.gold_answers:
+            items.append((None, q.text, answer))
+            items.extend((texts[pid], q.text, answer) for pid in s.passage_ids)
+    scores = np.asarray(scorer.score_answers(items), dtype=np.float64)
+    if scores.shape != (len(items),):
+        raise UAEError(f"the scorer returned {scores.shape} scores for {len(items)} items")
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        context, question, answer = items[bad[0]]
+        raise UAEError(
+            f"The LLM gave a non-finite log-likelihood ({scores[bad[0]]}) for question {question!r}, answer "
+            f"{answer!r}: {bad.size} such items in this chunk. Check the model (dtype, weights); no chunk was written."
+        )
+    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+    offset = 0
+    for s in sets:
+        q = questions[s.question_id]
+        n_answers, width = len(q.gold_answers), 1 + len(s.passage_ids)
+        block = scores[offset : offset + n_answers * width].reshape(n_answers, width)
+        offset += n_answers * width
+        closed, context = block[:, 0], block[:, 1:]
+        utility = (context - closed[:, None]).mean(0)
+        for j, (pid, source) in enumerate(zip(s.passage_ids, s.sources)):
+            row = {
+                "question_id": q.question_id,
+                "paper_id": q.paper_id,
+                "passage_id": pid,
+                "position": j,
+                "source": source,
+                "is_gold": pid in q.gold_ids,
+                "utility": float(utility[j]),
+                "ll_context": float(context[:, j].mean()),
+                "ll_closed": float(closed.mean()),
+                "n_answers": n_answers,
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+    return pa.table(columns, schema=SCHEMA)
+
+
+def merge_utilities(work_dir: Path, n_sets: int, chunk_questions: int, dest: Path) -> pa.Table:
+    """Join every chunk into ``dest`` (one parquet file); refuses while a chunk is missing."""
+    spec, key = _read_claim(work_dir)
+    n_chunks = math.ceil(n_sets / chunk_questions)
+    missing = [k for k in range(n_chunks) if not _valid_chunk(chunk_path(work_dir, k), key)]
+    if missing:
+        raise UAEError(
+            f"{work_dir}: {len(missing)} of {n_chunks} utility chunks are missing (first: {missing[0]}). Run the "
+            "utility stage for every shard (utility.shard=i/n) before merging."
+        )
+    table = pa.concat_tables([pq.read_table(chunk_path(work_dir, k)) for k in range(n_chunks)])
+    table = table.replace_schema_metadata({FINGERPRINT_KEY: key.encode(), SPEC_KEY: json.dumps(spec).encode()})
+    with atomic_path(dest) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return table
+
+
+def load_utility_table(path: Path, spec: Mapping[str, Any], sets: Sequence[CandidateSet]) -> pa.Table:
+    """Read a merged table and refuse it unless it was made for exactly these settings and sets."""
+    if not path.is_file():
+        raise CacheMismatchError(f"{path}: no utility table. Run the utility stage (stages=[utility]) to build it.")
+    table = pq.read_table(path)
+    metadata = table.schema.metadata or {}
+    if metadata.get(FINGERPRINT_KEY, b"").decode() != fingerprint(spec):
+        made = json.loads(metadata.get(SPEC_KEY, b"{}"))
+        differs = sorted(k for k in set(made) | set(spec) if made.get(k) != spec.get(k))
+        raise CacheMismatchError(
+            f"{path} was made with other settings (differs in: {', '.join(differs) or 'unknown'}). Rebuild it with "
+            "the utility stage, or restore the settings it was made with."
+        )
+    expected = [(s.question_id, pid) for s in sets for pid in s.passage_ids]
+    got = list(zip(table["question_id"].to_pylist(), table["passage_id"].to_pylist()))
+    if got != expected:
+        raise CacheMismatchError(f"{path}: its rows do not match the candidate sets. Rebuild it with the utility stage.")
+    utility = table["utility"].to_numpy()
+    if not np.isfinite(utility).all():
+        raise CacheMismatchError(f"{path}: {int((~np.isfinite(utility)).sum())} utilities are NaN or inf. Rebuild it.")
+    return table
+
+
+def chunk_path(work_dir: Path, k: int) -> Path:
+    return work_dir / f"chunk-{k:05d}.parquet"
+
+
+def _valid_chunk(path: Path, key: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except Exception:  # a file that is not parquet was not written by us: redo the chunk
+        return False
+    return metadata.get(FINGERPRINT_KEY, b"").decode() == key
+
+
+def _claim_work_dir(work_dir: Path, key: str, spec: Mapping[str, Any]) -> None:
+    """The first writer records the spec; a later one with another spec is refused, never mixed in."""
+    claim = work_dir / "spec.json"
+    if claim.is_file():
+        _, existing = _read_claim(work_dir)
+        if existing != key:
+            raise CacheMismatchError(
+                f"{work_dir} holds utilities made with other settings. Use another paths.cache_dir, or delete "
+                "the folder to start over."
+            )
+        return
+    with atomic_path(claim) as tmp:
+        tmp.write_text(json.dumps({"fingerprint": key, "spec": spec}, indent=2, default=str))
+
+
+def _read_claim(work_dir: Path) -> tuple[dict[str, Any], str]:
+    try:
+        claim = json.loads((work_dir / "spec.json").read_text())
+        return claim["spec"], claim["fingerprint"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CacheMismatchError(f"{work_dir}: no readable spec.json ({exc}); it is not a utility work folder.") from exc
