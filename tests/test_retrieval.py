@@ -164,3 +164,16 @@ def test_cache_refuses_other_fingerprint(tmp_path: Path) -> None:
     with pytest.raises(CacheMismatchError, match="fingerprint mismatch"):
         load_tensors(tmp_path / "c.pt", "key-b")
     assert load_tensors(tmp_path / "absent.pt", "key-a") is None
+
+
+def test_passage_cache_ignores_query_settings(tiny_encoder_dir: Path, tiny_raw_dir: Path, tmp_path: Path) -> None:
+    split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
+
+    def cache_path(**kwargs) -> Path:
+        return DenseRetriever(_encoder(tiny_encoder_dir, tmp_path, **kwargs), cache_dir=tmp_path).embedding_cache(split)[0]
+
+    base = cache_path()
+    assert cache_path(query_max_length=16, query_instruction="q: ") == base
+    assert cache_path(passage_max_length=16) != base
+    assert cache_path(passage_instruction="p: ") != base
+    assert cache_path(pooling="cls") != base

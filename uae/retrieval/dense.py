@@ -51,19 +51,23 @@ class DenseRetriever(Retriever):
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "model_id": self.encoder.model_id, "path": str(self.encoder.path)}
 
+    def embedding_cache(self, split: QasperSplit) -> tuple[Path, str]:
+        """Where this encoder's embeddings of this split's passages are cached, and their fingerprint."""
+        ids_digest = hashlib.sha256("\n".join(p.passage_id for p in split_passages(split)).encode()).hexdigest()
+        key = fingerprint(
+            {"encoder": self.encoder.fingerprint_spec("passage"), "data": split.fingerprint, "passages": ids_digest}
+        )
+        return self.cache_dir / "embeddings" / f"{split.name}-{key[:20]}.pt", key
+
     def passage_embeddings(self, split: QasperSplit) -> torch.Tensor:
         """Embeddings of every passage of the split, from the cache when its fingerprint matches."""
-        passages = split_passages(split)
-        ids_digest = hashlib.sha256("\n".join(p.passage_id for p in passages).encode()).hexdigest()
-        key = fingerprint(
-            {"encoder": self.encoder.fingerprint_spec(), "data": split.fingerprint, "passages": ids_digest}
-        )
-        path = self.cache_dir / "embeddings" / f"{split.name}-{key[:20]}.pt"
+        path, key = self.embedding_cache(split)
         cached = load_tensors(path, key)
         self.cache_hit = cached is not None
         if cached is not None:
             log.info("passage embeddings from cache %s", path)
             return cached["embeddings"]
+        passages = split_passages(split)
         embeddings = self.encoder.encode(
             [p.text for p in passages], "passage", batch_size=self.batch_size, progress=self.progress
         )

@@ -118,7 +118,7 @@ class DualEncoder(nn.Module):
         self.eval()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = torch.empty(len(texts), self.dimension, dtype=torch.float32)
-        bar = tqdm(total=len(texts), desc=f"encode {side}s", unit="text", disable=not progress, leave=False)
+        bar = tqdm(total=len(texts), desc=f"encode {side} texts", unit="text", disable=not progress, leave=False)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in index], side)
@@ -132,15 +132,20 @@ class DualEncoder(nn.Module):
     def dimension(self) -> int:
         return int(self.query_encoder.config.hidden_size)
 
-    def fingerprint_spec(self) -> dict[str, object]:
-        """Everything that changes the embeddings, for cache keys (weights by content hash)."""
+    def fingerprint_spec(self, side: Side | None = None) -> dict[str, object]:
+        """Everything that changes the embeddings, for cache keys (weights by content hash).
+
+        With ``side``, only that side's settings count: changing the query instruction or query
+        length must not invalidate cached passage embeddings.
+        """
+        sides: tuple[Side, ...] = (side,) if side else ("query", "passage")
         return {
             "model_id": self.model_id,
             "weights": weights_digest(self.path),
             "pooling": self.pooling,
             "normalize": self.normalize,
-            "instructions": self.instructions,
-            "max_lengths": self.max_lengths,
+            "instructions": {s: self.instructions[s] for s in sides},
+            "max_lengths": {s: self.max_lengths[s] for s in sides},
             "shared": self.shared,
         }
 

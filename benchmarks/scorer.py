@@ -1,0 +1,163 @@
+"""Answer-scorer throughput: uae.llm.scorer.AnswerScorer against one plain forward per triple.
+
+    python benchmarks/scorer.py --n 200 [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--device cpu]
+
+Both score the same (passage, question, answer) triples from QASPER dev, built the way utility
+scoring builds them: for each answerable question (file order), its gold answers against its gold
+evidence paragraphs, random paragraphs of the same paper (up to --contexts passages in all), and the
+closed-book prompt. The plain implementation is what the definition says: one full forward of
+prompt + answer per triple, log_softmax over the whole vocabulary at every position, the answer
+tokens gathered, the mean taken. Both use the same model object, the same prompt text and tokens.
+
+Prints a table (seconds, triples/s, tokens/s, where tokens are each triple's prompt + answer tokens,
+i.e. the work a per-triple forward does), the speed ratio, and the largest difference in
+log-likelihood; exits non-zero if that difference is over --atol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def build_triples(data_dir: str, n: int, contexts: int, seed: int, tokenizer_len, max_length: int):
+    from uae.data.qasper import load_qasper
+
+    split = load_qasper("dev", data_dir)
+    rng = random.Random(seed)
+    triples: list[tuple[str | None, str, str]] = []
+    for q in split.questions:
+        if not q.answerable:
+            continue
+        passages = split.passages(q.paper_id)
+        gold = [p for p in passages if p.passage_id in q.gold_ids][:contexts]
+        others = [p for p in passages if p.passage_id not in q.gold_ids]
+        rng.shuffle(others)
+        chosen = gold + others[: max(0, contexts - len(gold))]
+        for context in [p.text for p in chosen] + [None]:
+            for answer in q.gold_answers:
+                if tokenizer_len(context, q.text, answer) > max_length:
+                    continue  # both implementations see whole prompts (no truncation to compare)
+                triples.append((context, q.text, answer))
+                if len(triples) >= n:
+                    return triples
+    return triples
+
+
+def plain_scores(scorer, triples) -> tuple[np.ndarray, int]:
+    """One full forward per triple, log_softmax over the whole vocabulary: the definition."""
+    model, tok, dev = scorer.model, scorer.tokenizer, scorer.device
+    out = np.zeros(len(triples))
+    tokens = 0
+    with torch.inference_mode():
+        for k, (context, question, answer) in enumerate(triples):
+            request = scorer.build_request(context, question, answer)
+            special = not (tok.bos_token and request.prompt.startswith(tok.bos_token))
+            prompt = tok(request.prompt, add_special_tokens=special)["input_ids"]
+            target = tok(request.target, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt + target], device=dev)
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+            p = len(prompt)
+            picked = logp[p - 1 : p - 1 + len(target)].gather(1, torch.tensor(target, device=dev)[:, None])
+            out[k] = float(picked.double().mean())
+            tokens += len(prompt) + len(target)
+    return out, tokens
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="number of (passage, question, answer) triples")
+    parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
+    parser.add_argument("--local-path", default=None)
+    parser.add_argument("--cache-dir", default=os.environ.get("UAE_CACHE_DIR", str(ROOT / ".cache")))
+    parser.add_argument("--data-dir", default=os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared/data/qasper")))
+    parser.add_argument("--contexts", type=int, default=3, help="passages per question (gold first), plus closed-book")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="float32", help="float32 keeps the comparison exact to ~1e-5")
+    parser.add_argument("--batch-size", default="auto")
+    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--atol", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each; the best is kept")
+    parser.add_argument("--skip-plain", action="store_true", help="time only the batched scorer")
+    args = parser.parse_args(argv)
+
+    from uae.llm.scorer import AnswerScorer
+
+    t0 = time.perf_counter()
+    scorer = AnswerScorer(
+        args.model, cache_dir=args.cache_dir, local_path=args.local_path, max_length=args.max_length,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype, progress=False,
+    )  # fmt: skip
+    load_s = time.perf_counter() - t0
+    tok = scorer.tokenizer
+
+    def tokenizer_len(context, question, answer):
+        r = scorer.build_request(context, question, answer)
+        return len(tok(r.prompt)["input_ids"]) + len(tok(r.target, add_special_tokens=False)["input_ids"]) + 1
+
+    triples = build_triples(args.data_dir, args.n, args.contexts, args.seed, tokenizer_len, scorer.max_length)
+    n = len(triples)
+    n_questions = len({q for _, q, _ in triples})
+    print(
+        f"model {args.model} on {scorer.device} ({str(scorer.dtype).replace('torch.', '')}), "
+        f"{torch.get_num_threads()} torch threads, loaded in {load_s:.1f} s; prefix sharing "
+        f"{'on' if scorer.share_prefixes else 'off'}"
+    )
+    print(f"{n} triples from {n_questions} QASPER dev questions ({args.contexts} passages + closed-book each)")
+
+    # Alternate the two implementations --repeat times and keep each one's fastest run: on a shared
+    # machine, wall time swings with the neighbours' load; CPU time (this process) is shown as well.
+    timings: dict[str, list[tuple[float, float]]] = {"uae AnswerScorer": [], "plain (1 forward/triple)": []}
+    for _ in range(args.repeat):
+        scorer.reset_stats()
+        w0, c0 = time.perf_counter(), time.process_time()
+        ours = scorer.score_answers(triples)
+        timings["uae AnswerScorer"].append((time.perf_counter() - w0, time.process_time() - c0))
+        if not args.skip_plain:
+            w0, c0 = time.perf_counter(), time.process_time()
+            plain, plain_tokens = plain_scores(scorer, triples)
+            timings["plain (1 forward/triple)"].append((time.perf_counter() - w0, time.process_time() - c0))
+    stats = scorer.stats
+    work_tokens = stats.prompt_tokens + stats.target_tokens
+    if not args.skip_plain:
+        assert plain_tokens == work_tokens, (plain_tokens, work_tokens)
+    best = {name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in timings.items() if runs}
+
+    print()
+    print(f"{'implementation':<26} {'wall s':>8} {'CPU s':>8} {'triples/s':>10} {'tokens/s':>10}")
+    for name, (wall, cpu) in best.items():
+        print(f"{name:<26} {wall:>8.2f} {cpu:>8.2f} {n / wall:>10.2f} {work_tokens / wall:>10.1f}")
+    print(f"(best of {args.repeat} alternating run(s); rates from wall time)")
+    print()
+    print(
+        f"tokens per triple (prompt + answer): {work_tokens / n:.1f}; the scorer ran "
+        f"{stats.encoded_tokens} tokens through the model ({stats.encoded_tokens / work_tokens:.0%} of "
+        f"{work_tokens}; {stats.padded_tokens} with padding) and the LM head on {stats.target_tokens} rows, "
+        f"in {stats.batches} batches; {stats.duplicates} duplicate triples scored once"
+    )
+    if not args.skip_plain:
+        (ow, oc), (pw, pc) = best["uae AnswerScorer"], best["plain (1 forward/triple)"]
+        print(f"speed ratio (plain / uae): {pw / ow:.2f}x wall time, {pc / oc:.2f}x CPU time")
+    if args.skip_plain:
+        return 0
+    diff = float(np.abs(ours - plain).max())
+    print(f"max |ll_uae - ll_plain| = {diff:.2e} nats/token over {n} triples (mean ll {ours.mean():.3f})")
+    if not diff <= args.atol:
+        print(f"FAIL: difference above --atol {args.atol}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
