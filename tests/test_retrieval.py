@@ -79,6 +79,9 @@ def test_index_ranks_each_paper_by_inner_product() -> None:
     assert np.allclose(scores, np.sort(queries @ vectors[4:].T, axis=1)[:, ::-1], atol=1e-5)
     _, top = index.search_corpus(queries, k=3)
     assert top[0] == [ids[i] for i in np.argsort(-(vectors @ queries[0]))[:3]]
+    # Identical passages (QASPER repeats "DISPLAYFORM0") tie exactly: document order decides.
+    dup = PassageIndex(np.repeat(vectors[:1], 5, axis=0), ids[:5], ["a"] * 4 + ["b"], use_gpu=False)
+    assert dup.search_paper(queries, "a")[1] == [ids[:4], ids[:4]]
     with pytest.raises(DataError, match="Paper c has no paragraphs"):
         index.search_paper(queries, "c")
     with pytest.raises(ValueError, match="not contiguous"):

@@ -315,17 +315,17 @@ class AnswerScorer:
         self.model.to(self.device).eval()
         self.base = _decoder(self.model)
         self.head = self.model.get_output_embeddings()
-        # transformers >= 5.x names the cache argument `cache`; earlier versions `past_key_values`
-        self._cache_arg = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
         if self.base is None or self.head is None:
             raise UAEError(
                 f"{model_id}: cannot find the base model and output head of {type(self.model).__name__}; "
                 "the scorer supports decoder-only causal LMs (Llama, Mistral, Qwen, SmolLM, GPT-2 ...)."
             )
+        # transformers >= 5.x names the cache argument `cache`; earlier versions `past_key_values`
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
         config = self.model.config
         model_limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        if int(max_length) < 8:
-            raise UAEError(f"{SETTING}.max_length={max_length}: must be at least 8 tokens.")
+        if not isinstance(max_length, int) or max_length < 8:
+            raise UAEError(f"{SETTING}.max_length={max_length!r}: must be a whole number of tokens, at least 8.")
         self.max_length = int(min(int(max_length), model_limit)) if model_limit else int(max_length)
         self.pad_id = _pad_id(self.tokenizer, config)
         self.bos_text = self.tokenizer.bos_token or None

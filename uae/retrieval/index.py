@@ -62,6 +62,7 @@ class PassageIndex:
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         # A paper has at most a few hundred paragraphs: an exact scan of its slice is the whole cost.
         scores, rows = self._flat_index(self.vectors[start:end]).search(q, end - start)
+        scores, rows = _ties_in_document_order(scores, rows)
         ids = [[self.passage_ids[start + r] for r in row if r >= 0] for row in rows]
         return scores, ids
 
@@ -70,5 +71,12 @@ class PassageIndex:
         if self._corpus_index is None:
             self._corpus_index = self._flat_index(self.vectors)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        scores, rows = self._corpus_index.search(q, min(k, len(self.passage_ids)))
+        scores, rows = _ties_in_document_order(*self._corpus_index.search(q, min(k, len(self.passage_ids))))
         return scores, [[self.passage_ids[r] for r in row if r >= 0] for row in rows]
+
+
+def _ties_in_document_order(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS leaves equal scores in arbitrary order (QASPER papers repeat paragraphs such as
+    "DISPLAYFORM0"); order them by row so rankings are deterministic and match BM25's rule."""
+    order = np.lexsort((rows, -scores), axis=1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)

@@ -21,12 +21,19 @@ log = logging.getLogger("uae.run")
 def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     split = load_split(cfg, cfg.data.eval_split)
     retriever = build(cfg.model.retriever, "model.retriever")
+    name = cfg.model.name
+    if cfg.get("rerank"):
+        from uae.retrieval.rerank import LLMReranker
+
+        scorer = build(cfg.llm.scorer, "llm.scorer")
+        retriever = LLMReranker(retriever, scorer, k=cfg.rerank.k, prompt=cfg.rerank.prompt)
+        name = f"{name}+{cfg.rerank.name}@{cfg.rerank.k}"
     result = evaluate_retriever(split, retriever, scope=cfg.retrieval.scope, top_k=cfg.retrieval.top_k)
     out_dir = Path(cfg.paths.output_dir)
     payload = {
         "experiment": cfg.experiment,
         "split": result.split,
-        "retriever": cfg.model.name,
+        "retriever": name,
         "n_questions": result.n_questions,
         "metrics": result.metrics,
         "latency_ms_per_query": result.latency_ms_per_query,
@@ -43,7 +50,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     table = "  ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     log.info(
         "%s on %s (%d questions): %s  latency=%.2f ms/query  -> %s",
-        cfg.model.name, result.split, result.n_questions, table, result.latency_ms_per_query, out_dir / "results.json",
+        name, result.split, result.n_questions, table, result.latency_ms_per_query, out_dir / "results.json",
     )
 
 
