@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def build_triples(data_dir: str, n: int, contexts: int, seed: int, tokenizer_len, max_length: int):
@@ -80,8 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     parser.add_argument("--local-path", default=None)
     parser.add_argument("--cache-dir", default=os.environ.get("UAE_CACHE_DIR", str(ROOT / ".cache")))
-    parser.add_argument("--data-dir", default=os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared/data/qasper")))
-    parser.add_argument("--contexts", type=int, default=3, help="passages per question (gold first), plus closed-book")
+    parser.add_argument(
+        "--data-dir", default=os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared/data/qasper"))
+    )
+    parser.add_argument(
+        "--contexts",
+        type=int,
+        default=8,
+        help="passages per question (gold first; candidates.size), plus closed-book",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", help="float32 keeps the comparison exact to ~1e-5")
     parser.add_argument("--batch-size", default="auto")
@@ -115,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} torch threads, loaded in {load_s:.1f} s; prefix sharing "
         f"{'on' if scorer.share_prefixes else 'off'}"
     )
-    print(f"{n} triples from {n_questions} QASPER dev questions ({args.contexts} passages + closed-book each)")
+    print(
+        f"{n} triples from {n_questions} QASPER dev questions ({args.contexts} passages + closed-book each)"
+    )
 
     # The two implementations alternate on chunks of --chunk triples (whole questions stay together),
     # so that both see the same load from the machine's neighbours; --repeat passes keep each one's
@@ -152,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     work_tokens = stats.prompt_tokens + stats.target_tokens
     if not args.skip_plain:
         assert plain_tokens == work_tokens, (plain_tokens, work_tokens)
-    best = {name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in timings.items() if runs}
+    best = {
+        name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in timings.items() if runs
+    }
 
     print()
     print(f"{'implementation':<26} {'wall s':>8} {'CPU s':>8} {'triples/s':>10} {'tokens/s':>10}")

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+import uae.llm.scorer as scorer_module
 from uae.errors import UAEError
-from uae.llm.scorer import AnswerScorer, PromptTemplate, ScoringError
+from uae.llm.scorer import AnswerScorer, PromptTemplate, ScoringError, _radix_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -81,7 +82,9 @@ def reference(scorer: AnswerScorer, context: str | None, question: str, answer: 
     tok, template = scorer.tokenizer, scorer.template
     prompt, _ = template.render(context, question, tok)
     prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    return reference_ids(scorer, prompt_ids, tok(template.target_prefix + answer, add_special_tokens=False)["input_ids"])
+    return reference_ids(
+        scorer, prompt_ids, tok(template.target_prefix + answer, add_special_tokens=False)["input_ids"]
+    )
 
 
 def reference_ids(scorer: AnswerScorer, prompt_ids: list[int], answer_ids: list[int]) -> float:
@@ -103,7 +106,9 @@ def test_batched_scores_equal_per_example_reference(scorer: AnswerScorer) -> Non
     # the work was shared: item 6 repeats item 0, items 0/1 share a prompt, so fewer tokens ran
     assert scorer.stats.duplicates == 1
     assert scorer.stats.encoded_tokens < scorer.stats.prompt_tokens + scorer.stats.target_tokens
-    assert scorer.stats.target_tokens == sum(len(scorer.tokenizer(a, add_special_tokens=False)["input_ids"]) for *_, a in ITEMS)
+    assert scorer.stats.target_tokens == sum(
+        len(scorer.tokenizer(a, add_special_tokens=False)["input_ids"]) for *_, a in ITEMS
+    )
 
 
 def test_order_restored_after_length_sorting(scorer: AnswerScorer) -> None:
@@ -129,6 +134,46 @@ def test_batch_size_one_and_no_sharing_give_the_same_numbers(
     assert one.stats.batches == len(ITEMS) - 1  # one forward per (de-duplicated) item
 
 
+def test_radix_tree_shares_runs_and_rebuilds_every_sequence() -> None:
+    seqs = [[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 9], [7], [1, 2, 3, 4]]
+    nodes, paths = _radix_tree(seqs, share=True)
+    assert sorted(n.tokens for n in nodes if n.level == 0) == [[1, 2], [7]]
+    for seq, path in zip(seqs, paths, strict=True):
+        assert [t for n in path for t in nodes[n].tokens] == seq
+        for depth, n in enumerate(path):
+            assert nodes[n].level == depth and nodes[n].start == sum(
+                len(nodes[m].tokens) for m in path[:depth]
+            )
+            assert nodes[n].parent == (path[depth - 1] if depth else -1)
+    assert paths[0] == paths[4] and len(nodes) == 6  # [1,2] [7] [3] [9] [4] [5,6]
+    # a shared run saving fewer tokens than min_saving is repeated in each branch instead
+    nodes, paths = _radix_tree([[1, 2, 3], [1, 2, 4]], share=True, min_saving=3)
+    assert [n.tokens for n in nodes] in ([[1, 2, 3], [1, 2, 4]], [[1, 2, 4], [1, 2, 3]])
+    assert all(n.level == 0 for n in nodes)
+    nodes, _ = _radix_tree(seqs, share=False)
+    assert [n.tokens for n in nodes] == seqs
+
+
+def test_pass_width_trades_padding_against_passes(
+    scorer: AnswerScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(scorer_module._PASS_COST_TOKENS, "cpu", 0)
+    assert scorer._pass_width([10, 10, 10, 2]) == 2  # two passes, no padding: 4*2 + 3*8 < 4*10
+    monkeypatch.setitem(scorer_module._PASS_COST_TOKENS, "cpu", 100)
+    assert scorer._pass_width([10, 10, 10, 2]) == 10  # one pass: padding is cheaper than a pass
+
+
+def test_rows_split_over_many_passes_give_the_same_numbers(
+    scorer: AnswerScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    want = scorer.score_answers(ITEMS)
+    monkeypatch.setitem(scorer_module._PASS_COST_TOKENS, "cpu", 0)  # no padding at all: many passes
+    scorer.reset_stats()
+    np.testing.assert_allclose(scorer.score_answers(ITEMS), want, atol=1e-5, rtol=0)
+    assert scorer.stats.padded_tokens == scorer.stats.encoded_tokens
+    assert scorer.stats.passes > 6  # nodes were continued across passes (the tree is 3-4 levels deep)
+
+
 def test_closed_book_and_context_prompts_differ(scorer: AnswerScorer) -> None:
     with_context = scorer.build_request(CAT, "What color was the cat?", "black")
     closed = scorer.build_request(None, "What color was the cat?", "black")
@@ -137,7 +182,9 @@ def test_closed_book_and_context_prompts_differ(scorer: AnswerScorer) -> None:
     assert with_context.prompt[start:end] == CAT
     assert with_context.prompt.startswith("<|im_start|>")  # rendered by the chat template
     assert with_context.prompt.endswith("<|im_start|>assistant\n")  # the answer is the assistant turn
-    got = scorer.score_answers([(CAT, "What color was the cat?", "black"), (None, "What color was the cat?", "black")])
+    got = scorer.score_answers(
+        [(CAT, "What color was the cat?", "black"), (None, "What color was the cat?", "black")]
+    )
     assert abs(got[0] - got[1]) > 1e-3
 
 
@@ -198,7 +245,9 @@ def test_score_targets_shares_the_path_and_truncates_the_given_context(scorer: A
     )
     np.testing.assert_allclose(generic, scorer.score_answers(ITEMS), atol=1e-6, rtol=0)
     # UPR style: log p(question | passage) with a plain prompt
-    upr = scorer.score_targets([f"Passage: {CAT}\nQuestion:", f"Passage: {PARIS}\nQuestion:"], [" Color?"] * 2)
+    upr = scorer.score_targets(
+        [f"Passage: {CAT}\nQuestion:", f"Passage: {PARIS}\nQuestion:"], [" Color?"] * 2
+    )
     assert upr.shape == (2,) and np.isfinite(upr).all() and upr[0] != upr[1]
     with pytest.raises(ScoringError, match="not a substring"):
         scorer.score_targets(["Passage: x"], ["y"], contexts=["zzz"])
@@ -211,7 +260,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(
     real = scorer._forward
 
     def small_only(batch, items, sums):  # type: ignore[no-untyped-def]
-        if sum(len(u.targets) for u in batch) > 2:
+        if len(batch) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(batch, items, sums)
 
@@ -248,13 +297,17 @@ def test_template_config_is_validated() -> None:
         PromptTemplate.from_config({"contxt_prompt": "x"})
 
 
-def test_fingerprint_spec_names_what_makes_the_numbers(scorer: AnswerScorer, tiny_lm_dir: Path, tmp_path: Path) -> None:
+def test_fingerprint_spec_names_what_makes_the_numbers(
+    scorer: AnswerScorer, tiny_lm_dir: Path, tmp_path: Path
+) -> None:
     spec = scorer.fingerprint_spec()
     json.dumps(spec)
     assert spec["model_id"] == "tiny-llama" and spec["max_length"] == 512  # capped by the model
     assert spec["dtype"] == "float32" and spec["template"] == PromptTemplate().spec()
     assert len(spec["weights"]) == 64 and spec["chat_template"]
-    other = make_scorer(tiny_lm_dir, tmp_path, template={"closed_book_prompt": "Q: {question}"}, max_length=256)
+    other = make_scorer(
+        tiny_lm_dir, tmp_path, template={"closed_book_prompt": "Q: {question}"}, max_length=256
+    )
     assert other.fingerprint_spec()["weights"] == spec["weights"]
     assert other.fingerprint_spec()["template"] != spec["template"]
     assert other.fingerprint_spec()["max_length"] == 256

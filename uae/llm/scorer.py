@@ -10,16 +10,23 @@ Both go through one path, :meth:`AnswerScorer.score_requests`.
 
 How it is fast, and still exact (the tests compare it with one full forward per triple):
 
-* the LM head runs only on the hidden states that predict target tokens: the base model gives hidden
-  states, the rows that predict a target token are gathered, and ``lm_head`` plus ``logsumexp`` run on
-  those rows alone (a prompt of 300 tokens and an answer of 15 costs 15 head rows, not 315 rows of a
-  50k-word vocabulary);
-* prefix sharing: the targets of one prompt (the several annotators' answers of a question) reuse that
-  prompt's key/value cache instead of re-encoding the prompt, and the tokens every prompt of a batch
-  starts with (the chat template's system turn) are encoded once per batch;
-* batches are sorted by length and padded on the right only within a batch (causal attention makes
-  right padding invisible to real tokens; position ids are explicit), under ``torch.inference_mode``;
-* the batch size is a token budget found from the device (or given), halved on out-of-memory.
+* the LM head runs only on the hidden states that predict target tokens: the base model
+  (``model.get_decoder()``) gives hidden states, the rows that predict a target token are gathered, and
+  ``lm_head`` plus ``logsumexp`` run on those rows alone (a prompt of 150 tokens and an answer of 15
+  costs 15 head rows, not 165 rows of a 49k-word vocabulary);
+* every distinct token prefix in a batch is encoded once: the batch's sequences (prompt + target) form
+  a radix tree (the system turn shared by all, a passage shared by the questions asked of it, a prompt
+  shared by the annotators' answers), encoded in passes, one forward per pass, each pass continuing
+  the rows of the previous one through the key/value cache (re-indexed by parent), with attention
+  masks that hide padding and siblings, and explicit position ids. Identical items are scored once;
+* items are ordered so that sharing sequences sit together and similar lengths batch together; rows are
+  padded on the right within a pass only, and the pass widths are chosen to trade padding against the
+  fixed cost of a pass (causal attention keeps right padding out of real tokens' view);
+* the batch size is a token budget found from the device (or a given number of items), halved on
+  out-of-memory, all under ``torch.inference_mode``.
+
+A model whose cache cannot be re-indexed (sliding-window or recurrent layers) fails a check made at load
+time on a few random tokens, and is then scored without sharing (a plain right-padded batch).
 
 Prompts longer than ``max_length`` lose tokens from the end of the context (the passage) only, never
 from the question or the target; :attr:`AnswerScorer.stats` counts those items.
@@ -59,8 +66,11 @@ _QUESTION_MARK = "\ue000UAE-QUESTION\ue000"
 _HEAD_CHUNK_ELEMENTS = 1 << 24  # logits computed per head chunk (64 MB in float32)
 _CPU_TOKEN_BUDGET = 4096
 _MAX_ROWS = 256
-_MAX_PADDING = 0.1  # a batch stops growing once more than this share of its rows' tokens would be padding
-_MIN_COMMON_PREFIX = 16  # tokens shared by every prompt of a batch worth encoding once
+# The fixed cost of one forward pass in tokens' worth of compute (on CPU, mostly streaming the weights
+# from memory: ~70 ms for SmolLM2-135M in float32 on 2 cores, the time of ~32 tokens; on a GPU, kernel
+# launches): pass widths and tree levels are chosen against it.
+_PASS_COST_TOKENS = {"cpu": 32, "cuda": 1024}
+_MIN_SHARED_TOKENS = 8  # a shared run saving fewer tokens than this is repeated rather than given a level
 
 
 class ScoringError(UAEError, ValueError):
@@ -96,7 +106,9 @@ class PromptTemplate:
     def __post_init__(self) -> None:
         where = f"{SETTING}.template"
         if self.style not in ("chat", "plain"):
-            raise UAEError(f"{where}.style={self.style!r}: use 'chat' (the tokenizer's chat template) or 'plain'.")
+            raise UAEError(
+                f"{where}.style={self.style!r}: use 'chat' (the tokenizer's chat template) or 'plain'."
+            )
         for name, text, needs_context in (
             ("context_prompt", self.context_prompt, True),
             ("closed_book_prompt", self.closed_book_prompt, False),
@@ -123,7 +135,9 @@ class PromptTemplate:
                     "passage goes there, and it is the part cut when a prompt is too long."
                 )
             if not needs_context and n_context:
-                raise UAEError(f"{where}.{name}={text!r} is the closed-book prompt: remove {{context}} from it.")
+                raise UAEError(
+                    f"{where}.{name}={text!r} is the closed-book prompt: remove {{context}} from it."
+                )
 
     @classmethod
     def from_config(cls, config: PromptTemplate | Mapping[str, Any] | None) -> PromptTemplate:
@@ -137,16 +151,16 @@ class PromptTemplate:
                 from omegaconf import OmegaConf
 
                 config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - not a DictConfig either: reported just below
+                log.debug("template config %r is not an OmegaConf node: %s", config, exc)
         if not isinstance(config, Mapping):
-            raise UAEError(f"{SETTING}.template must be a mapping of template fields, got {type(config).__name__}.")
+            raise UAEError(
+                f"{SETTING}.template must be a mapping of template fields, got {type(config).__name__}."
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - names)
         if unknown:
-            raise UAEError(
-                f"{SETTING}.template has unknown key(s) {unknown}; the keys are {sorted(names)}."
-            )
+            raise UAEError(f"{SETTING}.template has unknown key(s) {unknown}; the keys are {sorted(names)}.")
         return cls(**{str(k): v for k, v in config.items()})
 
     def spec(self) -> dict[str, Any]:
@@ -184,7 +198,9 @@ class PromptTemplate:
             )
         return text
 
-    def render(self, context: str | None, question: str, tokenizer: Any = None) -> tuple[str, tuple[int, int] | None]:
+    def render(
+        self, context: str | None, question: str, tokenizer: Any = None
+    ) -> tuple[str, tuple[int, int] | None]:
         """The prompt text and the character span of the context in it (``None`` when closed-book)."""
         return _fill(self.skeleton(tokenizer, with_context=context is not None), context, question)
 
@@ -236,6 +252,7 @@ class ScorerStats:
     truncated: int = 0  # items whose context lost tokens to max_length
     truncated_tokens: int = 0  # context tokens dropped, in all
     batches: int = 0
+    passes: int = 0  # forward passes (a batch takes one per level of its radix tree, or more)
     oom_retries: int = 0
 
 
@@ -243,21 +260,28 @@ class ScorerStats:
 class _Item:
     prompt: list[int]
     target: list[int]
+    head: int = 0  # prompt tokens up to the end of the context (the whole prompt when there is none)
+
+    @property
+    def seq(self) -> list[int]:
+        return self.prompt + self.target
 
 
 @dataclass
-class _Unit:
-    """One prompt and the targets (item indices) scored after it in one batch; ``targets[0]`` is the longest."""
+class _Node:
+    """A run of tokens in the radix tree of a batch: encoded once for every sequence that passes through."""
 
-    prompt: list[int]
-    targets: list[int]
-    length: int = 0  # prompt + first target
+    tokens: list[int]
+    start: int  # position of the first token in its sequences
+    parent: int  # index of the parent node, -1 for a root
+    level: int  # number of ancestors: the forward pass that encodes it
+    row: int = -1  # its row in that pass
 
 
 @dataclass
 class _Limits:
-    tokens: int | None  # padded stage-B tokens per batch (None: no limit)
-    rows: int  # sequences (prompts + extra targets) per batch
+    tokens: int | None  # unique tokens per batch (None: no limit)
+    rows: int  # items per batch
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,7 +324,11 @@ class AnswerScorer:
         self._fixed_batch = _parse_batch_size(batch_size)
         self.batch_size = batch_size
         self.path = resolve_model(
-            model_id, local_path=local_path, cache_dir=cache_dir, offline=offline, setting=f"{SETTING}.local_path"
+            model_id,
+            local_path=local_path,
+            cache_dir=cache_dir,
+            offline=offline,
+            setting=f"{SETTING}.local_path",
         )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
@@ -321,11 +349,15 @@ class AnswerScorer:
                 "the scorer supports decoder-only causal LMs (Llama, Mistral, Qwen, SmolLM, GPT-2 ...)."
             )
         # transformers >= 5.x names the cache argument `cache`; earlier versions `past_key_values`
-        self._cache_arg = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
+        self._cache_arg = (
+            "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
+        )
         config = self.model.config
         model_limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         if not isinstance(max_length, int) or max_length < 8:
-            raise UAEError(f"{SETTING}.max_length={max_length!r}: must be a whole number of tokens, at least 8.")
+            raise UAEError(
+                f"{SETTING}.max_length={max_length!r}: must be a whole number of tokens, at least 8."
+            )
         self.max_length = int(min(int(max_length), model_limit)) if model_limit else int(max_length)
         self.pad_id = _pad_id(self.tokenizer, config)
         self.bos_text = self.tokenizer.bos_token or None
@@ -374,7 +406,9 @@ class AnswerScorer:
             if context is not None:
                 start = prompt.rfind(context)
                 if start < 0:
-                    raise ScoringError(f"score_targets item {i}: its context is not a substring of its prompt.")
+                    raise ScoringError(
+                        f"score_targets item {i}: its context is not a substring of its prompt."
+                    )
                 span = (start, start + len(context))
             requests.append(ScoreRequest(prompt, target, span))
         return self.score_requests(requests)
@@ -387,7 +421,9 @@ class AnswerScorer:
         key = (template, context is not None)
         skeleton = self._skeletons.get(key)
         if skeleton is None:
-            skeleton = self._skeletons[key] = template.skeleton(self.tokenizer, with_context=context is not None)
+            skeleton = self._skeletons[key] = template.skeleton(
+                self.tokenizer, with_context=context is not None
+            )
         prompt, span = _fill(skeleton, context, question)
         return ScoreRequest(prompt, template.target_prefix + answer if answer.strip() else answer, span)
 
@@ -412,8 +448,10 @@ class AnswerScorer:
             i = int(bad[0])
             what = _labels(i) if _labels else f"target {_short(requests[i].target)!r}"
             raise ScoringError(
-                f"Scoring produced {out[i]} for item {i} ({what}){f' and {bad.size - 1} more' if bad.size > 1 else ''}. "
-                f"The model's outputs overflowed; run {SETTING}.dtype=float32, or check the model at {self.path}."
+                f"Scoring produced {out[i]} for item {i} ({what})"
+                + (f" and {bad.size - 1} more" if bad.size > 1 else "")
+                + f". The model's outputs overflowed; run {SETTING}.dtype=float32, or check the model at "
+                f"{self.path}."
             )
         self.stats.items += n
         self.stats.target_tokens += int(lengths.sum())
@@ -433,7 +471,9 @@ class AnswerScorer:
             "model_id": self.model_id,
             "weights": self.weights_digest(),
             "template": self.template.spec(),
-            "chat_template": _sha(chat)[:16] if (self.template.style == "chat" and isinstance(chat, str)) else None,
+            "chat_template": _sha(chat)[:16]
+            if (self.template.style == "chat" and isinstance(chat, str))
+            else None,
             "max_length": self.max_length,
             "dtype": str(self.dtype).replace("torch.", ""),
         }
@@ -470,7 +510,7 @@ class AnswerScorer:
         # The prompt gets the tokenizer's special tokens (a BOS) unless its text already starts with them.
         special = [not (self.bos_text and p.startswith(self.bos_text)) for p in prompts]
         fast = bool(getattr(tok, "is_fast", False))
-        encoded: list[tuple[list[int], list[tuple[int, int]] | None]] = [None] * len(requests)  # type: ignore[list-item]
+        encoded: list[Any] = [None] * len(requests)  # (ids, offsets or None) per request
         for flag in (True, False):
             idx = [i for i in range(len(requests)) if special[i] == flag]
             if not idx:
@@ -488,11 +528,18 @@ class AnswerScorer:
             ids, offsets = encoded[i]
             target = list(targets[i])
             if not target:
-                raise ScoringError(f"Item {i}: the target {r.target!r} tokenises to no tokens; nothing to score.")
+                raise ScoringError(
+                    f"Item {i}: the target {r.target!r} tokenises to no tokens; nothing to score."
+                )
+            head = len(ids)
+            if r.context_span is not None and offsets is not None:
+                cs, ce = r.context_span
+                inside = [k for k, (s, e) in enumerate(offsets) if e > s and s < ce and e > cs]
+                head = inside[-1] + 1 if inside else head
             excess = len(ids) + len(target) - self.max_length
             if excess > 0:
-                ids = self._truncate(i, r, ids, offsets, target, excess, special[i], labels)
-            items.append(_Item(ids, target))
+                ids, head = self._truncate(i, r, ids, offsets, target, excess, special[i], labels)
+            items.append(_Item(ids, target, head))
         return items
 
     def _truncate(
@@ -505,8 +552,9 @@ class AnswerScorer:
         excess: int,
         special: bool,
         labels: Any,
-    ) -> list[int]:
-        """Drop ``excess`` tokens from the end of the context span of the prompt."""
+    ) -> tuple[list[int], int]:
+        """Drop ``excess`` tokens from the end of the context span of the prompt; the new ids and the
+        number of tokens up to the end of what is left of the context."""
         if r.context_span is not None:
             cs, ce = r.context_span
             if offsets is not None:
@@ -524,36 +572,34 @@ class AnswerScorer:
                 self.stats.truncated += 1
                 self.stats.truncated_tokens += excess
                 self.last_truncated.append(i)
-                return ids[: first + count - excess] + ids[first + count :]
+                return ids[: first + count - excess] + ids[first + count :], first + count - excess
         what = labels(i) if labels else f"target {_short(r.target)!r}"
         rest = len(ids) - (0 if r.context_span is None else count)
+        limit = getattr(self.model.config, "max_position_embeddings", "?")
         raise ScoringError(
             f"Item {i} ({what}) does not fit {SETTING}.max_length={self.max_length} even without its "
             f"context: the prompt without context is {rest} tokens and the target {len(target)}. Raise "
-            f"{SETTING}.max_length (the model allows {getattr(self.model.config, 'max_position_embeddings', '?')}) "
+            f"{SETTING}.max_length (the model allows {limit}) "
             "or shorten the question/answer."
         )
 
     # ---------------------------------------------------------------------------------------------
     # batching
 
-    def _units(self, items: list[_Item], max_targets: int) -> list[_Unit]:
-        """Group items by identical prompt tokens (when sharing) into units of at most ``max_targets``."""
-        groups: dict[tuple[int, ...], list[int]] = {}
-        units: list[_Unit] = []
-        for i, it in enumerate(items):
-            if self.share_prefixes:
-                groups.setdefault(tuple(it.prompt), []).append(i)
-            else:
-                units.append(_Unit(it.prompt, [i]))
-        for prompt, members in groups.items():
-            members.sort(key=lambda i: -len(items[i].target))
-            for k in range(0, len(members), max_targets):
-                units.append(_Unit(list(prompt), members[k : k + max_targets]))
-        for u in units:
-            u.length = len(u.prompt) + len(items[u.targets[0]].target)
-        units.sort(key=lambda u: -u.length)
-        return units
+    def _order(self, items: list[_Item]) -> list[int]:
+        """Processing order: longest first; with sharing, items with the same context (and then the same
+        prompt) next to each other, so that a batch holds whole groups that share their prefixes."""
+        if not self.share_prefixes:
+            return sorted(range(len(items)), key=lambda i: -len(items[i].prompt) - len(items[i].target))
+        return sorted(
+            range(len(items)),
+            key=lambda i: (
+                -items[i].head,
+                items[i].prompt[: items[i].head],
+                items[i].prompt,
+                -len(items[i].target),
+            ),
+        )
 
     def _limits(self) -> _Limits:
         if self._fixed_batch is not None:
@@ -565,36 +611,39 @@ class AnswerScorer:
             inter = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
             per_token = (3 * inter + 8 * hidden) * torch.finfo(self.dtype).bits // 8 * 2
             budget = int(0.4 * free / max(per_token, 1))
-            tokens = max(self.max_length, min(budget, 1 << 17))
-            return _Limits(tokens=tokens, rows=_MAX_ROWS * 4)
+            return _Limits(tokens=max(self.max_length, min(budget, 1 << 17)), rows=_MAX_ROWS * 4)
         return _Limits(tokens=max(self.max_length, _CPU_TOKEN_BUDGET), rows=_MAX_ROWS)
+
+    def _next_batch(self, pending: list[int], items: list[_Item], limits: _Limits) -> list[int]:
+        """Take items off the end of ``pending`` (a stack in processing order) while they fit the limits.
+
+        A batch's cost is the tokens it adds to the radix tree: a sequence's tokens beyond its common
+        prefix with the previous one (the order puts sharing sequences next to each other).
+        """
+        batch = [pending.pop()]
+        previous = items[batch[0]].seq
+        cost = len(previous)
+        while pending and len(batch) < limits.rows:
+            seq = items[pending[-1]].seq
+            add = len(seq) - _common_prefix([previous, seq])
+            if limits.tokens is not None and cost + add > limits.tokens:
+                break
+            batch.append(pending.pop())
+            cost += add
+            previous = seq
+        return batch
 
     def _run(self, items: list[_Item], sums: np.ndarray) -> None:
         from tqdm.auto import tqdm
 
         limits = self._limits()
-        pending = self._units(items, limits.rows)
-        pending.reverse()  # a stack: pop() takes the longest first
+        pending = self._order(items)
+        pending.reverse()  # a stack: pop() takes the next item in processing order
         bar = tqdm(total=len(items), unit="item", desc="LLM scoring", disable=not self.progress, leave=False)
         try:
             with torch.inference_mode():
                 while pending:
-                    batch = [pending.pop()]
-                    rows = len(batch[0].targets)
-                    width = real = batch[0].length
-                    while pending:
-                        nxt = pending[-1]
-                        if rows + len(nxt.targets) > limits.rows:
-                            break
-                        if limits.tokens is not None and (len(batch) + 1) * width > limits.tokens:
-                            break
-                        if limits.tokens is not None and (rows + len(nxt.targets)) * width > 2 * limits.tokens:
-                            break  # stage-C cache copies
-                        if (len(batch) + 1) * width - (real + nxt.length) > _MAX_PADDING * (len(batch) + 1) * width:
-                            break  # would be mostly padding: start a batch of shorter rows
-                        batch.append(pending.pop())
-                        rows += len(nxt.targets)
-                        real += nxt.length
+                    batch = self._next_batch(pending, items, limits)
                     try:
                         self._forward(batch, items, sums)
                     except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -603,139 +652,142 @@ class AnswerScorer:
                         self._on_oom(exc, batch, pending, limits, items)
                         continue
                     self.stats.batches += 1
-                    bar.update(rows)
+                    bar.update(len(batch))
         finally:
             bar.close()
 
     def _on_oom(
-        self, exc: BaseException, batch: list[_Unit], pending: list[_Unit], limits: _Limits, items: list[_Item]
+        self, exc: BaseException, batch: list[int], pending: list[int], limits: _Limits, items: list[_Item]
     ) -> None:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         self.stats.oom_retries += 1
-        if len(batch) == 1 and len(batch[0].targets) == 1:
+        if len(batch) == 1:
             raise UAEError(
-                f"Out of memory scoring a single item of {batch[0].length} tokens on {self.device} "
+                f"Out of memory scoring a single item of {len(items[batch[0]].seq)} tokens on {self.device} "
                 f"({type(exc).__name__}). Lower {SETTING}.max_length, use {SETTING}.dtype=bfloat16 on a "
                 "GPU, or free memory on the device."
             ) from exc
-        if len(batch) == 1:  # one prompt with many targets: split them
-            unit = batch[0]
-            half = len(unit.targets) // 2
-            batch = [_Unit(unit.prompt, unit.targets[:half]), _Unit(unit.prompt, unit.targets[half:])]
-            for u in batch:
-                u.length = len(u.prompt) + len(items[u.targets[0]].target)
         if limits.tokens is not None:
             limits.tokens = max(1, limits.tokens // 2)
-        limits.rows = max(1, min(limits.rows, sum(len(u.targets) for u in batch)) // 2)
+        limits.rows = max(1, min(limits.rows, len(batch)) // 2)
         log.warning("Out of memory on %s; retrying with smaller batches (%s)", self.device, limits)
-        for unit in reversed(batch):
-            pending.append(unit)
+        pending.extend(reversed(batch))
 
     # ---------------------------------------------------------------------------------------------
     # the model
 
-    def _forward(self, batch: list[_Unit], items: list[_Item], sums: np.ndarray) -> None:
-        """Score every target of the batch's units, adding per-item log-probability sums into ``sums``.
+    def _forward(self, batch: list[int], items: list[_Item], sums: np.ndarray) -> None:
+        """Score every item of ``batch``, adding its sum of target-token log-probabilities into ``sums``.
 
-        Stage A encodes the token prefix common to every prompt once; stage B the rest of each prompt
-        followed by its first target (right-padded); stage C the unit's other targets, attending to the
-        stage-B cache of their prompt only (the first target's tokens and padding masked out).
+        The batch's sequences (prompt + target) form a radix tree: a run of tokens that several
+        sequences share is one node, encoded once. The tree is encoded in passes, one forward each,
+        right-padded: a pass's row continues a row of the previous pass (the key/value cache is
+        re-indexed to follow), attends to its ancestors' tokens and its own, never to padding, and its
+        position ids continue its sequence's. A pass encodes up to ``width`` tokens of each row (the
+        width that wastes least on padding); what is left of a longer node goes on in the next pass,
+        and a finished node's children start there. Without sharing: one pass, a plain right-padded
+        batch. Then the LM head runs on the hidden states that predict target tokens only.
         """
         dev = self.device
-        for u in batch:  # stage B row = prompt + first (longest) target; fix lengths after OOM splits
-            u.targets.sort(key=lambda i: -len(items[i].target))
-            u.length = len(u.prompt) + len(items[u.targets[0]].target)
-        extra = [(b, i) for b, u in enumerate(batch) for i in u.targets[1:]]
-        common = 0
-        if self.share_prefixes and len(batch) > 1:
-            common = _common_prefix([u.prompt for u in batch])
-            common = min(common, min(len(u.prompt) for u in batch) - 1)
-            if common < _MIN_COMMON_PREFIX:  # not worth a cache copy
-                common = 0
-        use_cache = common > 0 or bool(extra)
-        cache = None
-        if common > 0:
-            ids = torch.tensor([batch[0].prompt[:common]], dtype=torch.long, device=dev)
-            cache = _out_cache(self.base(input_ids=ids, use_cache=True))
-            cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long, device=dev))
-            self.stats.encoded_tokens += common
+        seqs = [items[i].seq for i in batch]
+        nodes, paths = _radix_tree(seqs, share=self.share_prefixes, min_saving=_MIN_SHARED_TOKENS)
+        children: list[list[int]] = [[] for _ in nodes]
+        for n, node in enumerate(nodes):
+            if node.parent >= 0:
+                children[node.parent].append(n)
+        # per node: (token index in the node, the target token it predicts, item) for each target token
+        wanted: list[list[tuple[int, int, int]]] = [[] for _ in nodes]
+        for b, i in enumerate(batch):
+            path, k = paths[b], 0
+            for pos in range(len(items[i].prompt) - 1, len(seqs[b]) - 1):
+                while pos >= nodes[path[k]].start + len(nodes[path[k]].tokens):
+                    k += 1
+                wanted[path[k]].append((pos - nodes[path[k]].start, seqs[b][pos + 1], i))
 
-        # stage B
-        rows_b = [u.prompt[common:] + items[u.targets[0]].target for u in batch]
-        width_b = max(len(r) for r in rows_b)
-        ids_b = torch.full((len(batch), width_b), self.pad_id, dtype=torch.long)
-        for b, r in enumerate(rows_b):
-            ids_b[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-        pos_b = torch.arange(common, common + width_b, dtype=torch.long).expand(len(batch), -1)
-        out = self.base(
-            input_ids=ids_b.to(dev), position_ids=pos_b.to(dev), use_cache=use_cache, **{self._cache_arg: cache}
-        )
-        hidden_b = out.last_hidden_state  # (B, width_b, H)
-        cache = _out_cache(out) if use_cache else None
-        self.stats.encoded_tokens += sum(len(r) for r in rows_b)
-        self.stats.padded_tokens += common + len(rows_b) * width_b
-
-        flat_rows: list[torch.Tensor] = []
+        gathered: list[torch.Tensor] = []
         tok_ids: list[int] = []
         owners: list[int] = []
-        sel_b: list[int] = []
-        for b, u in enumerate(batch):
-            p = len(u.prompt) - common
-            i0 = u.targets[0]
-            t0 = items[i0].target
-            sel_b.extend(b * width_b + p - 1 + k for k in range(len(t0)))
-            tok_ids.extend(t0)
-            owners.extend([i0] * len(t0))
-        flat_rows.append(hidden_b.reshape(-1, hidden_b.shape[-1])[torch.tensor(sel_b, device=dev)])
+        cache = None
+        mask: torch.Tensor | None = None
+        frontier = [
+            (n, 0, -1) for n, node in enumerate(nodes) if node.parent < 0
+        ]  # (node, offset, parent row)
+        while frontier:
+            width = self._pass_width([len(nodes[n].tokens) - o for n, o, _ in frontier])
+            ids = torch.full((len(frontier), width), self.pad_id, dtype=torch.long)
+            pos = torch.empty((len(frontier), width), dtype=torch.long)
+            own = torch.zeros((len(frontier), width), dtype=torch.long)
+            select: list[int] = []
+            following: list[tuple[int, int, int]] = []
+            for r, (n, o, _) in enumerate(frontier):
+                node = nodes[n]
+                k = min(width, len(node.tokens) - o)
+                ids[r, :k] = torch.tensor(node.tokens[o : o + k], dtype=torch.long)
+                pos[r] = torch.arange(node.start + o, node.start + o + width)
+                own[r, :k] = 1
+                for j, token, owner in wanted[n]:
+                    if o <= j < o + k:
+                        select.append(r * width + j - o)
+                        tok_ids.append(token)
+                        owners.append(owner)
+                if o + k < len(node.tokens):
+                    following.append((n, o + k, r))
+                else:
+                    following.extend((c, 0, r) for c in children[n])
+            kwargs: dict[str, Any] = {}
+            if cache is not None:
+                parents = torch.tensor([p for _, _, p in frontier], dtype=torch.long)
+                if len(parents) != len(mask) or not torch.equal(parents, torch.arange(len(mask))):
+                    cache.reorder_cache(parents.to(dev))  # rows follow their parents (copies the cache)
+                    mask = mask[parents]
+                mask = torch.cat([mask, own], dim=1)
+                kwargs["attention_mask"] = mask.to(dev)
+            else:  # the first pass: causal attention alone keeps right padding out of real tokens' view
+                mask = own
+            out = self.base(
+                input_ids=ids.to(dev),
+                position_ids=pos.to(dev),
+                use_cache=bool(following) or cache is not None,
+                **kwargs,
+                **{self._cache_arg: cache},
+            )
+            cache = _out_cache(out) if following else None
+            if select:
+                hidden = out.last_hidden_state
+                gathered.append(hidden.reshape(-1, hidden.shape[-1])[torch.tensor(select, device=dev)])
+            self.stats.encoded_tokens += int(own.sum())
+            self.stats.padded_tokens += own.numel()
+            self.stats.passes += 1
+            del out
+            frontier = following
 
-        # stage C
-        if extra:
-            last_b = hidden_b[
-                torch.tensor([b for b, _ in extra], device=dev),
-                torch.tensor([len(batch[b].prompt) - common - 1 for b, _ in extra], device=dev),
-            ]  # (E, H): predicts each extra target's first token
-            flat_rows.append(last_b)
-            for _, i in extra:
-                tok_ids.append(items[i].target[0])
-                owners.append(i)
-            cont = [(b, i) for b, i in extra if len(items[i].target) > 1]
-            if cont:
-                past = common + width_b
-                width_c = max(len(items[i].target) - 1 for _, i in cont)
-                ids_c = torch.full((len(cont), width_c), self.pad_id, dtype=torch.long)
-                pos_c = torch.zeros((len(cont), width_c), dtype=torch.long)
-                mask_c = torch.zeros((len(cont), past + width_c), dtype=torch.long)
-                for r, (b, i) in enumerate(cont):
-                    t = items[i].target[:-1]
-                    p = len(batch[b].prompt)  # full prompt length, prefix included
-                    ids_c[r, : len(t)] = torch.tensor(t, dtype=torch.long)
-                    pos_c[r] = torch.arange(p, p + width_c)
-                    mask_c[r, :p] = 1
-                    mask_c[r, past : past + len(t)] = 1
-                cache.reorder_cache(torch.tensor([b for b, _ in cont], dtype=torch.long, device=dev))
-                out_c = self.base(
-                    input_ids=ids_c.to(dev),
-                    position_ids=pos_c.to(dev),
-                    attention_mask=mask_c.to(dev),
-                    use_cache=True,
-                    **{self._cache_arg: cache},
-                )
-                hidden_c = out_c.last_hidden_state
-                sel_c: list[int] = []
-                for r, (_, i) in enumerate(cont):
-                    t = items[i].target
-                    sel_c.extend(r * width_c + k for k in range(len(t) - 1))
-                    tok_ids.extend(t[1:])
-                    owners.extend([i] * (len(t) - 1))
-                flat_rows.append(hidden_c.reshape(-1, hidden_c.shape[-1])[torch.tensor(sel_c, device=dev)])
-                self.stats.encoded_tokens += sum(len(items[i].target) - 1 for _, i in cont)
-                self.stats.padded_tokens += len(cont) * width_c
-        del cache, out
-
-        rows = torch.cat(flat_rows) if len(flat_rows) > 1 else flat_rows[0]
+        rows = torch.cat(gathered) if len(gathered) > 1 else gathered[0]
         logp = self._target_logprobs(rows, torch.tensor(tok_ids, dtype=torch.long, device=dev))
         np.add.at(sums, np.asarray(owners, dtype=np.int64), logp.double().cpu().numpy())
+
+    def _pass_width(self, remaining: list[int]) -> int:
+        """Tokens per row for the next pass.
+
+        Rows longer than the width go on in the next pass, so a set of rows is covered by a staircase
+        of passes; this finds the staircase of least cost (tokens computed, padding included, plus a
+        fixed cost per pass, by dynamic programming over the rows' lengths) and returns its first step.
+        Without sharing: one pass as wide as the longest row.
+        """
+        if not self.share_prefixes or len(remaining) == 1:
+            return max(remaining)
+        overhead = _PASS_COST_TOKENS["cuda" if self.device.type == "cuda" else "cpu"]
+        lengths = np.sort(np.asarray(remaining))
+        steps = np.unique(lengths)  # a staircase steps at some of these
+        bounds = np.concatenate([[0], steps])
+        alive = len(lengths) - np.searchsorted(lengths, bounds, side="right")  # rows longer than each bound
+        best = np.zeros(len(bounds))  # least cost from each bound to the longest row
+        first = np.zeros(len(bounds), dtype=np.int64)
+        for a in range(len(bounds) - 2, -1, -1):
+            cost = alive[a] * (bounds[a + 1 :] - bounds[a]) + overhead + best[a + 1 :]
+            k = int(np.argmin(cost))
+            best[a], first[a] = cost[k], a + 1 + k
+        return int(bounds[first[0]])
 
     def _target_logprobs(self, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target | row) for hidden-state rows: the LM head on these rows only, in chunks."""
@@ -772,11 +824,12 @@ class AnswerScorer:
         vocab = int(self.head.weight.shape[0])
         rng = np.random.default_rng(0)
         low = min(10, vocab - 1)
-        draw = lambda n: [int(x) for x in rng.integers(low, vocab, size=n)]  # noqa: E731
-        shared = draw(_MIN_COMMON_PREFIX)
-        prompts = [shared + draw(2), shared + draw(3)]
-        items = [_Item(prompts[0], draw(3)), _Item(prompts[1], draw(2)), _Item(prompts[0], draw(1)),
-                 _Item(prompts[0], draw(2))]  # fmt: skip
+        draw = lambda n: [int(x) for x in rng.integers(low, vocab, size=n)]
+        shared = draw(2 * _MIN_SHARED_TOKENS)
+        prompts = [shared + draw(2), shared + draw(3), draw(4)]
+        answer = draw(3)
+        items = [_Item(prompts[0], answer), _Item(prompts[1], draw(2)), _Item(prompts[0], answer[:1]),
+                 _Item(prompts[0], answer[:1] + draw(2)), _Item(prompts[2], draw(2))]  # fmt: skip
         with torch.inference_mode():
             expected = np.array([self._reference(it) for it in items])
         tolerance = 1e-3 if self.dtype == torch.float32 else 0.1
@@ -788,8 +841,7 @@ class AnswerScorer:
             try:
                 sums = np.zeros(len(items))
                 with torch.inference_mode():
-                    units = self._units(items, len(items))
-                    self._forward(units, items, sums)
+                    self._forward(self._order(items), items, sums)
                 return sums / lengths
             finally:
                 self.share_prefixes, self.stats = keep_share, keep_stats
@@ -838,7 +890,9 @@ def _parse_device(device: str | torch.device) -> torch.device:
     try:
         parsed = torch.device(text)
     except RuntimeError as exc:
-        raise UAEError(f"{SETTING}.device={device!r} is not a device; use auto, cpu, cuda or cuda:N.") from exc
+        raise UAEError(
+            f"{SETTING}.device={device!r} is not a device; use auto, cpu, cuda or cuda:N."
+        ) from exc
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise UAEError(f"{SETTING}.device={device!r} but CUDA is not available here; use device=auto or cpu.")
     return parsed
@@ -872,7 +926,9 @@ def _parse_batch_size(batch_size: int | str) -> int | None:
     except (TypeError, ValueError):
         value = 0
     if value < 1 or (isinstance(batch_size, float) and batch_size != value):
-        raise UAEError(f"{SETTING}.batch_size={batch_size!r}: use a positive number of items per batch, or auto.")
+        raise UAEError(
+            f"{SETTING}.batch_size={batch_size!r}: use a positive number of items per batch, or auto."
+        )
     return value
 
 
@@ -898,6 +954,56 @@ def _pad_id(tokenizer: Any, config: Any) -> int:
         if isinstance(value, (list, tuple)) and value:
             return int(value[0])
     return 0  # padding is never attended by real tokens, so any id does
+
+
+def _radix_tree(
+    seqs: Sequence[list[int]], *, share: bool, min_saving: int = 0
+) -> tuple[list[_Node], list[list[int]]]:
+    """The radix tree of ``seqs``: a node per run of tokens shared by the same sequences, split where
+    they branch; and each sequence's path of node indices, root first. Nodes come level by level.
+
+    A branch point that would save fewer than ``min_saving`` tokens (run length x (branches - 1)) is
+    not worth a level of its own: its run is repeated in each branch instead. ``share=False``: one
+    root node per sequence.
+    """
+    if not share:
+        return [_Node(list(s), 0, -1, 0) for s in seqs], [[b] for b in range(len(seqs))]
+    nodes: list[_Node] = []
+    paths: list[list[int]] = [[] for _ in seqs]
+
+    def by_token(members: list[int], at: int) -> list[list[int]]:
+        groups: dict[int, list[int]] = {}
+        for b in members:
+            groups.setdefault(seqs[b][at], []).append(b)
+        return list(groups.values())
+
+    frontier: list[tuple[list[int], int, int]] = [(list(range(len(seqs))), 0, -1)]  # (members, start, parent)
+    level = 0
+    while frontier:
+        following: list[tuple[list[int], int, int]] = []
+        for members, start, parent in frontier:
+            work = by_token(members, start)
+            while work:
+                group = work.pop()
+                first = seqs[group[0]]
+                end = min(len(seqs[b]) for b in group)
+                for b in group[1:]:
+                    end = start + _common_prefix([first[start:end], seqs[b][start:end]])
+                rest = [b for b in group if len(seqs[b]) > end]
+                branches = by_token(rest, end)
+                if len(branches) > 1 and (end - start) * (len(branches) - 1) < min_saving:
+                    branches[0] += [b for b in group if len(seqs[b]) == end]
+                    work.extend(branches)  # each branch repeats tokens start..end in its own node
+                    continue
+                node = len(nodes)
+                nodes.append(_Node(first[start:end], start, parent, level))
+                for b in group:
+                    paths[b].append(node)
+                if rest:
+                    following.append((rest, end, node))
+        frontier = following
+        level += 1
+    return nodes, paths
 
 
 def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
