@@ -141,3 +141,31 @@ def test_unreadable_model_folder(tmp_path: Path, tiny_raw_dir: Path) -> None:
 def test_unknown_stage(tmp_path: Path, tiny_raw_dir: Path) -> None:
     done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "model=bm25", "stages=[evaluate,fly]")
     _assert_clean_failure(done, tmp_path, "fly", "Known stages")
+
+
+def test_utility_stage_then_rerank(tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path) -> None:
+    llm = [f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama"]
+    common = [f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir), *llm, f"utility.table_dir={tmp_path / 'tables'}"]
+    stage = ["stages=[utility]", "utility.splits=[dev]", "candidates.size=3", "utility.chunk_questions=3"]
+    done = uae_run(tmp_path, *common, *stage)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "tables" / "dev.parquet")
+    # 4 answerable questions (q3 is unanswerable), 3 candidates each; gold always in the set.
+    assert table.num_rows == 12 and set(table["question_id"].to_pylist()) == {"q1", "q2", "q4", "q5"}
+    assert sum(table["is_gold"].to_pylist()) == 5  # q1: 2, q2: 1, q4: 1, q5: 1
+    teacher = json.loads((tmp_path / "run" / "teacher_dev.json").read_text())
+    assert [row["ranker"] for row in teacher["rows"]] == ["utility (LLM)", "bm25", "dense", "random order (expected)"]
+    assert teacher["n_candidates"] == 12
+
+    # Everything is cached: a second run scores nothing and writes the same table.
+    again = uae_run(tmp_path, *common, *stage, run_dir="run2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "2 already done" in again.stdout + again.stderr
+    assert pq.read_table(tmp_path / "tables" / "dev.parquet").equals(table)
+
+    reranked = uae_run(tmp_path, *common, "rerank=llm", "rerank.k=2", run_dir="run3")
+    assert reranked.returncode == 0, reranked.stderr[-3000:]
+    result = json.loads((tmp_path / "run3" / "results.json").read_text())
+    assert result["retriever"] == "minilm+llm_rerank@2" and result["n_questions"] == 4

@@ -37,36 +37,6 @@ ITEMS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random Llama (hidden 32) with SmolLM2's tokenizer and chat template."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from uae.hub import resolve_model
-
-    smollm = resolve_model(SMOLLM, cache_dir=ROOT / ".cache", offline=True)
-    tokenizer = AutoTokenizer.from_pretrained(smollm)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        initializer_range=0.2,  # peaky outputs, so that different inputs give visibly different numbers
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def make_scorer(path: Path, tmp_path: Path, **kwargs) -> AnswerScorer:
     kwargs.setdefault("progress", False)
     return AnswerScorer("tiny-llama", local_path=path, cache_dir=tmp_path, device="cpu", **kwargs)

@@ -13,10 +13,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from uae.cache import fingerprint
+from uae.cache import atomic_path, fingerprint, write_json
 from uae.data.candidates import CandidateSet, build_candidates
 from uae.data.records import QasperSplit, Question
 from uae.errors import UAEError
+from uae.evaluation.teacher import markdown as teacher_markdown
+from uae.evaluation.teacher import teacher_quality
 from uae.llm.utility import Shard, compute_utilities, merge_utilities, utility_spec
 from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.common import build, load_split
@@ -29,8 +31,10 @@ def utility_questions(split: QasperSplit) -> list[Question]:
     return [q for q in split.questions if q.answerable and split.passages(q.paper_id)]
 
 
-def candidate_sets(cfg: DictConfig, split: QasperSplit, questions: list[Question]) -> tuple[list[CandidateSet], dict[str, Any]]:
-    """Candidate sets from BM25's and the base encoder's rankings; plus the spec that fixes them."""
+def candidate_sets(
+    cfg: DictConfig, split: QasperSplit, questions: list[Question]
+) -> tuple[list[CandidateSet], dict[str, Any], dict[str, list[list[str]]]]:
+    """Candidate sets from BM25's and the base encoder's rankings; the spec that fixes them; the rankings."""
     n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
     rankings: dict[str, list[list[str]]] = {}
     spec: dict[str, Any] = {"size": cfg.candidates.size, "hard_negatives": n_hard, "seed": cfg.candidates.seed}
@@ -47,7 +51,7 @@ def candidate_sets(cfg: DictConfig, split: QasperSplit, questions: list[Question
     sets = build_candidates(
         split, questions, size=cfg.candidates.size, hard_rankings=rankings, n_hard=n_hard, seed=cfg.candidates.seed
     )
-    return sets, spec
+    return sets, spec, rankings
 
 
 def utility_table_path(cfg: DictConfig, split_name: str) -> Path:
@@ -66,7 +70,7 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
         questions = utility_questions(split)
         if not questions:
             raise UAEError(f"QASPER {split_name} has no answerable question to score; check data.max_papers.")
-        sets, candidate_spec = candidate_sets(cfg, split, questions)
+        sets, candidate_spec, rankings = candidate_sets(cfg, split, questions)
         spec = utility_spec(split, sets, scorer.fingerprint_spec(), candidate_spec, chunk)
         work_dir = Path(cfg.utility.work_dir) / f"{split_name}-{fingerprint(spec)[:16]}"
         log.info("utility %s: %d questions, %d candidates -> %s", split_name, len(sets), sum(len(s.passage_ids) for s in sets), work_dir)
@@ -81,3 +85,9 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
             continue
         log.info("utility table %s: %d rows -> %s", split_name, table.num_rows, dest)
         state.setdefault("utility_tables", {})[split_name] = dest
+        report = teacher_quality(table, sets, {q.question_id: q.gold_ids for q in questions}, rankings)
+        out_dir = Path(cfg.paths.output_dir)
+        write_json(out_dir / f"teacher_{split_name}.json", report)
+        with atomic_path(out_dir / f"teacher_{split_name}.md") as tmp:
+            tmp.write_text(teacher_markdown(report), encoding="utf-8")
+        log.info("teacher quality on %s candidate sets:\n%s", split_name, teacher_markdown(report))
