@@ -159,10 +159,10 @@ def test_utility_stage_then_rerank(tmp_path: Path, tiny_encoder_dir: Path, tiny_
     assert [row["ranker"] for row in teacher["rows"]] == ["utility (LLM)", "bm25", "dense", "random order (expected)"]
     assert teacher["n_candidates"] == 12
 
-    # Everything is cached: a second run scores nothing and writes the same table.
+    # The table is up to date: a second run scores nothing and leaves it as it was.
     again = uae_run(tmp_path, *common, *stage, run_dir="run2")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "2 already done" in again.stdout + again.stderr
+    assert "is up to date" in again.stdout + again.stderr
     assert pq.read_table(tmp_path / "tables" / "dev.parquet").equals(table)
 
     reranked = uae_run(tmp_path, *common, "rerank=llm", "rerank.k=2", run_dir="run3")

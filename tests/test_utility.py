@@ -49,7 +49,7 @@ def _setup(tiny_raw_dir: Path):
     split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
     questions = [q for q in split.questions if q.answerable]
     sets = build_candidates(split, questions, size=3, seed=0)
-    spec = utility_spec(split, sets, OverlapScorer().fingerprint_spec(), {"size": 3, "seed": 0}, 1)
+    spec = utility_spec(split, sets, OverlapScorer().fingerprint_spec(), {"size": 3, "seed": 0})
     return split, sets, spec
 
 
@@ -137,3 +137,8 @@ def test_table_is_refused_for_other_settings_or_rows(tiny_raw_dir: Path, tmp_pat
         load_utility_table(tmp_path / "absent.parquet", spec, sets)
     with pytest.raises(CacheMismatchError, match="other settings"):
         compute_utilities(split, sets, OverlapScorer(), tmp_path / "w", other, chunk_questions=1, progress=False)
+    # The chunking fixes the work folder, not the table: chunks of 2 merge into the same table.
+    compute_utilities(split, sets, OverlapScorer(), tmp_path / "w2", spec, chunk_questions=2, progress=False)
+    assert merge_utilities(tmp_path / "w2", len(sets), 2, tmp_path / "u2.parquet").equals(pq.read_table(tmp_path / "u.parquet"))
+    with pytest.raises(CacheMismatchError, match="another utility.chunk_questions"):
+        merge_utilities(tmp_path / "w2", len(sets), 1, tmp_path / "u3.parquet")

@@ -53,6 +53,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+# Written by save_pretrained but not part of what a model computes: leaving them out keeps caches valid
+# across transformers releases and copies of a folder.
+_VOLATILE_KEYS = ("transformers_version", "_name_or_path")
+_MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".jinja", ".tiktoken")
+
+
+def model_digest(folder: str | os.PathLike) -> str:
+    """Content hash of a model folder (weights, config, tokenizer), for the keys of caches it makes.
+
+    Weights are hashed in full: a fine-tuned checkpoint has the shape and often the first bytes of its
+    base model. JSON files are hashed without version stamps; UAE's own provenance marker is skipped.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).iterdir()):
+        if not path.is_file() or path.name.startswith(".") or path.name == "uae_source.json":
+            continue
+        if not path.name.endswith(_MODEL_FILE_SUFFIXES):
+            continue
+        digest.update(path.name.encode() + b"\0")
+        if path.suffix == ".json":
+            try:
+                content = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                content = None
+            if isinstance(content, dict):
+                content = {k: v for k, v in content.items() if k not in _VOLATILE_KEYS}
+                digest.update(json.dumps(content, sort_keys=True).encode())
+                continue
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")

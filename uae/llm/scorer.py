@@ -47,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from uae.cache import model_digest
 from uae.errors import ModelNotFoundError, UAEError
 
 __all__ = [
@@ -479,10 +480,9 @@ class AnswerScorer:
         }
 
     def weights_digest(self) -> str:
-        """A digest of the model folder: config and tokenizer files in full, each weight file's size and
-        its first and last MiB (stable across copies and machines, and cheap for large models)."""
+        """Content digest of the model folder (:func:`uae.cache.model_digest`), computed once."""
         if self._weights_digest is None:
-            self._weights_digest = _folder_digest(self.path)
+            self._weights_digest = model_digest(self.path)
         return self._weights_digest
 
     def reset_stats(self) -> None:
@@ -1032,28 +1032,3 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_DIGEST_FULL = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt", "tokenizer.model",
-                "generation_config.json")  # fmt: skip
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
-
-def _folder_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    mib = 1 << 20
-    for child in sorted(Path(path).iterdir()):
-        if not child.is_file():
-            continue
-        name = child.name
-        if name in _DIGEST_FULL:
-            digest.update(f"{name}\0".encode())
-            digest.update(child.read_bytes())
-        elif name.endswith(_WEIGHT_SUFFIXES) or name.endswith(".index.json"):
-            size = child.stat().st_size
-            digest.update(f"{name}\0{size}\0".encode())
-            with open(child, "rb") as f:
-                digest.update(f.read(mib))
-                if size > 2 * mib:
-                    f.seek(size - mib)
-                    digest.update(f.read(mib))
-    return digest.hexdigest()

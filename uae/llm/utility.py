@@ -48,6 +48,10 @@ FINGERPRINT_KEY = b"uae_fingerprint"
 SPEC_KEY = b"uae_spec"
 
 
+class IncompleteUtilitiesError(UAEError):
+    """Some chunks are not written yet (other shards still running, or a run was killed)."""
+
+
 class Scorer(Protocol):
     def score_answers(self, items: Sequence[tuple[str | None, str, str]]) -> np.ndarray: ...
 
@@ -76,8 +80,10 @@ class Shard:
         return chunk % self.count == self.index
 
 
-def utility_spec(split: QasperSplit, sets: Sequence[CandidateSet], scorer_spec: Mapping[str, Any], candidate_spec: Mapping[str, Any], chunk_questions: int) -> dict[str, Any]:
-    """Everything the table's content depends on; its hash names and guards the cache."""
+def utility_spec(
+    split: QasperSplit, sets: Sequence[CandidateSet], scorer_spec: Mapping[str, Any], candidate_spec: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Everything the table's content depends on; its hash guards the merged table."""
     digest = hashlib.sha256()
     for s in sets:
         digest.update(json.dumps([s.question_id, s.passage_ids, s.sources]).encode())
@@ -87,8 +93,12 @@ def utility_spec(split: QasperSplit, sets: Sequence[CandidateSet], scorer_spec: 
         "scorer": dict(scorer_spec),
         "candidates": dict(candidate_spec),
         "candidate_sets": digest.hexdigest(),
-        "chunk_questions": chunk_questions,
     }
+
+
+def work_key(spec: Mapping[str, Any], chunk_questions: int) -> str:
+    """Key of a work folder and its chunks: the table's spec plus the chunking, which fixes chunk k."""
+    return fingerprint({**spec, "chunk_questions": chunk_questions})
 
 
 def compute_utilities(
@@ -103,7 +113,7 @@ def compute_utilities(
     progress: bool = True,
 ) -> list[Path]:
     """Score every chunk this shard owns that ``work_dir`` lacks; returns the shard's chunk files."""
-    key = fingerprint(spec)
+    key = work_key(spec, chunk_questions)
     _claim_work_dir(work_dir, key, spec)
     questions = {q.question_id: q for q in split.questions}
     for s in sets:
@@ -172,15 +182,19 @@ def score_chunk(split: QasperSplit, sets: Sequence[CandidateSet], scorer: Scorer
 def merge_utilities(work_dir: Path, n_sets: int, chunk_questions: int, dest: Path) -> pa.Table:
     """Join every chunk into ``dest`` (one parquet file); refuses while a chunk is missing."""
     spec, key = _read_claim(work_dir)
+    if key != work_key(spec, chunk_questions):
+        raise CacheMismatchError(f"{work_dir} was written with another utility.chunk_questions; merge with that value.")
     n_chunks = math.ceil(n_sets / chunk_questions)
     missing = [k for k in range(n_chunks) if not _valid_chunk(chunk_path(work_dir, k), key)]
     if missing:
-        raise UAEError(
+        raise IncompleteUtilitiesError(
             f"{work_dir}: {len(missing)} of {n_chunks} utility chunks are missing (first: {missing[0]}). Run the "
             "utility stage for every shard (utility.shard=i/n) before merging."
         )
     table = pa.concat_tables([pq.read_table(chunk_path(work_dir, k)) for k in range(n_chunks)])
-    table = table.replace_schema_metadata({FINGERPRINT_KEY: key.encode(), SPEC_KEY: json.dumps(spec).encode()})
+    table = table.replace_schema_metadata(
+        {FINGERPRINT_KEY: fingerprint(spec).encode(), SPEC_KEY: json.dumps(spec, default=str).encode()}
+    )
     with atomic_path(dest) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return table

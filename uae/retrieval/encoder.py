@@ -7,7 +7,6 @@ because they differ per model family (MiniLM: mean pooling; BGE: CLS pooling plu
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from uae.cache import model_digest
 from uae.errors import ModelNotFoundError
 
 Pooling = Literal["mean", "cls"]
@@ -141,22 +141,10 @@ class DualEncoder(nn.Module):
         sides: tuple[Side, ...] = (side,) if side else ("query", "passage")
         return {
             "model_id": self.model_id,
-            "weights": weights_digest(self.path),
+            "weights": model_digest(self.path),
             "pooling": self.pooling,
             "normalize": self.normalize,
             "instructions": {s: self.instructions[s] for s in sides},
             "max_lengths": {s: self.max_lengths[s] for s in sides},
             "shared": self.shared,
         }
-
-
-def weights_digest(folder: Path) -> str:
-    """Hash of a model folder's weight files, so a cache never outlives a change of weights."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix in {".safetensors", ".bin", ".pt"})
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()

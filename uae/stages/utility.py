@@ -16,10 +16,18 @@ from omegaconf import DictConfig, OmegaConf
 from uae.cache import atomic_path, fingerprint, write_json
 from uae.data.candidates import CandidateSet, build_candidates
 from uae.data.records import QasperSplit, Question
-from uae.errors import UAEError
+from uae.errors import CacheMismatchError, UAEError
 from uae.evaluation.teacher import markdown as teacher_markdown
 from uae.evaluation.teacher import teacher_quality
-from uae.llm.utility import Shard, compute_utilities, merge_utilities, utility_spec
+from uae.llm.utility import (
+    IncompleteUtilitiesError,
+    Shard,
+    compute_utilities,
+    load_utility_table,
+    merge_utilities,
+    utility_spec,
+    work_key,
+)
 from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.common import build, load_split
 
@@ -71,19 +79,23 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
         if not questions:
             raise UAEError(f"QASPER {split_name} has no answerable question to score; check data.max_papers.")
         sets, candidate_spec, rankings = candidate_sets(cfg, split, questions)
-        spec = utility_spec(split, sets, scorer.fingerprint_spec(), candidate_spec, chunk)
-        work_dir = Path(cfg.utility.work_dir) / f"{split_name}-{fingerprint(spec)[:16]}"
+        spec = utility_spec(split, sets, scorer.fingerprint_spec(), candidate_spec)
+        work_dir = Path(cfg.utility.work_dir) / f"{split_name}-{work_key(spec, chunk)[:16]}"
         log.info("utility %s: %d questions, %d candidates -> %s", split_name, len(sets), sum(len(s.passage_ids) for s in sets), work_dir)
-        compute_utilities(split, sets, scorer, work_dir, spec, shard=shard, chunk_questions=chunk, progress=cfg.retrieval.progress)
         dest = utility_table_path(cfg, split_name)
-        try:
-            table = merge_utilities(work_dir, len(sets), chunk, dest)
-        except UAEError as exc:
-            if shard.count == 1:
-                raise
-            log.info("shard %d/%d done; not merging yet: %s", shard.index, shard.count, exc)
-            continue
-        log.info("utility table %s: %d rows -> %s", split_name, table.num_rows, dest)
+        table = _up_to_date_table(cfg, dest, spec, sets)
+        if table is None:
+            compute_utilities(
+                split, sets, scorer, work_dir, spec, shard=shard, chunk_questions=chunk, progress=cfg.retrieval.progress
+            )
+            try:
+                table = merge_utilities(work_dir, len(sets), chunk, dest)
+            except IncompleteUtilitiesError as exc:
+                if shard.count == 1:
+                    raise
+                log.info("shard %d/%d done; not merging yet: %s", shard.index, shard.count, exc)
+                continue
+            log.info("utility table %s: %d rows -> %s", split_name, table.num_rows, dest)
         state.setdefault("utility_tables", {})[split_name] = dest
         report = teacher_quality(table, sets, {q.question_id: q.gold_ids for q in questions}, rankings)
         out_dir = Path(cfg.paths.output_dir)
@@ -91,3 +103,24 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
         with atomic_path(out_dir / f"teacher_{split_name}.md") as tmp:
             tmp.write_text(teacher_markdown(report), encoding="utf-8")
         log.info("teacher quality on %s candidate sets:\n%s", split_name, teacher_markdown(report))
+
+
+def _up_to_date_table(cfg: DictConfig, dest: Path, spec: dict[str, Any], sets: list[CandidateSet]) -> Any:
+    """The table at ``dest`` if it was made for exactly these settings (then nothing is scored).
+
+    A table made with other settings is never overwritten silently: committed tables cost CPU hours.
+    """
+    if not dest.is_file():
+        return None
+    try:
+        table = load_utility_table(dest, spec, sets)
+    except CacheMismatchError as exc:
+        if cfg.utility.overwrite:
+            log.warning("replacing %s: %s", dest, exc)
+            return None
+        raise UAEError(
+            f"{exc} It would be overwritten by this run: set utility.table_dir to another folder, or "
+            "utility.overwrite=true to replace it."
+        ) from exc
+    log.info("utility table %s is up to date (%d rows); nothing to score", dest, table.num_rows)
+    return table
