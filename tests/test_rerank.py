@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from uae.data.qasper import load_qasper
+from uae.errors import UAEError
 from uae.retrieval.base import Ranking, Retriever
 from uae.retrieval.rerank import LLMReranker
 
@@ -49,7 +50,7 @@ def test_reranks_top_k_only(tiny_raw_dir: Path) -> None:
 
 
 def test_bad_settings() -> None:
-    with pytest.raises(ValueError, match="k=0"):
+    with pytest.raises(UAEError, match="rerank.k=0"):
         LLMReranker(ReversedBase(), OverlapTargetScorer(), k=0)
-    with pytest.raises(ValueError, match="{passage}"):
+    with pytest.raises(UAEError, match="rerank.prompt"):
         LLMReranker(ReversedBase(), OverlapTargetScorer(), prompt="no slot")

@@ -16,8 +16,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from uae.errors import CacheMismatchError, UAEError
 
 
@@ -43,6 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
         os.replace(tmp, path)
     except OSError as exc:
         raise UAEError(
@@ -87,6 +86,12 @@ def model_digest(folder: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
@@ -94,12 +99,16 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 
 def save_tensors(path: str | os.PathLike, key: str, payload: Mapping[str, Any]) -> None:
     """Save a dict of tensors and metadata, stamped with the fingerprint ``key``."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save({"fingerprint": key, **payload}, tmp)
 
 
 def load_tensors(path: str | os.PathLike, key: str) -> dict[str, Any] | None:
     """Load a cache written by :func:`save_tensors`; ``None`` if absent, an error if made otherwise."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         return None

@@ -35,7 +35,7 @@ def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "date": result.get("date", ""),
-                "machine": machine.get("gpu") or f"CPU, {machine.get('cpu_count', '?')} cores",
+                "machine": machine.get("gpu") or f"CPU ({machine.get('processor', '?')}, {machine.get('cpu_count', '?')} cores)",
                 "retriever": result["retriever"],
                 "split": result["split"],
                 "n_questions": result["n_questions"],

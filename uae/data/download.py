@@ -15,7 +15,7 @@ from pathlib import Path
 
 from uae.cache import atomic_path
 from uae.data.qasper import RAW_FILE
-from uae.errors import DataError
+from uae.errors import DataError, UAEError
 
 BASE_URL = "https://qasper-dataset.s3.us-west-2.amazonaws.com/"
 ARCHIVES = {
@@ -38,12 +38,16 @@ def download(data_dir: Path, splits: list[str], version: str = "0.3") -> list[Pa
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 blob = response.read()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # URLError, IncompleteRead, timeouts
             raise DataError(
                 f"Could not fetch {url} ({exc}). Without the internet, copy qasper-*-v{version}.json into "
                 f"{data_dir} by hand, or point UAE_DATA_DIR at a folder that holds them."
             ) from exc
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+        try:
+            tar = tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz")
+        except tarfile.TarError as exc:
+            raise DataError(f"{url} did not give a readable .tgz archive ({exc}); try again later.") from exc
+        with tar:
             for member in tar.getmembers():
                 name = Path(member.name).name
                 for split, path in missing.items():
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         download(args.dir, args.splits)
-    except DataError as exc:
+    except UAEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from uae.data.candidates import CandidateSet
+from uae.errors import UAEError
 from uae.evaluation.metrics import retrieval_metrics
 
 COLUMNS = ("ranker", "n_questions", "hit@1", "map", "mrr")
@@ -48,7 +49,10 @@ def teacher_quality(
     """
     counted = [i for i, s in enumerate(sets) if golds[s.question_id] & set(s.passage_ids)]
     if not counted:
-        raise ValueError("no candidate set holds a gold paragraph; nothing to measure the teacher against")
+        raise UAEError(
+            "No candidate set holds a gold evidence paragraph, so the teacher cannot be measured against the "
+            "annotations. Use more papers (data.max_papers) or a split with aligned evidence."
+        )
     gold_sets = [golds[sets[i].question_id] & set(sets[i].passage_ids) for i in counted]
     by_utility = rank_sets_by_utility(table)
     rows = [{"ranker": "utility (LLM)", **_metrics([by_utility[sets[i].question_id] for i in counted], gold_sets)}]

@@ -3,7 +3,7 @@
 QASPER's evidence-selection setting ranks only the question's own paper, so the index keeps each
 paper's rows contiguous and searches that slice; the corpus-wide mode searches every row. Inner
 product on L2-normalised embeddings is cosine similarity. A GPU index is used when faiss-gpu and a
-GPU are present; results are identical up to float rounding.
+GPU are present (for the corpus-wide index); results are identical up to float rounding.
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ class PassageIndex:
         self.use_gpu = _gpu_available() if use_gpu is None else use_gpu
         self._corpus_index: faiss.Index | None = None
 
-    def _flat_index(self, vectors: np.ndarray) -> faiss.Index:
+    def _flat_index(self, vectors: np.ndarray, *, gpu: bool = False) -> faiss.Index:
         index = faiss.IndexFlatIP(vectors.shape[1])
-        if self.use_gpu:
-            index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        if gpu:
+            self._gpu_resources = getattr(self, "_gpu_resources", None) or faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
         index.add(vectors)
         return index
 
@@ -60,7 +61,8 @@ class PassageIndex:
             )
         start, end = self.spans[paper_id]
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        # A paper has at most a few hundred paragraphs: an exact scan of its slice is the whole cost.
+        # A paper has at most a few hundred paragraphs: an exact CPU scan of its slice costs microseconds,
+        # less than a host-device round trip, so the GPU serves only the corpus-wide index.
         scores, rows = self._flat_index(self.vectors[start:end]).search(q, end - start)
         scores, rows = _ties_in_document_order(scores, rows)
         ids = [[self.passage_ids[start + r] for r in row if r >= 0] for row in rows]
@@ -69,7 +71,7 @@ class PassageIndex:
     def search_corpus(self, queries: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
         """Top ``k`` passages of the whole split for each query."""
         if self._corpus_index is None:
-            self._corpus_index = self._flat_index(self.vectors)
+            self._corpus_index = self._flat_index(self.vectors, gpu=self.use_gpu)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         scores, rows = _ties_in_document_order(*self._corpus_index.search(q, min(k, len(self.passage_ids))))
         return scores, [[self.passage_ids[r] for r in row if r >= 0] for row in rows]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 from uae.data.records import QasperSplit, Question
+from uae.errors import UAEError
 from uae.llm.scorer import AnswerScorer
 from uae.retrieval.base import Ranking, Retriever, Scope
 
@@ -24,9 +25,9 @@ class LLMReranker(Retriever):
 
     def __init__(self, base: Retriever, scorer: AnswerScorer, *, k: int = 20, prompt: str = DEFAULT_PROMPT) -> None:
         if k < 1:
-            raise ValueError(f"rerank k={k}: must be at least 1")
+            raise UAEError(f"rerank.k={k}: re-ranking needs at least the top 1 passage; use k >= 1.")
         if "{passage}" not in prompt:
-            raise ValueError("the re-ranking prompt must contain {passage}")
+            raise UAEError(f"rerank.prompt={prompt!r} has no {{passage}} slot for the passage text; add one.")
         self.base, self.scorer, self.k, self.prompt = base, scorer, k, prompt
         self.name = f"llm_rerank@{k}"
 
