@@ -9,7 +9,6 @@ user would (``python -m uae.run``) and its results.json / rankings.json must agr
 from __future__ import annotations
 
 import importlib.util
-
 import json
 import math
 import os

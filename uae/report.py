@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from uae.cache import atomic_path
-from uae.evaluation.metrics import RETRIEVAL_METRICS
 from uae.errors import UAEError
+from uae.evaluation.metrics import RETRIEVAL_METRICS
 
 COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "ms_per_query")
 

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 from uae.data.records import QasperSplit
-from uae.evaluation.metrics import retrieval_metrics
 from uae.errors import DataError
+from uae.evaluation.metrics import retrieval_metrics
 from uae.retrieval.base import Retriever, Scope
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from uae.cache import atomic_path, fingerprint, write_json
+from uae.cache import atomic_path, write_json
 from uae.data.candidates import CandidateSet, build_candidates
 from uae.data.records import QasperSplit, Question
 from uae.errors import CacheMismatchError, UAEError
