@@ -39,3 +39,13 @@ def test_missing_markers_and_missing_results(tmp_path: Path) -> None:
         replace_section("no markers here", "zs", "table")
     with pytest.raises(UAEError, match="no readable results.json"):
         load_results([tmp_path / "nothing"])
+
+
+def test_insert_a_stage_table(tmp_path: Path) -> None:
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("a\n<!-- t:begin -->\nold\n<!-- t:end -->\nb\n")
+    (tmp_path / "teacher.md").write_text("| ranker |\n|---|\n| utility |\n")
+    assert main(["--insert", str(tmp_path / "teacher.md"), "--into", str(doc), "--section", "t"]) == 0
+    assert doc.read_text() == "a\n<!-- t:begin -->\n| ranker |\n|---|\n| utility |\n<!-- t:end -->\nb\n"
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--insert", str(tmp_path / "teacher.md")])

@@ -1,5 +1,7 @@
 """Tables from run folders: ``python -m uae.report RUN_DIR [RUN_DIR ...] [--into FILE.md --section NAME] [--csv FILE]``.
 
+``--insert TABLE.md`` puts a table a stage wrote (the teacher report, say) into a section instead.
+
 results.json is the source of truth that tables, notebooks and RESULTS.md are made from, so a table
 can always be regenerated from the runs that produced it. ``--into`` rewrites only the part of a
 markdown file between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``, leaving the prose around it.
@@ -66,14 +68,21 @@ def replace_section(document: str, section: str, body: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders holding results.json")
+    parser.add_argument("runs", nargs="*", type=Path, help="run folders holding results.json")
+    parser.add_argument("--insert", type=Path, help="a markdown file a stage wrote (e.g. teacher_dev.md), instead of runs")
     parser.add_argument("--into", type=Path, help="markdown file whose --section is replaced by the table")
     parser.add_argument("--section", default="results", help="marker name of the section to replace")
     parser.add_argument("--csv", type=Path, help="write the rows as CSV here")
     args = parser.parse_args(argv)
+    if bool(args.runs) == bool(args.insert):
+        parser.error("give run folders or --insert FILE (one of the two)")
+    rows: list[dict[str, Any]] = []
     try:
-        rows = load_results(args.runs)
-        table = markdown_table(rows)
+        if args.insert:
+            table = args.insert.read_text(encoding="utf-8")
+        else:
+            rows = load_results(args.runs)
+            table = markdown_table(rows)
         print(table, end="")
         if args.into:
             document = replace_section(args.into.read_text(encoding="utf-8"), args.section, table)
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UAEError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.csv:
+    if args.csv and rows:
         with atomic_path(args.csv) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
             writer.writeheader()
