@@ -1,0 +1,155 @@
+"""Training losses as pure tensor functions over one batch of score rows.
+
+Every loss takes the same batch layout, so the LightningModule (and a DDP gather) never special-cases
+one of them:
+
+- ``scores``: ``[B, N]`` similarities ``s(q_b, p_n)`` of each of the B queries to every one of the N
+  passages in the batch (the candidates of all B questions, flattened; under DDP, of all processes).
+- ``owner``: ``[N]`` long, the row (question) whose candidate set passage n belongs to.
+- ``utility``: ``[N]`` the teacher's utility u(p_n) for its owner's question (nats per answer token).
+- ``gold``: ``[N]`` bool, whether passage n is annotated evidence for its owner's question.
+
+Passages owned by another row are that row's in-batch negatives: they enter the student's softmax
+where the loss uses one (``utility_infonce``, ``infonce``) and get zero target mass. ``atlas_kl`` and
+``replug_lsr`` compare distributions over the question's own candidates only, as their papers do.
+All reductions are means over the rows that carry a target.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_NEG_INF = float("-inf")
+
+
+def own_mask(owner: Tensor, n_rows: int) -> Tensor:
+    """``[B, N]`` bool: True where passage n is one of row b's own candidates."""
+    return owner.unsqueeze(0) == torch.arange(n_rows, device=owner.device).unsqueeze(1)
+
+
+def utility_targets(utility: Tensor, owner: Tensor, n_rows: int, sharpness: float) -> Tensor:
+    """Q: ``[B, N]``, row b = softmax(u / beta) over b's own candidates, zero on every other passage."""
+    if sharpness <= 0:
+        raise ValueError(f"sharpness (beta) must be > 0, got {sharpness}")
+    own = own_mask(owner, n_rows)
+    logits = (utility / sharpness).unsqueeze(0).expand(n_rows, -1).masked_fill(~own, _NEG_INF)
+    return torch.softmax(logits, dim=-1)
+
+
+def _check_temperature(name: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def _cross_entropy_rows(student_logits: Tensor, target: Tensor) -> Tensor:
+    """-sum_n target * log_softmax(student_logits); 0 * (-inf) terms count as 0."""
+    log_p = torch.log_softmax(student_logits, dim=-1)
+    return -(target * log_p.masked_fill(target == 0, 0.0)).sum(-1)
+
+
+def infonce(scores: Tensor, owner: Tensor, gold: Tensor, *, temperature: float) -> Tensor:
+    """InfoNCE on annotated evidence: ``-mean_b (1/|G_b|) sum_{g in G_b} log softmax_N(s_b / tau)_g``.
+
+    The softmax runs over every passage of the batch (own candidates plus in-batch negatives). A
+    question with several gold paragraphs spreads its target uniformly over them (the multi-positive
+    form); rows without any gold candidate carry no hard label and are left out of the mean.
+    """
+    _check_temperature("temperature", temperature)
+    n_rows = scores.shape[0]
+    positives = own_mask(owner, n_rows) & gold.unsqueeze(0)
+    counts = positives.sum(-1)
+    rows = counts > 0
+    if not bool(rows.any()):
+        return scores.sum() * 0.0  # keeps the graph (and DDP's gradient sync) intact
+    target = positives.to(scores.dtype) / counts.clamp(min=1).unsqueeze(-1).to(scores.dtype)
+    return _cross_entropy_rows(scores[rows] / temperature, target[rows]).mean()
+
+
+def utility_infonce(
+    scores: Tensor,
+    owner: Tensor,
+    utility: Tensor,
+    gold: Tensor | None = None,
+    *,
+    temperature: float,
+    sharpness: float,
+    mix: float = 0.0,
+) -> Tensor:
+    """Utility-Modulated InfoNCE: ``L = -mean_b sum_n Q_b(n) log P_b(n)``.
+
+    ``P_b = softmax_N(s_b / tau)`` over all passages in the batch; ``Q_b = softmax(u / beta)`` over b's
+    own candidates (zero elsewhere). As beta -> 0 with one best candidate, Q_b is one-hot and this is
+    InfoNCE on that candidate; the utility spreads the positive mass by how much each passage helps.
+    With ``mix = lambda > 0`` it returns ``(1 - lambda) L + lambda InfoNCE(gold)``, keeping human labels.
+    """
+    _check_temperature("temperature", temperature)
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mix (lambda) must be in [0, 1], got {mix}")
+    target = utility_targets(utility, owner, scores.shape[0], sharpness)
+    loss = _cross_entropy_rows(scores / temperature, target).mean()
+    if mix > 0.0:
+        if gold is None:
+            raise ValueError("mix > 0 needs the gold mask")
+        loss = (1.0 - mix) * loss + mix * infonce(scores, owner, gold, temperature=temperature)
+    return loss
+
+
+def _own_log_softmax(logits: Tensor, own: Tensor) -> Tensor:
+    """log softmax over each row's own candidates, 0 (not -inf) elsewhere so no NaN reaches autograd."""
+    return torch.log_softmax(logits.masked_fill(~own, _NEG_INF), dim=-1).masked_fill(~own, 0.0)
+
+
+def atlas_kl(
+    scores: Tensor,
+    owner: Tensor,
+    utility: Tensor,
+    gold: Tensor | None = None,
+    *,
+    temperature: float,
+    target_temperature: float,
+) -> Tensor:
+    """Atlas perplexity distillation: ``mean_b KL(Q_b || P_b)`` over b's own candidates.
+
+    ``P_b = softmax(s / tau)`` and ``Q_b = softmax(u / theta)`` with separate temperatures; the
+    target is a constant (no gradient flows into the teacher). Its gradient equals utility_infonce's
+    without in-batch negatives, which is what the comparison between the two isolates.
+    """
+    _check_temperature("temperature", temperature)
+    _check_temperature("target_temperature", target_temperature)
+    own = own_mask(owner, scores.shape[0])
+    log_p = _own_log_softmax(scores / temperature, own)
+    log_q = _own_log_softmax((utility / target_temperature).unsqueeze(0).expand_as(scores), own).detach()
+    q = log_q.exp() * own
+    return (q * (log_q - log_p)).sum(-1).mean()
+
+
+def replug_lsr(
+    scores: Tensor,
+    owner: Tensor,
+    utility: Tensor,
+    gold: Tensor | None = None,
+    *,
+    temperature: float,
+    target_temperature: float,
+) -> Tensor:
+    """REPLUG LM-supervised retrieval: ``mean_b KL(P_b || Q_b)`` over b's own candidates.
+
+    The reverse direction of :func:`atlas_kl`: mode-seeking, so the student concentrates on the
+    passages the LLM likes most instead of covering all of them.
+    """
+    _check_temperature("temperature", temperature)
+    _check_temperature("target_temperature", target_temperature)
+    own = own_mask(owner, scores.shape[0])
+    log_p = _own_log_softmax(scores / temperature, own)
+    log_q = _own_log_softmax((utility / target_temperature).unsqueeze(0).expand_as(scores), own).detach()
+    p = log_p.exp() * own
+    return (p * (log_p - log_q)).sum(-1).mean()
+
+
+def similarity(queries: Tensor, passages: Tensor) -> Tensor:
+    """``[B, N]`` dot products; with L2-normalised embeddings (the default) these are cosines."""
+    return queries @ passages.T
+
+
+__all__ = ["atlas_kl", "infonce", "own_mask", "replug_lsr", "similarity", "utility_infonce", "utility_targets"]
