@@ -45,15 +45,12 @@ def hand_utility_infonce(tau: float, beta: float) -> float:
 
 
 def hand_infonce(tau: float) -> float:
-    total, rows = 0.0, 0
+    total = 0.0
     for b, row in enumerate(SCORES):
         positives = [n for n in own(b) if GOLD[n]]
-        if not positives:
-            continue
         p = softmax([s / tau for s in row])
-        total += -sum(math.log(p[n]) for n in positives) / len(positives)
-        rows += 1
-    return total / rows
+        total += -sum(math.log(p[n]) for n in positives) / len(positives) if positives else 0.0
+    return total / len(SCORES)
 
 
 def hand_kl(tau: float, theta: float, reverse: bool) -> float:
@@ -76,17 +73,17 @@ def test_utility_infonce_matches_hand_computation(tau: float, beta: float) -> No
 @pytest.mark.parametrize("tau", [0.05, 1.0])
 def test_infonce_matches_hand_computation(tau: float) -> None:
     scores, owner, _, gold = tensors()
-    assert infonce(scores, owner, gold, temperature=tau).item() == pytest.approx(hand_infonce(tau), rel=1e-10)
+    assert infonce(scores, owner, None, gold, temperature=tau).item() == pytest.approx(hand_infonce(tau), rel=1e-10)
 
 
-def test_infonce_skips_rows_without_gold_and_is_zero_without_any() -> None:
+def test_infonce_rows_without_gold_count_zero_and_no_gold_at_all_is_zero() -> None:
     scores, owner, _, gold = tensors()
     only_first = gold.clone()
     only_first[3:] = False  # row 1 has no gold candidate now
     p = softmax([s / 0.1 for s in SCORES[0]])
-    expected = -(math.log(p[0]) + math.log(p[2])) / 2
-    assert infonce(scores, owner, only_first, temperature=0.1).item() == pytest.approx(expected, rel=1e-10)
-    none = infonce(scores.requires_grad_(), owner, torch.zeros_like(gold), temperature=0.1)
+    expected = -(math.log(p[0]) + math.log(p[2])) / 2 / 2  # row 0's loss, averaged over both rows
+    assert infonce(scores, owner, None, only_first, temperature=0.1).item() == pytest.approx(expected, rel=1e-10)
+    none = infonce(scores.requires_grad_(), owner, None, torch.zeros_like(gold), temperature=0.1)
     assert none.item() == 0.0 and none.requires_grad
 
 
@@ -106,7 +103,7 @@ def test_sharp_utility_limit_is_infonce_on_the_best_candidate() -> None:
     for b in range(len(SCORES)):
         best[max(own(b), key=lambda n: UTILITY[n])] = True
     sharp = utility_infonce(scores, owner, utility, temperature=0.1, sharpness=1e-4).item()
-    assert sharp == pytest.approx(infonce(scores, owner, best, temperature=0.1).item(), rel=1e-9)
+    assert sharp == pytest.approx(infonce(scores, owner, None, best, temperature=0.1).item(), rel=1e-9)
     # and a broad target is not that: the utility really spreads the mass
     broad = utility_infonce(scores, owner, utility, temperature=0.1, sharpness=1.0).item()
     assert abs(broad - sharp) > 1e-2
@@ -115,7 +112,7 @@ def test_sharp_utility_limit_is_infonce_on_the_best_candidate() -> None:
 def test_mix_interpolates_with_infonce() -> None:
     scores, owner, utility, gold = tensors()
     pure = utility_infonce(scores, owner, utility, temperature=0.1, sharpness=0.5)
-    hard = infonce(scores, owner, gold, temperature=0.1)
+    hard = infonce(scores, owner, None, gold, temperature=0.1)
     mixed = utility_infonce(scores, owner, utility, gold, temperature=0.1, sharpness=0.5, mix=0.3)
     assert mixed.item() == pytest.approx(0.7 * pure.item() + 0.3 * hard.item(), rel=1e-12)
 
@@ -135,7 +132,7 @@ def test_matches_torch_cross_entropy_with_soft_targets() -> None:
     "loss",
     [
         lambda s, o, u, g: utility_infonce(s, o, u, g, temperature=0.3, sharpness=0.7, mix=0.25),
-        lambda s, o, u, g: infonce(s, o, g, temperature=0.3),
+        lambda s, o, u, g: infonce(s, o, u, g, temperature=0.3),
         lambda s, o, u, g: atlas_kl(s, o, u, temperature=0.3, target_temperature=0.7),
         lambda s, o, u, g: replug_lsr(s, o, u, temperature=0.3, target_temperature=0.7),
     ],

@@ -162,10 +162,50 @@ def test_utility_stage_then_rerank(tmp_path: Path, tiny_encoder_dir: Path, tiny_
     # The table is up to date: a second run scores nothing and leaves it as it was.
     again = uae_run(tmp_path, *common, *stage, run_dir="run2")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "is up to date" in again.stdout + again.stderr
+    assert "nothing to score" in again.stdout + again.stderr
     assert pq.read_table(tmp_path / "tables" / "dev.parquet").equals(table)
 
     reranked = uae_run(tmp_path, *common, "rerank=llm", "rerank.k=2", run_dir="run3")
     assert reranked.returncode == 0, reranked.stderr[-3000:]
     result = json.loads((tmp_path / "run3" / "results.json").read_text())
     assert result["retriever"] == "minilm+llm_rerank@2" and result["n_questions"] == 4
+
+
+def test_utility_fit_evaluate_report_end_to_end(
+    tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path
+) -> None:
+    """The whole pipeline with tiny models: the fine-tuned encoder is exported, evaluated like a base one."""
+    import csv
+
+    llm = [f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama"]
+    done = uae_run(
+        tmp_path,
+        f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir), *llm, f"utility.table_dir={tmp_path / 'tables'}",
+        "stages=[report,evaluate,fit,utility]",  # any order: they run in pipeline order
+        "data.train_split=dev", "utility.splits=[dev]", "candidates.size=3",
+        "train.batch_size=2", "train.lr=1e-3", "trainer.max_epochs=2", "evaluate.zero_shot=true", "logger=default",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "run"
+    tuned = json.loads((run / "results.json").read_text())
+    base = json.loads((run / "zero_shot" / "results.json").read_text())
+    assert (tuned["retriever"], base["retriever"]) == ("minilm+uae", "minilm")
+    assert Path(tuned["checkpoint"]).is_file() and tuned["train_seconds"] > 0
+    assert tuned["n_questions"] == base["n_questions"] == 4
+
+    # Training changed the weights, and the export loads as a plain Hugging Face model.
+    from safetensors.torch import load_file
+
+    before, after = load_file(tiny_encoder_dir / "model.safetensors"), load_file(run / "encoder" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+    # Validation ranks whole papers with the metric code of evaluation: the exported best checkpoint's
+    # val/map is the MAP the evaluate stage measures.
+    with open(run / "csv" / "metrics.csv") as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("val/map")]
+    assert len(logged) == 2  # one validation per epoch
+    assert max(float(row["val/map"]) for row in logged) == pytest.approx(tuned["metrics"]["map"], abs=1e-6)
+
+    report = (run / "report.md").read_text()
+    assert "| minilm |" in report and "| minilm+uae |" in report and "recall@1" in report
+    assert (run / "wandb").is_dir()  # an offline W&B run, finished with the job

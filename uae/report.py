@@ -21,7 +21,8 @@ from uae.cache import atomic_path
 from uae.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS
 
-COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "ms_per_query")
+# The machine-readable table (experiments/*/results.csv): one row per retriever and split.
+COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "token_f1", "ms_per_query")
 
 
 def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -42,7 +43,9 @@ def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
                 "split": result["split"],
                 "n_questions": result["n_questions"],
                 **{m: result["metrics"][m] for m in RETRIEVAL_METRICS},
+                "token_f1": result["metrics"].get("token_f1", ""),
                 "ms_per_query": result["latency_ms_per_query"],
+                "train_minutes": result["train_seconds"] / 60 if result.get("train_seconds") else "",
             }
         )
     return rows
@@ -52,10 +55,22 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     def cell(value: Any) -> str:
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
+    columns = [c for c in COLUMNS if any(row.get(c, "") != "" for row in rows)]
+    if any(row.get("train_minutes") for row in rows):
+        columns.append("train_minutes")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     made = sorted({f"{row['date'][:10]} on {row['machine']}" for row in rows})
     return "\n".join(lines) + f"\n\nRuns made {'; '.join(made)}.\n"
+
+
+def relative_gains(row: dict[str, Any], base: dict[str, Any], metrics: tuple[str, ...] = ("recall@1", "map")) -> str:
+    """``recall@1 +12.3%, map +8.9%``: relative change of ``row`` over ``base`` (how the paper reports)."""
+    parts = []
+    for m in metrics:
+        if isinstance(base.get(m), float) and isinstance(row.get(m), float) and base[m] > 0:
+            parts.append(f"{m} {100 * (row[m] / base[m] - 1):+.2f}%")
+    return ", ".join(parts)
 
 
 def replace_section(document: str, section: str, body: str) -> str:

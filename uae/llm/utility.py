@@ -223,6 +223,25 @@ def load_utility_table(path: Path, spec: Mapping[str, Any], sets: Sequence[Candi
     return table
 
 
+def read_table_spec(path: Path) -> dict[str, Any]:
+    """The spec a merged table was made with (its metadata), without reading its rows."""
+    if not path.is_file():
+        raise CacheMismatchError(
+            f"{path}: no utility table. Build it with the utility stage (stages=[utility], or make utilities)."
+        )
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+        spec = json.loads(metadata[SPEC_KEY])
+    except (KeyError, ValueError, OSError, pa.ArrowException) as exc:
+        raise CacheMismatchError(
+            f"{path} is not a utility table written by the utility stage ({type(exc).__name__}). Rebuild it with "
+            "stages=[utility]."
+        ) from exc
+    if fingerprint(spec) != metadata.get(FINGERPRINT_KEY, b"").decode():
+        raise CacheMismatchError(f"{path}: its metadata does not match its fingerprint. Rebuild it with stages=[utility].")
+    return spec
+
+
 def chunk_path(work_dir: Path, k: int) -> Path:
     return work_dir / f"chunk-{k:05d}.parquet"
 

@@ -85,6 +85,8 @@ class DenseRetriever(Retriever):
             use_gpu=self.use_gpu_index,
         )
         index_seconds = time.perf_counter() - start
+        if questions:  # warm-up (thread pools, allocator): a deployed retriever is warm when queries arrive
+            self.encoder.encode([questions[0].text], "query", progress=False)
         start = time.perf_counter()
         queries = self.encoder.encode(
             [q.text for q in questions], "query", batch_size=self.batch_size, progress=self.progress

@@ -8,7 +8,10 @@ because they differ per model family (MiniLM: mean pooling; BGE: CLS pooling plu
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -33,6 +36,30 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -
     raise ValueError(f"unknown pooling {pooling!r}; use 'mean' or 'cls'")
 
 
+class TextTokenizer:
+    """Texts of one side -> padded token tensors, with that side's instruction and max length.
+
+    Separate from the encoder so data-loader workers can tokenize without pickling the model.
+    """
+
+    def __init__(self, tokenizer: object, instructions: dict[str, str], max_lengths: dict[str, int]) -> None:
+        self.tokenizer = tokenizer
+        self.instructions = instructions
+        self.max_lengths = max_lengths
+
+    def __call__(self, texts: Sequence[str], side: Side) -> dict[str, torch.Tensor]:
+        prefix = self.instructions[side]
+        return dict(
+            self.tokenizer(
+                [prefix + t for t in texts],
+                padding=True,
+                truncation=True,
+                max_length=self.max_lengths[side],
+                return_tensors="pt",
+            )
+        )
+
+
 class DualEncoder(nn.Module):
     """Query and passage towers over a Hugging Face encoder (shared weights unless ``shared=False``)."""
 
@@ -49,6 +76,7 @@ class DualEncoder(nn.Module):
         query_max_length: int = 64,
         passage_max_length: int = 256,
         shared: bool = True,
+        passage_local_path: str | os.PathLike | None = None,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -64,7 +92,8 @@ class DualEncoder(nn.Module):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path)
             self.query_encoder = AutoModel.from_pretrained(self.path)
-            self.passage_encoder = self.query_encoder if shared else AutoModel.from_pretrained(self.path)
+            self.passage_path = Path(passage_local_path) if (passage_local_path and not shared) else self.path
+            self.passage_encoder = self.query_encoder if shared else AutoModel.from_pretrained(self.passage_path)
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(
                 f"The encoder folder {self.path} (for {model_id}) could not be loaded as a Hugging Face "
@@ -76,20 +105,11 @@ class DualEncoder(nn.Module):
         self.instructions = {"query": query_instruction, "passage": passage_instruction}
         self.max_lengths = {"query": query_max_length, "passage": passage_max_length}
         self.shared = shared
+        self.tokenize = TextTokenizer(self.tokenizer, self.instructions, self.max_lengths)
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    def tokenize(self, texts: Sequence[str], side: Side) -> dict[str, torch.Tensor]:
-        prefix = self.instructions[side]
-        return self.tokenizer(
-            [prefix + t for t in texts],
-            padding=True,
-            truncation=True,
-            max_length=self.max_lengths[side],
-            return_tensors="pt",
-        )
 
     def forward(self, batch: dict[str, torch.Tensor], side: Side) -> torch.Tensor:
         """Embeddings of a tokenized batch, differentiable (training uses this path)."""
@@ -138,7 +158,7 @@ class DualEncoder(nn.Module):
         length must not invalidate cached passage embeddings.
         """
         sides: tuple[Side, ...] = (side,) if side else ("query", "passage")
-        return {
+        spec: dict[str, object] = {
             "model_id": self.model_id,
             "weights": model_digest(self.path),
             "pooling": self.pooling,
@@ -147,3 +167,27 @@ class DualEncoder(nn.Module):
             "max_lengths": {s: self.max_lengths[s] for s in sides},
             "shared": self.shared,
         }
+        if not self.shared:
+            spec["passage_weights"] = model_digest(self.passage_path)
+        return spec
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the towers as Hugging Face folders that ``local_path`` (and ``passage_local_path``) load.
+
+        The query tower and tokenizer go to ``folder``, a separate passage tower to ``folder/passage``.
+        Written to a temporary sibling and renamed, so a crash never leaves a half-saved encoder.
+        """
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            self.query_encoder.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            if not self.shared:
+                self.passage_encoder.save_pretrained(tmp / "passage")
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder

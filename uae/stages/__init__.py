@@ -12,9 +12,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from uae.stages.evaluate import stage_evaluate
+from uae.stages.fit import stage_fit
+from uae.stages.report import stage_report
 from uae.stages.utility import stage_utility
 
 Stage = Callable[[DictConfig, dict[str, Any]], None]
 
-# Canonical order: utility -> fit -> evaluate -> report (fit and report arrive with training).
-STAGES: dict[str, Stage] = {"utility": stage_utility, "evaluate": stage_evaluate}
+# Canonical order: whatever order ``stages=`` lists them in, they run as utility -> fit -> evaluate -> report.
+STAGES: dict[str, Stage] = {"utility": stage_utility, "fit": stage_fit, "evaluate": stage_evaluate, "report": stage_report}

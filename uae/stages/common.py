@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig
@@ -14,9 +15,19 @@ from uae.errors import UAEError
 log = logging.getLogger("uae.run")
 
 
+def max_papers_for(cfg: DictConfig, split_name: str) -> int | None:
+    """``data.max_papers``: one number for every split, or a mapping such as ``{train: 89, dev: 28}``."""
+    value = cfg.data.max_papers
+    if isinstance(value, Mapping):
+        value = value.get(split_name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise UAEError(f"data.max_papers={cfg.data.max_papers!r}: use a positive integer, a per-split mapping, or null.")
+    return value
+
+
 def load_split(cfg: DictConfig, name: str) -> QasperSplit:
     split = load_qasper(
-        name, cfg.data.dir, version=cfg.data.version, max_papers=cfg.data.max_papers, allow_hub=cfg.data.allow_hub
+        name, cfg.data.dir, version=cfg.data.version, max_papers=max_papers_for(cfg, name), allow_hub=cfg.data.allow_hub
     )
     log.info(split.summary())
     return split

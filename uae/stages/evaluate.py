@@ -1,4 +1,8 @@
-"""The evaluate stage: rank ``data.eval_split`` with ``model.retriever``, write results.json."""
+"""The evaluate stage: rank ``data.eval_split`` with ``model.retriever``, write results.json.
+
+After a fit stage it scores the exported fine-tuned encoder (and, with ``evaluate.zero_shot``, the
+base encoder beside it, in ``zero_shot/``), with the same code and the same results.json schema.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from uae.cache import write_json
+from uae.data.records import QasperSplit
 from uae.evaluation.evaluate import evaluate_retriever
+from uae.retrieval.base import Retriever
 from uae.stages.common import build, load_split
 
 log = logging.getLogger("uae.run")
@@ -20,6 +26,21 @@ log = logging.getLogger("uae.run")
 
 def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     split = load_split(cfg, cfg.data.eval_split)
+    out_dir = Path(cfg.paths.output_dir)
+    encoder_dir = state.get("encoder_dir")
+    if encoder_dir is not None:  # the fit stage's export: loaded exactly as a base model is
+        node = OmegaConf.to_container(cfg.model.retriever, resolve=True)
+        node["encoder"]["local_path"] = str(encoder_dir)
+        if not node["encoder"].get("shared", True):
+            node["encoder"]["passage_local_path"] = str(Path(encoder_dir) / "passage")
+        node["encoder"]["name"] = f"{cfg.model.name}+{cfg.loss.name}"
+        retriever = build(OmegaConf.create(node), "model.retriever")
+        extra = {"checkpoint": state.get("checkpoint"), "encoder_dir": str(encoder_dir), "train_seconds": state.get("train_seconds")}
+        state["results"] = evaluate_into(cfg, split, retriever, retriever.name, out_dir, extra)
+        if cfg.evaluate.zero_shot:
+            base = build(cfg.model.retriever, "model.retriever")
+            state["zero_shot_results"] = evaluate_into(cfg, split, base, cfg.model.name, out_dir / "zero_shot", {})
+        return
     retriever = build(cfg.model.retriever, "model.retriever")
     name = cfg.model.name
     if cfg.get("rerank"):
@@ -28,8 +49,14 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         scorer = build(cfg.llm.scorer, "llm.scorer")
         retriever = LLMReranker(retriever, scorer, k=cfg.rerank.k, prompt=cfg.rerank.prompt)
         name = f"{name}+{cfg.rerank.name}@{cfg.rerank.k}"
+    state["results"] = evaluate_into(cfg, split, retriever, name, out_dir, {})
+
+
+def evaluate_into(
+    cfg: DictConfig, split: QasperSplit, retriever: Retriever, name: str, out_dir: Path, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Evaluate one retriever and write its results.json and rankings.json into ``out_dir``."""
     result = evaluate_retriever(split, retriever, scope=cfg.retrieval.scope, top_k=cfg.retrieval.top_k)
-    out_dir = Path(cfg.paths.output_dir)
     payload = {
         "experiment": cfg.experiment,
         "split": result.split,
@@ -38,6 +65,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         "metrics": result.metrics,
         "latency_ms_per_query": result.latency_ms_per_query,
         "index_seconds": result.index_seconds,
+        **extra,
         "retriever_details": result.retriever,
         "data": {"source": split.source, "fingerprint": split.fingerprint, "alignment": vars(split.alignment)},
         "machine": machine_description(),
@@ -46,12 +74,12 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     }
     write_json(out_dir / "rankings.json", dict(zip(result.question_ids, result.ranked_ids)))
     write_json(out_dir / "results.json", payload)
-    state["results"] = payload
     table = "  ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     log.info(
         "%s on %s (%d questions): %s  latency=%.2f ms/query  -> %s",
         name, result.split, result.n_questions, table, result.latency_ms_per_query, out_dir / "results.json",
     )
+    return payload
 
 
 def machine_description() -> dict[str, Any]:

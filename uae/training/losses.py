@@ -48,22 +48,22 @@ def _cross_entropy_rows(student_logits: Tensor, target: Tensor) -> Tensor:
     return -(target * log_p.masked_fill(target == 0, 0.0)).sum(-1)
 
 
-def infonce(scores: Tensor, owner: Tensor, gold: Tensor, *, temperature: float) -> Tensor:
+def infonce(scores: Tensor, owner: Tensor, utility: Tensor | None, gold: Tensor, *, temperature: float) -> Tensor:
     """InfoNCE on annotated evidence: ``-mean_b (1/|G_b|) sum_{g in G_b} log softmax_N(s_b / tau)_g``.
 
     The softmax runs over every passage of the batch (own candidates plus in-batch negatives). A
     question with several gold paragraphs spreads its target uniformly over them (the multi-positive
-    form); rows without any gold candidate carry no hard label and are left out of the mean.
+    form). A row without any gold candidate has no hard label and contributes 0, but still counts in
+    the mean over the B rows: then per-process means average to the global mean under DDP. (The
+    infonce baseline trains only on questions with gold, see ``loss.needs_gold``.) ``utility`` is not
+    used (hard labels); it is in the signature so every loss is called the same way.
     """
     _check_temperature("temperature", temperature)
     n_rows = scores.shape[0]
     positives = own_mask(owner, n_rows) & gold.unsqueeze(0)
     counts = positives.sum(-1)
-    rows = counts > 0
-    if not bool(rows.any()):
-        return scores.sum() * 0.0  # keeps the graph (and DDP's gradient sync) intact
     target = positives.to(scores.dtype) / counts.clamp(min=1).unsqueeze(-1).to(scores.dtype)
-    return _cross_entropy_rows(scores[rows] / temperature, target[rows]).mean()
+    return _cross_entropy_rows(scores / temperature, target).mean()  # rows without gold: target 0, loss 0
 
 
 def utility_infonce(
@@ -91,7 +91,7 @@ def utility_infonce(
     if mix > 0.0:
         if gold is None:
             raise ValueError("mix > 0 needs the gold mask")
-        loss = (1.0 - mix) * loss + mix * infonce(scores, owner, gold, temperature=temperature)
+        loss = (1.0 - mix) * loss + mix * infonce(scores, owner, None, gold, temperature=temperature)
     return loss
 
 

@@ -1,0 +1,114 @@
+"""The fit stage: train the dual encoder on the utility table with ``loss=``, export the best checkpoint.
+
+The best checkpoint (by ``val/map``, else the last) is exported as a Hugging Face folder in the run
+folder, ``encoder/``; the evaluate stage then loads it through ``model.encoder.local_path`` exactly as
+it loads a base model, so a fine-tuned encoder is scored by the same code as a zero-shot one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from uae.data.datamodule import QasperDataModule, training_groups
+from uae.data.records import QasperSplit
+from uae.errors import UAEError
+from uae.stages.common import build, load_split, max_papers_for
+from uae.stages.utility import find_utility_table, hard_negative_retrievers, utility_questions, utility_settings
+from uae.training.module import RetrieverModule
+
+log = logging.getLogger("uae.run")
+
+
+def train_table(cfg: DictConfig, split: QasperSplit, question_ids: list[str], state: dict[str, Any]) -> Path:
+    """The utility table for the train split: the one the utility stage just checked, or a matching one."""
+    made = state.get("utility_tables", {}).get(split.name)
+    if made is not None:
+        return Path(made)
+    scorer = build(cfg.llm.scorer, "llm.scorer")  # for its fingerprint only: loading SmolLM2 takes < 1 s
+    settings = utility_settings(cfg, scorer, hard_negative_retrievers(cfg))
+    del scorer
+    found = find_utility_table(cfg, split, question_ids, settings, writing=False)
+    if found is None:
+        raise UAEError(
+            f"No utility table in {cfg.utility.table_dir} covers the {len(question_ids)} answerable questions of "
+            f"QASPER {split.name} with these settings (llm={cfg.llm.name}, candidates, data file). Build it with the "
+            f"utility stage: add utility to stages (stages=[utility,fit,...]) or run `make utilities`."
+        )
+    return found
+
+
+def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
+    import lightning as L
+
+    train_split = load_split(cfg, cfg.data.train_split)
+    questions = [q.question_id for q in utility_questions(train_split)]
+    table = train_table(cfg, train_split, questions, state)
+    groups = training_groups(train_split, table, questions, subset=max_papers_for(cfg, train_split.name) is not None)
+    if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
+        groups = [g for g in groups if any(g.gold)]
+    log.info("fit: %d training groups from %s", len(groups), table)
+    val_split = load_split(cfg, cfg.data.eval_split) if cfg.train.validate else None
+
+    L.seed_everything(cfg.seed, workers=True)
+    encoder = build(cfg.model.encoder, "model.encoder")
+    loss = build(cfg.loss.fn, "loss.fn")
+    datamodule = QasperDataModule(
+        groups,
+        val_split,
+        encoder.tokenize,
+        batch_size=cfg.train.batch_size,
+        val_batch_size=cfg.retrieval.batch_size,
+        num_workers=cfg.train.num_workers,
+        seed=cfg.seed,
+    )
+    module = RetrieverModule(
+        encoder, loss, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, warmup_ratio=cfg.train.warmup_ratio, loss_name=cfg.loss.name
+    )
+    out_dir = Path(cfg.paths.output_dir)
+    loggers = [build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items() if node]
+    callbacks = [
+        build(node, f"callbacks.{name}")
+        for name, node in (cfg.get("callbacks") or {}).items()
+        if node and (loggers or name != "lr_monitor")  # the LR monitor needs a logger to write to
+    ]
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.train.ckpt_path)
+    finally:
+        _finish_wandb(loggers)
+    seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        return
+    checkpoint = _best_checkpoint(trainer)
+    if checkpoint is not None:
+        state_dict = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state_dict)
+    encoder_dir = module.encoder.save(out_dir / "encoder")
+    state["encoder_dir"] = encoder_dir
+    state["checkpoint"] = str(checkpoint) if checkpoint else None
+    state["train_seconds"] = seconds  # wall clock of trainer.fit, validation included
+    log.info("fit: exported %s (from %s) to %s", cfg.loss.name, checkpoint or "the final weights", encoder_dir)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+
+
+def _best_checkpoint(trainer: Any) -> Path | None:
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    best = callback.best_model_path or callback.last_model_path
+    return Path(best) if best else None
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    """One W&B run per Hydra job: close it here, so the next job of a multirun starts its own."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
