@@ -25,7 +25,11 @@ def uae_run(tmp_path: Path, *overrides: str, run_dir: str = "run") -> subprocess
 
 
 def tiny_model(path: Path) -> list[str]:
-    return [f"model.encoder.local_path={path}", "model.encoder.model_id=tiny-bert"]
+    """The tiny BERT as the trained/evaluated encoder and as the source of dense hard negatives."""
+    return [
+        f"model.encoder.local_path={path}", "model.encoder.model_id=tiny-bert",
+        f"candidates.base.encoder.local_path={path}", "candidates.base.encoder.model_id=tiny-bert",
+    ]
 
 
 def _independent_metrics(ranking: list[str], gold: set[str]) -> dict[str, float]:

@@ -331,7 +331,7 @@ def _from_hub(model_id: str, hf_cache: Path) -> tuple[Path | None, str]:
         return None, f"huggingface_hub cannot be imported ({exc})"
     # Safetensors only first (no duplicate .bin); a repo without them gets its .bin on a second call.
     # No listing call ahead: huggingface_hub retries those for ~25 s when the hub does not answer.
-    log.info("Downloading %s from the Hugging Face hub into %s", model_id, hf_cache)
+    log.info("Trying the Hugging Face hub for %s (into %s)", model_id, hf_cache)
     path = None
     for ignore in (_HUB_IGNORE + ["*.bin", "*.pt", "*.pth"], _HUB_IGNORE):
         try:

@@ -111,17 +111,28 @@ def training_groups(split: QasperSplit, table_path: Path, questions: Sequence[st
 
 
 class GroupCollator:
-    """Tokenizes a list of groups into one batch; passages of all groups are flattened, ``owner`` says whose."""
+    """Tokenizes a list of groups into one batch; passages of all groups are flattened, ``owner`` says whose.
 
-    def __init__(self, tokenize: Tokenize) -> None:
+    Passages are tokenized in length-sorted chunks of ``passage_chunk``, each padded to its own
+    longest text: a batch of 128 paragraphs padded to one length wastes about a third of the encoder's
+    work on padding. ``passage_order[i]`` is the flat position of the i-th encoded passage, so the
+    module restores the flat order after encoding the chunks.
+    """
+
+    def __init__(self, tokenize: Tokenize, passage_chunk: int = 32) -> None:
         self.tokenize = tokenize
+        self.passage_chunk = passage_chunk
 
     def __call__(self, groups: Sequence[TrainingGroup]) -> dict[str, Any]:
         owner = [b for b, g in enumerate(groups) for _ in g.passages]
+        texts = [p for g in groups for p in g.passages]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunks = [order[i : i + self.passage_chunk] for i in range(0, len(order), self.passage_chunk)]
         return {
             "question_ids": [g.question_id for g in groups],
             "query": dict(self.tokenize([g.query for g in groups], "query")),
-            "passages": dict(self.tokenize([p for g in groups for p in g.passages], "passage")),
+            "passages": [dict(self.tokenize([texts[i] for i in chunk], "passage")) for chunk in chunks],
+            "passage_order": torch.tensor(order, dtype=torch.long),
             "owner": torch.tensor(owner, dtype=torch.long),
             "utility": torch.tensor([u for g in groups for u in g.utility], dtype=torch.float32),
             "gold": torch.tensor([x for g in groups for x in g.gold], dtype=torch.bool),
@@ -204,6 +215,7 @@ class QasperDataModule(L.LightningDataModule):
         tokenize: Tokenize,
         *,
         batch_size: int = 16,
+        passage_chunk: int = 32,
         val_batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 42,
@@ -220,6 +232,7 @@ class QasperDataModule(L.LightningDataModule):
         self.val_set = ValidationSet.from_split(val_split) if val_split is not None else None
         self.tokenize = tokenize
         self.batch_size = batch_size
+        self.passage_chunk = passage_chunk
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
         self.seed = seed
@@ -231,7 +244,7 @@ class QasperDataModule(L.LightningDataModule):
             shuffle=True,
             drop_last=True,  # every step sees the same number of in-batch negatives
             generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=GroupCollator(self.tokenize),
+            collate_fn=GroupCollator(self.tokenize, self.passage_chunk),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

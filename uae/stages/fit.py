@@ -63,6 +63,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
         val_split,
         encoder.tokenize,
         batch_size=cfg.train.batch_size,
+        passage_chunk=cfg.train.passage_chunk,
         val_batch_size=cfg.retrieval.batch_size,
         num_workers=cfg.train.num_workers,
         seed=cfg.seed,
@@ -72,11 +73,13 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     )
     out_dir = Path(cfg.paths.output_dir)
     loggers = [build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items() if node]
-    callbacks = [
-        build(node, f"callbacks.{name}")
-        for name, node in (cfg.get("callbacks") or {}).items()
-        if node and (loggers or name != "lr_monitor")  # the LR monitor needs a logger to write to
-    ]
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if not node or (name == "lr_monitor" and not loggers):  # the LR monitor needs a logger to write to
+            continue
+        if node.get("monitor") and val_split is None:  # nothing to monitor: keep the last checkpoint
+            node = OmegaConf.merge(node, {"monitor": None, "filename": "epoch{epoch}-step{step}"})
+        callbacks.append(build(node, f"callbacks.{name}"))
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     start = time.perf_counter()
     try:

@@ -50,9 +50,12 @@ def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:
     if n_hard.get("bm25", 0) > 0:
         retrievers["bm25"] = BM25Retriever()
     if n_hard.get("dense", 0) > 0:
-        dense = build(cfg.model.retriever, "model.retriever")
+        dense = build(cfg.candidates.base.retriever, "candidates.base.retriever")
         if not hasattr(dense, "encoder"):
-            raise UAEError("candidates.hard_negatives.dense > 0 needs a dense model= (the base encoder), not BM25.")
+            raise UAEError(
+                "candidates.hard_negatives.dense > 0 needs a dense encoder as candidates.base (e.g. "
+                "model@candidates.base=minilm), not BM25; or set candidates.hard_negatives.dense=0."
+            )
         retrievers["dense"] = dense
     return retrievers
 

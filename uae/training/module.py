@@ -73,6 +73,14 @@ def gather_passages(passages: Tensor, owner: Tensor, utility: Tensor, gold: Tens
     return all_passages, all_owner, all_utility, all_gold, offsets[rank]
 
 
+def encode_chunks(encoder: DualEncoder, chunks: list[dict[str, Tensor]], order: Tensor) -> Tensor:
+    """Passage embeddings in flat batch order from length-sorted chunks (see ``GroupCollator``)."""
+    encoded = torch.cat([encoder(chunk, "passage") for chunk in chunks])
+    out = torch.empty_like(encoded)
+    out[order.to(encoded.device)] = encoded
+    return out
+
+
 def batch_loss(
     loss: Loss, queries: Tensor, passages: Tensor, owner: Tensor, utility: Tensor, gold: Tensor
 ) -> Tensor:
@@ -113,9 +121,14 @@ class RetrieverModule(L.LightningModule):
         self._val_counts: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------------------------- training
+    def on_fit_start(self) -> None:
+        # from_pretrained returns modules in eval mode and Lightning keeps each submodule's mode:
+        # switch the encoder to train mode so dropout regularises fine-tuning as in the base recipe.
+        self.encoder.train()
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         queries = self.encoder(batch["query"], "query")
-        passages = self.encoder(batch["passages"], "passage")
+        passages = encode_chunks(self.encoder, batch["passages"], batch["passage_order"])
         loss = batch_loss(self.loss, queries, passages, batch["owner"], batch["utility"], batch["gold"])
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
