@@ -188,6 +188,7 @@ def test_utility_fit_evaluate_report_end_to_end(
         "stages=[report,evaluate,fit,utility]",  # any order: they run in pipeline order
         "data.train_split=dev", "utility.splits=[dev]", "candidates.size=3",
         "train.batch_size=2", "train.lr=1e-3", "trainer.max_epochs=2", "evaluate.zero_shot=true", "logger=default",
+        "reader=smollm2", "reader.answerer.max_new_tokens=4",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "run"
@@ -210,6 +211,17 @@ def test_utility_fit_evaluate_report_end_to_end(
     assert len(logged) == 2  # one validation per epoch
     assert max(float(row["val/map"]) for row in logged) == pytest.approx(tuned["metrics"]["map"], abs=1e-6)
 
+    # token F1 of the reader's answers, max over annotators, recomputed from answers.json
+    from uae.data.qasper import load_qasper
+    from uae.evaluation.metrics import answer_f1
+
+    split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
+    for folder, result in ((run, tuned), (run / "zero_shot", base)):
+        answers = json.loads((folder / "answers.json").read_text())
+        assert set(answers) == {q.question_id for q in split.evaluable_questions}
+        expected = [answer_f1(answers[q.question_id], [a.text for a in q.answers]) for q in split.evaluable_questions]
+        assert result["metrics"]["token_f1"] == pytest.approx(sum(expected) / len(expected))
+
     report = (run / "report.md").read_text()
     assert "| minilm |" in report and "| minilm+uae |" in report and "recall@1" in report
     assert (run / "wandb").is_dir()  # an offline W&B run, finished with the job
@@ -227,3 +239,33 @@ def test_fit_without_a_utility_table_names_the_stage_that_builds_it(
     assert "No utility table" in done.stderr and "stages=[utility" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_others(
+    tmp_path: Path, tiny_encoder_dir: Path, tiny_raw_dir: Path
+) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    sweep = tmp_path / "sweep"
+    args = [
+        sys.executable, "-m", "uae.run", "-m", "+experiment=qasper_minilm", "stages=[evaluate]",
+        f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}", "retrieval.progress=false",
+        f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir),
+        "model.encoder.pooling=mean,bogus,cls",  # the middle job fails its config check
+    ]
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]  # a failed job makes the sweep fail, after the summary
+    results = {n: sweep / str(n) / "results.json" for n in range(3)}
+    assert results[0].is_file() and results[2].is_file() and not results[1].exists()
+
+    import csv
+
+    with open(sweep / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert "model.encoder.pooling=bogus" in rows[1]["overrides"] and "pooling" in rows[1]["error"]
+    for n in (0, 2):  # the summary holds each job's own numbers
+        metrics = json.loads(results[n].read_text())["metrics"]
+        assert float(rows[n]["map"]) == pytest.approx(metrics["map"]) and float(rows[n]["hit@1"]) == pytest.approx(metrics["hit@1"])
+    assert json.loads(results[0].read_text())["metrics"] != json.loads(results[2].read_text())["metrics"]  # mean != cls
+    summary = (sweep / "summary.md").read_text()
+    assert "Failed jobs" in summary and "| failed |" in summary

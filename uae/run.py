@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -63,12 +64,38 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    """One job. In a multirun a failed job is recorded (status.json) and the others go on; the sweep
+    summary lists it and the multirun exits 1. A single run exits 2 on a UAEError, with its message."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         run(cfg)
     except UAEError as exc:
         log.error("%s", exc)
+        _write_status(out_dir, "failed", str(exc))
+        if multirun:
+            return
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop a sweep; a single run re-raises
+        _write_status(out_dir, "failed", f"{type(exc).__name__}: {exc}")
+        if not multirun:
+            raise
+        log.exception("job failed")
+        return
+    _write_status(out_dir, "ok", None)
+
+
+def _write_status(out_dir: Path, status: str, error: str | None) -> None:
+    from uae.cache import write_json
+
+    try:
+        write_json(out_dir / "status.json", {"status": status, "error": error})
+    except UAEError as exc:  # an unwritable run folder is reported, never hides the job's own outcome
+        log.error("could not record the job status: %s", exc)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from uae.cache import write_json
 from uae.data.records import QasperSplit
 from uae.evaluation.evaluate import evaluate_retriever
+from uae.evaluation.metrics import answer_f1
 from uae.retrieval.base import Retriever
 from uae.stages.common import build, load_split
 
@@ -36,10 +37,10 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         node["encoder"]["name"] = f"{cfg.model.name}+{cfg.loss.name}"
         retriever = build(OmegaConf.create(node), "model.retriever")
         extra = {"checkpoint": state.get("checkpoint"), "encoder_dir": str(encoder_dir), "train_seconds": state.get("train_seconds")}
-        state["results"] = evaluate_into(cfg, split, retriever, retriever.name, out_dir, extra)
+        state["results"] = evaluate_into(cfg, state, split, retriever, retriever.name, out_dir, extra)
         if cfg.evaluate.zero_shot:
             base = build(cfg.model.retriever, "model.retriever")
-            state["zero_shot_results"] = evaluate_into(cfg, split, base, cfg.model.name, out_dir / "zero_shot", {})
+            state["zero_shot_results"] = evaluate_into(cfg, state, split, base, cfg.model.name, out_dir / "zero_shot", {})
         return
     retriever = build(cfg.model.retriever, "model.retriever")
     name = cfg.model.name
@@ -49,14 +50,27 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         scorer = build(cfg.llm.scorer, "llm.scorer")
         retriever = LLMReranker(retriever, scorer, k=cfg.rerank.k, prompt=cfg.rerank.prompt)
         name = f"{name}+{cfg.rerank.name}@{cfg.rerank.k}"
-    state["results"] = evaluate_into(cfg, split, retriever, name, out_dir, {})
+    state["results"] = evaluate_into(cfg, state, split, retriever, name, out_dir, {})
 
 
 def evaluate_into(
-    cfg: DictConfig, split: QasperSplit, retriever: Retriever, name: str, out_dir: Path, extra: dict[str, Any]
+    cfg: DictConfig,
+    state: dict[str, Any],
+    split: QasperSplit,
+    retriever: Retriever,
+    name: str,
+    out_dir: Path,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
     """Evaluate one retriever and write its results.json and rankings.json into ``out_dir``."""
     result = evaluate_retriever(split, retriever, scope=cfg.retrieval.scope, top_k=cfg.retrieval.top_k)
+    if cfg.get("reader"):
+        answers = read_answers(cfg, state, split, result.question_ids, result.ranked_ids)
+        questions = {q.question_id: q for q in split.questions}
+        result.metrics["token_f1"] = sum(
+            answer_f1(answers[qid], [a.text for a in questions[qid].answers]) for qid in result.question_ids
+        ) / len(result.question_ids)
+        write_json(out_dir / "answers.json", answers)
     payload = {
         "experiment": cfg.experiment,
         "split": result.split,
@@ -80,6 +94,19 @@ def evaluate_into(
         name, result.split, result.n_questions, table, result.latency_ms_per_query, out_dir / "results.json",
     )
     return payload
+
+
+def read_answers(
+    cfg: DictConfig, state: dict[str, Any], split: QasperSplit, question_ids: list[str], rankings: list[list[str]]
+) -> dict[str, str]:
+    """The reader's answer to each question from its ranking's top ``reader.answerer.k`` paragraphs."""
+    if "reader" not in state:  # one reader per run, shared by the fine-tuned and zero-shot evaluations
+        state["reader"] = build(cfg.reader.answerer, "reader.answerer")
+    reader = state["reader"]
+    questions = {q.question_id: q for q in split.questions}
+    texts = {p.passage_id: p.text for paper in split.papers.values() for p in paper.passages}
+    items = [(qid, ranked, questions[qid].text) for qid, ranked in zip(question_ids, rankings)]
+    return dict(zip(question_ids, reader.answer(items, texts, split.fingerprint)))
 
 
 def machine_description() -> dict[str, Any]:

@@ -1,0 +1,254 @@
+"""Training throughput: UAE's Lightning training step against sentence-transformers' own trainer.
+
+    python benchmarks/train_step.py --steps 12 --batch-size 8 [--warmup 2] [--max-length 256]
+
+Both fine-tune the same all-MiniLM-L6-v2 on the same training groups (QASPER dev questions with their
+committed utility table: 8 candidates each), with the same batch (questions per step), max length,
+optimizer (AdamW, same lr) and fp32 on the same device, for the same number of steps:
+
+- UAE: ``lightning.Trainer.fit`` on ``RetrieverModule`` + ``QasperDataModule`` (loss=uae: soft targets
+  over each question's candidates plus in-batch negatives), no validation, logging or checkpoints.
+- sentence-transformers: ``SentenceTransformerTrainer`` with ``DistillKLDivLoss`` (its closest loss:
+  KL between the teacher's scores over the same candidates, here the utilities, and the student's),
+  inputs (query, passage_1..passage_8), labels the utilities; no evaluation, logging or saving.
+
+Time per step is measured from the end of step ``--warmup`` to the end of the last step (the first
+steps pay for allocation); groups/s = questions per step / time per step. Peak memory is the process's
+peak RSS growth during training (CPU) or torch.cuda.max_memory_allocated (GPU). Prints a table and the
+ratio; each trainer runs in a fresh process so neither inherits the other's warm caches or memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load_groups(n_groups: int):
+    from uae.data.datamodule import training_groups
+    from uae.data.qasper import load_qasper
+
+    split = load_qasper("dev", os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper")))
+    table = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"
+    questions = [q.question_id for q in split.questions if q.answerable and split.passages(q.paper_id)]
+    groups = training_groups(split, table, questions, subset=False)
+    groups = [g for g in groups if len(g.passages) == 8]  # ST needs a fixed number of columns
+    return groups[:n_groups]
+
+
+class StepTimer:
+    """Wall clock at the end of each step (both trainers call back at that point)."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_uae(args: argparse.Namespace) -> dict:
+    import lightning as L
+    import torch
+
+    from uae.data.datamodule import QasperDataModule
+    from uae.hub import resolve_model
+    from uae.retrieval.encoder import DualEncoder
+    from uae.training.losses import utility_infonce
+    from uae.training.module import RetrieverModule
+
+    groups = load_groups(args.steps * args.batch_size)
+    path = resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache")
+    encoder = DualEncoder(
+        "minilm", cache_dir=ROOT / ".cache", local_path=path, query_max_length=args.max_length, passage_max_length=args.max_length
+    )
+    loss = lambda *a: utility_infonce(*a, temperature=0.05, sharpness=0.5)  # noqa: E731
+    module = RetrieverModule(encoder, loss, lr=args.lr, warmup_ratio=0.0)
+    data = QasperDataModule(groups, None, encoder.tokenize, batch_size=args.batch_size, passage_chunk=args.passage_chunk)
+    timer = StepTimer()
+
+    class Timing(L.Callback):
+        def on_train_batch_end(self, *_: object) -> None:
+            timer.ends.append(time.perf_counter())
+
+    rss0 = peak_rss_mb()
+    trainer = L.Trainer(
+        accelerator=args.device, devices=1, max_steps=args.steps, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        callbacks=[Timing()], precision="32-true", gradient_clip_val=1.0,
+    )
+    trainer.fit(module, datamodule=data)
+    memory = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else peak_rss_mb() - rss0
+    return {"ends": timer.ends, "memory_mb": memory, "breakdown": breakdown(module, data, args)}
+
+
+def breakdown(module, data, args: argparse.Namespace, steps: int = 3) -> dict[str, float]:
+    """Where a UAE step's time goes: the same step by hand, each phase timed (seconds per step)."""
+    import torch
+
+    from uae.training.module import batch_loss, encode_chunks
+
+    module.train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=args.lr)
+    phases = dict.fromkeys(("collate (tokenize)", "forward (encoder + loss)", "backward", "optimizer"), 0.0)
+    groups = data.train_groups
+    for step in range(steps):
+        t0 = time.perf_counter()
+        batch = data.train_dataloader().collate_fn(groups[step * args.batch_size : (step + 1) * args.batch_size])
+        t1 = time.perf_counter()
+        queries = module.encoder(batch["query"], "query")
+        passages = encode_chunks(module.encoder, batch["passages"], batch["passage_order"])
+        loss = batch_loss(module.loss, queries, passages, batch["owner"], batch["utility"], batch["gold"])
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        t4 = time.perf_counter()
+        for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            phases[name] += dt / steps
+    return phases
+
+
+def run_st(args: argparse.Namespace) -> dict:
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
+    from transformers import TrainerCallback
+
+    from uae.hub import resolve_model
+
+    groups = load_groups(args.steps * args.batch_size)
+    rows = {"query": [g.query for g in groups]}
+    for j in range(8):
+        rows[f"passage_{j}"] = [g.passages[j] for g in groups]
+    rows["label"] = [list(g.utility) for g in groups]
+    dataset = Dataset.from_dict(rows)
+    model = SentenceTransformer(str(resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache")), device=args.device)
+    model.max_seq_length = args.max_length
+    # Same student scale as UAE's cosine / 0.05, same teacher sharpness u / 0.5.
+    loss = DistillKLDivLoss(model, student_temperature=0.05, teacher_temperature=0.5)
+    timer = StepTimer()
+
+    class Timing(TrainerCallback):
+        def on_step_end(self, *_: object, **__: object) -> None:
+            timer.ends.append(time.perf_counter())
+
+    training_args = SentenceTransformerTrainingArguments(
+        output_dir=str(args.tmp / "st"), per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+        learning_rate=args.lr, warmup_steps=0, lr_scheduler_type="linear", max_grad_norm=1.0, weight_decay=0.01,
+        logging_strategy="no", save_strategy="no", eval_strategy="no", report_to=[], use_cpu=args.device == "cpu",
+        dataloader_num_workers=0, seed=42, disable_tqdm=True,
+    )
+    rss0 = peak_rss_mb()
+    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss, callbacks=[Timing()])
+    trainer.train()
+    memory = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else peak_rss_mb() - rss0
+    return {"ends": timer.ends, "memory_mb": memory}
+
+
+def padded_tokens(args: argparse.Namespace) -> dict[str, float]:
+    """Tokens each layout feeds the encoder per step (padding included), averaged over the timed batches.
+
+    UAE: the 8 x batch passages in length-sorted chunks of --passage-chunk, each padded to its longest.
+    sentence-transformers: one forward per column (query, passage_0..7), each padded to its longest.
+    Same batches as the runs (the first steps' groups in order; shuffling does not change the means much).
+    """
+    from transformers import AutoTokenizer
+
+    from uae.hub import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache"))
+    groups = load_groups(args.steps * args.batch_size)
+
+    def length(text: str) -> int:
+        return min(len(tokenizer(text, truncation=True, max_length=args.max_length)["input_ids"]), args.max_length)
+
+    totals = {"uae": 0, "st": 0, "real": 0}
+    batches = [groups[i : i + args.batch_size] for i in range(0, len(groups), args.batch_size)]
+    for batch in batches:
+        lengths = sorted((length(p) for g in batch for p in g.passages), reverse=True)
+        totals["real"] += sum(lengths)
+        totals["uae"] += sum(max(lengths[i : i + args.passage_chunk]) * len(lengths[i : i + args.passage_chunk]) for i in range(0, len(lengths), args.passage_chunk))
+        totals["st"] += sum(max(length(g.passages[j]) for g in batch) * len(batch) for j in range(8))
+    return {k: v / len(batches) for k, v in totals.items()}
+
+
+def summarize(name: str, result: dict, args: argparse.Namespace) -> dict:
+    ends = result["ends"]
+    if len(ends) <= args.warmup:
+        raise SystemExit(f"{name}: only {len(ends)} steps timed; use --steps > --warmup")
+    per_step = (ends[-1] - ends[args.warmup - 1]) / (len(ends) - args.warmup) if args.warmup else (ends[-1] - ends[0]) / (len(ends) - 1)
+    return {
+        "name": name, "steps": len(ends), "s_per_step": per_step, "groups_per_s": args.batch_size / per_step,
+        "memory_mb": result["memory_mb"], "breakdown": result.get("breakdown"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2, help="steps excluded from the timing")
+    parser.add_argument("--batch-size", type=int, default=8, help="questions per step (8 candidates each)")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--passage-chunk", type=int, default=32, help="UAE: passages per length-sorted chunk")
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--only", choices=["uae", "st"], help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument("--tmp", type=Path, default=ROOT / ".cache" / "bench")
+    args = parser.parse_args()
+    args.tmp.mkdir(parents=True, exist_ok=True)
+    if args.only:
+        import torch
+
+        torch.manual_seed(0)
+        result = run_uae(args) if args.only == "uae" else run_st(args)
+        print("RESULT " + json.dumps(result))
+        return 0
+
+    rows = []
+    for which, name in (("uae", "UAE (Lightning, utility_infonce)"), ("st", "sentence-transformers (DistillKLDivLoss)")):
+        cmd = [sys.executable, __file__, "--only", which, *sys.argv[1:]]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if done.returncode != 0 or line is None:
+            print(done.stderr[-4000:], file=sys.stderr)
+            raise SystemExit(f"{name} failed (exit {done.returncode})")
+        rows.append(summarize(name, json.loads(line[7:]), args))
+
+    import platform
+
+    print(f"\nTraining step, all-MiniLM-L6-v2, {args.batch_size} questions x 8 candidates per step, max length "
+          f"{args.max_length}, {args.device} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
+          f"{args.steps} steps, first {args.warmup} not timed\n")
+    print("| trainer | s/step | groups/s | peak memory (MB) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['s_per_step']:.2f} | {r['groups_per_s']:.2f} | {r['memory_mb']:.0f} |")
+    print(f"\nspeed ratio UAE / sentence-transformers: {rows[0]['groups_per_s'] / rows[1]['groups_per_s']:.2f}x")
+    parts = rows[0]["breakdown"]
+    total = sum(parts.values())
+    print("\nWhere a UAE step's time goes (the same step by hand, mean of 3): " + ", ".join(
+        f"{name} {seconds:.2f} s ({100 * seconds / total:.0f}%)" for name, seconds in parts.items()))
+    tokens = padded_tokens(args)
+    print(
+        f"\nPassage tokens the encoder runs per step (padding included): UAE {tokens['uae']:.0f}, "
+        f"sentence-transformers {tokens['st']:.0f}, unpadded {tokens['real']:.0f}. Time per passage token: "
+        f"UAE {1e3 * rows[0]['s_per_step'] / tokens['uae']:.2f} ms, sentence-transformers {1e3 * rows[1]['s_per_step'] / tokens['st']:.2f} ms."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The reader: the LLM answers each question from the top-k paragraphs a retriever ranked first.
+
+Its answers give QASPER's answer token F1 for every retriever, with the same LLM, prompt and
+decoding for all of them, so differences in F1 come from the paragraphs alone. Generation is greedy
+(reproducible), batched with left padding, longest prompts first, and cached per (question, the
+paragraphs it was given) under a fingerprint of everything that changes an answer: a second
+evaluation of the same rankings generates nothing, and two retrievers that put the same paragraph
+first share the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from uae.cache import atomic_path, fingerprint, model_digest
+from uae.errors import ModelNotFoundError, UAEError
+from uae.llm.scorer import PromptTemplate, _parse_device, _parse_dtype
+
+log = logging.getLogger(__name__)
+
+READER_VERSION = 1
+SETTING = "reader"
+
+DEFAULT_TEMPLATE = {
+    "style": "chat",
+    "system": None,
+    "context_prompt": "Context: {context}\n\nQuestion: {question}\nAnswer briefly, using the context.",
+    "closed_book_prompt": "Question: {question}\nAnswer briefly.",
+    "answer_prefix": "",
+    "target_prefix": "",
+}
+
+
+class AnswerReader:
+    """Greedy answers of a causal LM to (context, question) prompts, batched and cached on disk."""
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        cache_dir: str | os.PathLike,
+        local_path: str | os.PathLike | None = None,
+        template: PromptTemplate | Mapping[str, Any] | None = None,
+        k: int = 1,
+        max_new_tokens: int = 32,
+        max_length: int = 1024,
+        batch_size: int = 8,
+        device: str = "auto",
+        dtype: str = "auto",
+        progress: bool = True,
+        offline: bool | None = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from uae.hub import resolve_model
+
+        if k < 1 or max_new_tokens < 1 or batch_size < 1:
+            raise UAEError(f"{SETTING}.k, {SETTING}.max_new_tokens and {SETTING}.batch_size must be positive integers.")
+        self.model_id = model_id
+        self.template = PromptTemplate.from_config(template if template is not None else DEFAULT_TEMPLATE)
+        self.k = int(k)
+        self.max_new_tokens = int(max_new_tokens)
+        self.batch_size = int(batch_size)
+        self.progress = progress
+        self.device = _parse_device(device)
+        self.dtype = _parse_dtype(dtype, self.device)
+        self.path = resolve_model(model_id, local_path=local_path, cache_dir=cache_dir, offline=offline, setting=f"{SETTING}.local_path")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
+            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelNotFoundError(
+                f"{self.path} (for {model_id}) could not be loaded as a causal language model ({type(exc).__name__}). "
+                f"Point {SETTING}.local_path at a Hugging Face causal LM folder with its tokenizer."
+            ) from exc
+        self.model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        limit = getattr(self.model.config, "max_position_embeddings", None) or max_length
+        self.max_length = int(min(max_length, limit))
+        self.cache_dir = Path(cache_dir) / "answers"
+        self.truncated = 0
+
+    def fingerprint_spec(self) -> dict[str, Any]:
+        return {
+            "reader": "uae.llm.reader.AnswerReader",
+            "version": READER_VERSION,
+            "model_id": self.model_id,
+            "weights": model_digest(self.path),
+            "template": self.template.spec(),
+            "k": self.k,
+            "max_new_tokens": self.max_new_tokens,
+            "max_length": self.max_length,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "decoding": "greedy",
+        }
+
+    # ------------------------------------------------------------------------------------------ prompts
+    def prompt(self, context: str | None, question: str) -> str:
+        """The rendered prompt; a context too long for the model is cut (from its end), never the question."""
+        text, span = self.template.render(context, question, self.tokenizer)
+        budget = self.max_length - self.max_new_tokens
+        n_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if n_tokens <= budget or span is None:
+            if n_tokens > budget:
+                raise UAEError(f"The question alone is longer than {SETTING}.max_length={self.max_length} tokens: {question[:80]!r}")
+            return text
+        self.truncated += 1
+        context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
+        keep = max(0, len(context_ids) - (n_tokens - budget) - 8)  # a small margin for re-tokenisation at the cut
+        return self.template.render(self.tokenizer.decode(context_ids[:keep]), question, self.tokenizer)[0]
+
+    # --------------------------------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str]) -> list[str]:
+        """Greedy continuations of already rendered prompts, in input order."""
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        out: list[str] = [""] * len(prompts)
+        bar = tqdm(total=len(prompts), desc="reader", unit="answer", disable=not self.progress, leave=False)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.device)
+            generated = self.model.generate(
+                **batch,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            new = generated[:, batch["input_ids"].shape[1] :]
+            for i, text in zip(index, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
+                out[i] = text.strip()
+            bar.update(len(index))
+        bar.close()
+        return out
+
+    def answer(
+        self, items: Sequence[tuple[str, Sequence[str], str]], texts: Mapping[str, str], data_fingerprint: str
+    ) -> list[str]:
+        """Answers for (question id, ranked passage ids, question text) items from the top ``k`` paragraphs.
+
+        Answers already in the cache (same reader settings, same data file) are reused; the rest are
+        generated and the cache is rewritten atomically.
+        """
+        key = fingerprint({"reader": self.fingerprint_spec(), "data": data_fingerprint})
+        path = self.cache_dir / f"{key[:20]}.json"
+        cache = _read_cache(path, key)
+        keys = [json.dumps([qid, list(ranked[: self.k])]) for qid, ranked, _ in items]
+        todo = [i for i, item_key in enumerate(keys) if item_key not in cache]
+        if todo:
+            prompts = []
+            for i in todo:
+                _, ranked, question = items[i]
+                context = "\n\n".join(texts[pid] for pid in ranked[: self.k]) or None
+                prompts.append(self.prompt(context, question))
+            for i, text in zip(todo, self.generate(prompts)):
+                cache[keys[i]] = text
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps({"fingerprint": key, "answers": cache}), encoding="utf-8")
+            log.info("reader: %d answers generated, %d from the cache %s", len(todo), len(items) - len(todo), path)
+        return [cache[item_key] for item_key in keys]
+
+
+def _read_cache(path: Path, key: str) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("reader cache %s is unreadable; answers will be generated again", path)
+        return {}
+    if payload.get("fingerprint") != key or not isinstance(payload.get("answers"), dict):
+        log.warning("reader cache %s was made with other settings; answers will be generated again", path)
+        return {}
+    return dict(payload["answers"])

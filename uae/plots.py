@@ -1,0 +1,114 @@
+"""Plots of run and sweep folders: training curves, metrics against a swept value, retrievers side by side.
+
+    python -m uae.plots RUN_OR_SWEEP_DIR [...] --out experiments/qasper/plots
+
+The notebook (notebooks/inspect_runs.ipynb) draws the same figures inline; ``make reproduce`` writes
+them as PNG files next to RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from uae.runs import load_curves, load_runs, swept_keys
+
+
+def plot_curves(curves: pd.DataFrame, ax_loss, ax_val) -> None:
+    """train/loss and val/map against the step, one line per job."""
+    for job, frame in curves.groupby("job"):
+        if "train/loss" in frame:
+            loss = frame.dropna(subset=["train/loss"])
+            ax_loss.plot(loss["step"], loss["train/loss"], label=str(job))
+        if "val/map" in frame:
+            val = frame.dropna(subset=["val/map"])
+            ax_val.plot(val["step"], val["val/map"], marker="o", label=str(job))
+    ax_loss.set(xlabel="step", ylabel="train/loss", title="training loss")
+    ax_val.set(xlabel="step", ylabel="val/map", title="validation MAP")
+    for ax in (ax_loss, ax_val):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+
+
+def plot_sweep(table: pd.DataFrame, key: str, ax, metrics: tuple[str, ...] = ("recall@1", "map", "token_f1")) -> None:
+    """Each metric against the swept value (numeric axes sorted; other values in job order)."""
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    values = pd.to_numeric(ok[key], errors="coerce")
+    x = values if values.notna().all() else ok[key].astype(str)
+    order = x.sort_values().index if values.notna().all() else x.index
+    for metric in metrics:
+        if metric in ok and ok[metric].notna().any():
+            ax.plot(x.loc[order], ok.loc[order, metric], marker="o", label=metric)
+    ax.set(xlabel=key.removeprefix("override:"), ylabel="dev score", title=f"sweep over {key.removeprefix('override:')}")
+    if values.notna().all() and (values > 0).all() and values.max() / values.min() >= 10:
+        ax.set_xscale("log")
+    ax.legend(fontsize="small")
+
+
+def plot_retrievers(table: pd.DataFrame, ax, metrics: tuple[str, ...] = ("hit@1", "recall@1", "map", "token_f1")) -> None:
+    """Grouped bars: one group per metric, one bar per retriever."""
+    present = [m for m in metrics if m in table and table[m].notna().any()]
+    rows = table.dropna(subset=["retriever"])
+    width = 0.8 / max(1, len(rows))
+    unique = rows["retriever"].is_unique
+    for i, (_, row) in enumerate(rows.iterrows()):
+        label = row["retriever"] if unique else f"{row['retriever']} ({row['job']})"
+        ax.bar([j + i * width for j in range(len(present))], [row[m] for m in present], width, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(present))], present)
+    ax.set(ylabel="dev score", title="retrievers")
+    ax.legend(fontsize="small")
+
+
+def save_figures(folders: list[Path], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for folder in folders:
+        table, curves = load_runs(folder), load_curves(folder)
+        name = folder.name if folder.name not in ("", ".") else "run"
+        if not curves.empty:
+            fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+            plot_curves(curves, a, b)
+            written.append(_save(fig, out / f"{name}-curves.png"))
+        for key in swept_keys(table):
+            fig, ax = plt.subplots(figsize=(5, 3.5))
+            plot_sweep(table, key, ax)
+            written.append(_save(fig, out / f"{name}-{key.removeprefix('override:').replace('.', '_')}.png"))
+        if table.get("retriever") is not None and table["retriever"].notna().sum() > 1:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            plot_retrievers(table, ax)
+            written.append(_save(fig, out / f"{name}-retrievers.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    from uae.cache import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="run or sweep folders")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    args = parser.parse_args(argv)
+    for path in save_figures(args.folders, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

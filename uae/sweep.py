@@ -1,0 +1,107 @@
+"""Sweep summaries: when a Hydra multirun ends, one table of all its jobs (markdown and CSV).
+
+Registered as a Hydra callback (conf/hydra/default.yaml), so every multirun gets
+``<sweep dir>/summary.md`` and ``summary.csv``: one row per job with its overrides, its status and its
+results.json metrics. A job that failed is a row with its error (``uae.run`` records it in the job's
+``status.json`` and lets the other jobs run); the multirun then exits with status 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from uae.cache import atomic_path
+from uae.evaluation.metrics import RETRIEVAL_METRICS
+
+log = logging.getLogger("uae.sweep")
+
+METRIC_COLUMNS = (*RETRIEVAL_METRICS, "token_f1")
+
+
+def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job folder (``<sweep dir>/<n>/``), in job order."""
+    rows = []
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    for job in jobs:
+        overrides = _read_yaml(job / ".hydra" / "overrides.yaml") or []
+        status = _read_json(job / "status.json") or {"status": "unknown", "error": "no status.json (killed?)"}
+        result = _read_json(job / "results.json") or {}
+        metrics = result.get("metrics", {})
+        rows.append(
+            {
+                "job": int(job.name),
+                "overrides": " ".join(o for o in overrides if not o.startswith(("hydra.", "+experiment"))),
+                "status": status.get("status", "unknown"),
+                "retriever": result.get("retriever", ""),
+                **{m: metrics.get(m, "") for m in METRIC_COLUMNS},
+                "ms_per_query": result.get("latency_ms_per_query", ""),
+                "train_minutes": result["train_seconds"] / 60 if result.get("train_seconds") else "",
+                "error": (status.get("error") or "")[:300],
+                "run_dir": str(job),
+            }
+        )
+    return rows
+
+
+def summary_markdown(rows: list[dict[str, Any]], title: str) -> str:
+    columns = ["job", "overrides", "status", "retriever", *[m for m in METRIC_COLUMNS if any(r[m] != "" for r in rows)],
+               "ms_per_query", "train_minutes"]
+
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        lines += ["", "Failed jobs:", ""] + [f"- job {r['job']} ({r['overrides']}): {r['error']}" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(sweep_dir: Path, title: str) -> list[dict[str, Any]]:
+    rows = job_rows(sweep_dir)
+    with atomic_path(sweep_dir / "summary.md") as tmp:
+        tmp.write_text(summary_markdown(rows, title), encoding="utf-8")
+    with atomic_path(sweep_dir / "summary.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        fields = ["job", "overrides", "status", "retriever", *METRIC_COLUMNS, "ms_per_query", "train_minutes", "error", "run_dir"]
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+class SweepSummary(Callback):
+    """Writes the summary when a multirun ends; exits 1 if any job failed (after the summary is written)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = write_summary(sweep_dir, f"{config.get('experiment', 'sweep')}: {sweep_dir.name}")
+        print("\n" + (sweep_dir / "summary.md").read_text(encoding="utf-8"), flush=True)
+        failed = [r["job"] for r in rows if r["status"] != "ok"]
+        if failed:
+            log.error("%d of %d jobs failed (%s); see %s", len(failed), len(rows), failed, sweep_dir / "summary.md")
+            raise SystemExit(1)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
