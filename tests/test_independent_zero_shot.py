@@ -144,7 +144,7 @@ def test_zero_shot_minilm_matches_independent_reimplementation(tmp_path: Path) -
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline")
     proc = subprocess.run(
         [
-            sys.executable, "-m", "uae.run", "+experiment=qasper_minilm", "stages=[evaluate]", "reader=null",
+            sys.executable, "-m", "uae.run", "+experiment=qasper_minilm", "stages=[evaluate]", "reader=none",
             f"data.max_papers={N_PAPERS}", f"hydra.run.dir={tmp_path}",
             f"paths.cache_dir={tmp_path}/cache", "retrieval.progress=false",
         ],

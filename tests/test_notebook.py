@@ -25,7 +25,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path,
         f"candidates.base.encoder.local_path={tiny_encoder_dir}", "candidates.base.encoder.model_id=tiny-bert",
         f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama", "candidates.size=3",
         "train.batch_size=2", "train.lr=1e-3", "trainer.max_epochs=2", "trainer.log_every_n_steps=1", "logger=csv",
-        "loss.temperature=0.05,0.5", "reader=null",
+        "loss.temperature=0.05,0.5", "reader=none",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -142,7 +142,7 @@ def test_dense_retriever_caches_passage_embeddings(tiny_encoder_dir: Path, tiny_
     original = retriever.encoder.encode
     retriever.encoder.encode = lambda texts, side, **kw: calls.append(side) or original(texts, side, **kw)  # type: ignore[method-assign]
     second = retriever.rank(split, split.evaluable_questions, scope="paper", top_k=10)
-    assert retriever.cache_hit is True and calls == ["query"]  # passages came from the cache
+    assert retriever.cache_hit is True and "passage" not in calls  # passages came from the cache (queries: warm-up + all)
     assert second.ranked_ids == first.ranked_ids
     # Each question's ranking is its own paper's passages, all of them.
     for question, ranked in zip(split.evaluable_questions, first.ranked_ids):

@@ -22,7 +22,7 @@ def uae_run(tmp_path: Path, *overrides: str, run_dir: str = "run") -> subprocess
         "retrieval.progress=false", *overrides,
     ]
     if not any(o.startswith("reader=") for o in overrides):
-        args.append("reader=null")  # the reader (real SmolLM2) is tested where a test asks for it
+        args.append("reader=none")  # the reader (real SmolLM2) is tested where a test asks for it
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -252,7 +252,7 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
         sys.executable, "-m", "uae.run", "-m", "+experiment=qasper_minilm", "stages=[evaluate]",
         f"hydra.sweep.dir={sweep}", f"paths.cache_dir={tmp_path / 'cache'}", "retrieval.progress=false",
         f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir),
-        "model.encoder.pooling=mean,bogus,cls", "reader=null",  # the middle job fails its config check
+        "model.encoder.pooling=mean,bogus,cls", "reader=none",  # the middle job fails its config check
     ]
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stderr[-3000:]  # a failed job makes the sweep fail, after the summary
