@@ -40,6 +40,32 @@ def validate(cfg: DictConfig) -> None:
         raise UAEError(f"retrieval.scope={cfg.retrieval.scope!r}: use 'paper' or 'corpus'.")
     if int(cfg.retrieval.top_k) < 1 or int(cfg.retrieval.batch_size) < 1:
         raise UAEError("retrieval.top_k and retrieval.batch_size must be positive integers.")
+    if "utility" in cfg.stages:
+        if int(cfg.candidates.size) < 1:
+            raise UAEError(f"candidates.size={cfg.candidates.size}: a candidate set needs at least 1 passage (default 8).")
+        negative = {k: v for k, v in cfg.candidates.hard_negatives.items() if int(v) < 0}
+        if negative:
+            raise UAEError(f"candidates.hard_negatives {dict(negative)}: counts must be 0 or more.")
+    if "fit" in cfg.stages:
+        _validate_training(cfg)
+
+
+def _validate_training(cfg: DictConfig) -> None:
+    """Hyper-parameters that would otherwise fail at the first step, or train on nonsense."""
+    loss = cfg.loss
+    for key in ("temperature", "sharpness"):
+        value = loss.get(key)
+        if value is not None and not float(value) > 0:
+            raise UAEError(f"loss.{key}={value}: must be > 0 (it divides the scores).")
+    if loss.get("mix") is not None and not 0.0 <= float(loss.mix) <= 1.0:
+        raise UAEError(f"loss.mix={loss.mix}: the InfoNCE weight lambda must be in [0, 1].")
+    train = cfg.train
+    if int(train.batch_size) < 1:
+        raise UAEError(f"train.batch_size={train.batch_size}: must be a positive number of questions.")
+    if not float(train.lr) > 0:
+        raise UAEError(f"train.lr={train.lr}: the learning rate must be > 0.")
+    if not 0.0 <= float(train.warmup_ratio) < 1.0:
+        raise UAEError(f"train.warmup_ratio={train.warmup_ratio}: must be in [0, 1).")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
