@@ -201,6 +201,24 @@ class ChunkCollator:
         return {"side": side, "rows": torch.tensor(rows), "tokens": dict(self.tokenize([texts[i] for i in rows], side))}
 
 
+class EpochSeededSampler(torch.utils.data.Sampler[int]):
+    """A shuffle that is a function of (seed, epoch) only, so a run resumed at epoch e sees the order an
+    uninterrupted run sees (Lightning calls ``set_epoch`` before each epoch)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class QasperDataModule(L.LightningDataModule):
     """Training groups of the train split (from its utility table) and full-paper validation on eval.
 
@@ -241,9 +259,8 @@ class QasperDataModule(L.LightningDataModule):
         return DataLoader(
             _ChunkDataset(self.train_groups),
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=EpochSeededSampler(len(self.train_groups), self.seed),
             drop_last=True,  # every step sees the same number of in-batch negatives
-            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=GroupCollator(self.tokenize, self.passage_chunk),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

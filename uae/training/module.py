@@ -152,6 +152,32 @@ class RetrieverModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_warmup_decay(step, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    # ------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the random states (dropout), so a resumed run continues exactly as an uninterrupted one."""
+        import random
+
+        import numpy as np
+
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["uae_rng"] = {  # tensors and plain numbers only: loadable with weights_only=True
+            "torch": torch.get_rng_state(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        states = checkpoint.get("uae_rng")
+        if states:
+            torch.set_rng_state(states["torch"])
+            name, keys, pos, has_gauss, cached = states["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+            random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in states["python"]))
+
     # --------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
         val_set = self.trainer.datamodule.val_set

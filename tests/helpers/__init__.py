@@ -1,0 +1,1 @@
+"""Helpers that test subprocesses import (``python -m uae.run`` runs from the repository root)."""
