@@ -119,10 +119,15 @@ def gold_answer(answer: Mapping[str, Any], where: str) -> tuple[str, str]:
     """The gold answer string and type exactly as QASPER's official evaluator builds them."""
     if answer.get("unanswerable"):
         return "Unanswerable", "none"
-    if answer.get("extractive_spans"):
-        return ", ".join(answer["extractive_spans"]), "extractive"
-    if answer.get("free_form_answer"):
-        return answer["free_form_answer"], "abstractive"
+    spans, free_form = answer.get("extractive_spans"), answer.get("free_form_answer")
+    if spans and (not isinstance(spans, list) or not all(isinstance(x, str) for x in spans)):
+        raise DataError(f"{where}: extractive_spans must be a list of strings, got {spans!r:.80}. The file is malformed.")
+    if free_form and not isinstance(free_form, str):
+        raise DataError(f"{where}: free_form_answer must be a string, got {free_form!r:.80}. The file is malformed.")
+    if spans:
+        return ", ".join(spans), "extractive"
+    if free_form:
+        return free_form, "abstractive"
     if answer.get("yes_no") is True:
         return "Yes", "boolean"
     if answer.get("yes_no") is False:
@@ -241,7 +246,10 @@ def _parse_question(qa: Any, paper: Paper, source: str, stats: AlignmentStats) -
         if not isinstance(answer, Mapping):
             raise DataError(f"{where}: annotation {k} has no 'answer' object. The file is malformed.")
         answer_text, answer_type = gold_answer(answer, f"{where}, annotation {k}")
-        evidence = tuple(e for e in answer.get("evidence") or () if isinstance(e, str) and e.strip())
+        raw_evidence = answer.get("evidence") or []
+        if not isinstance(raw_evidence, list):
+            raise DataError(f"{where}: annotation {k} has evidence that is not a list ({raw_evidence!r:.80}). The file is malformed.")
+        evidence = tuple(e for e in raw_evidence if isinstance(e, str) and e.strip())
         evidence_ids: list[str] = []
         for string in evidence:
             stats.evidence += 1

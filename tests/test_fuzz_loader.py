@@ -1,0 +1,117 @@
+"""Fuzzing the QASPER loader (hypothesis): any document, in either layout, loads or fails with DataError.
+
+Documents are the tiny fixture with random parts replaced by random JSON (wrong types, missing keys,
+empty lists, odd strings) or deleted, plus wholly random JSON and random bytes on disk. The loader may
+accept a document (it is lenient where QASPER is: empty paragraphs, unaligned evidence) but must never
+crash with anything but the project's own error, whose message names the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from uae.data.qasper import load_qasper, parse_raw, raw_from_hf_rows
+from uae.data.records import QasperSplit
+from uae.errors import DataError
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+RAW = json.loads((FIXTURES / "qasper_tiny_raw.json").read_text())
+HF_ROWS = [json.loads(line) for line in (FIXTURES / "qasper_hf" / "validation.jsonl").read_text().splitlines() if line]
+
+leaves = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=12))
+json_values = st.recursive(
+    leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8
+)
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+
+
+def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every location in a JSON tree (dict keys and list indices)."""
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += paths(value, prefix + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += paths(value, prefix + (i,))
+    return out
+
+
+def mutate(document: Any, data: st.DataObject, n: int) -> Any:
+    document = copy.deepcopy(document)
+    for _ in range(n):
+        locations = [p for p in paths(document) if p]
+        if not locations:
+            break
+        where = data.draw(st.sampled_from(locations))
+        parent = document
+        for key in where[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()):
+            parent[where[-1]] = data.draw(json_values)
+        elif isinstance(parent, dict):
+            del parent[where[-1]]
+        else:
+            parent.pop(where[-1])
+    return document
+
+
+def parse(raw: Any) -> QasperSplit | None:
+    try:
+        return parse_raw(raw, split="dev", source="fuzz.json", fingerprint="f")
+    except DataError as exc:
+        assert "fuzz.json" in str(exc)  # the message names the input
+        return None
+
+
+@FUZZ
+@given(data=st.data(), n=st.integers(1, 4))
+def test_mutated_raw_documents(data: st.DataObject, n: int) -> None:
+    split = parse(mutate(RAW, data, n))
+    if split is not None:  # what loads is coherent: every gold id is a paragraph of its paper
+        for q in split.questions:
+            assert q.gold_ids <= {p.passage_id for p in split.passages(q.paper_id)}
+
+
+@FUZZ
+@given(data=st.data(), n=st.integers(1, 4))
+def test_mutated_hf_rows(data: st.DataObject, n: int) -> None:
+    rows = mutate(HF_ROWS, data, n)
+    try:
+        raw = raw_from_hf_rows(rows, source="fuzz.json") if isinstance(rows, list) else rows
+    except DataError as exc:
+        assert "fuzz.json" in str(exc)
+        return
+    parse(raw)
+
+
+@FUZZ
+@given(document=json_values)
+def test_random_json(document: Any) -> None:
+    parse(document)
+    if isinstance(document, list):
+        try:
+            raw_from_hf_rows(document, source="fuzz.json")
+        except DataError:
+            pass
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    content=st.binary(max_size=200) | st.text(max_size=200).map(str.encode) | json_values.map(lambda v: json.dumps(v).encode()),
+    name=st.sampled_from(["qasper-dev-v0.3.json", "validation.jsonl", "dev.jsonl"]),
+)
+def test_random_files_on_disk(content: bytes, name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    (folder / name).write_bytes(content)
+    try:
+        load_qasper("dev", folder, allow_hub=False)
+    except DataError as exc:
+        assert name in str(exc)
