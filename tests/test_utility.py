@@ -142,3 +142,34 @@ def test_table_is_refused_for_other_settings_or_rows(tiny_raw_dir: Path, tmp_pat
     assert merge_utilities(tmp_path / "w2", len(sets), 2, tmp_path / "u2.parquet").equals(pq.read_table(tmp_path / "u.parquet"))
     with pytest.raises(CacheMismatchError, match="another utility.chunk_questions"):
         merge_utilities(tmp_path / "w2", len(sets), 1, tmp_path / "u3.parquet")
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_table(
+    trial: int, tiny_raw_dir: Path, tmp_path: Path
+) -> None:
+    """The kill lands anywhere: during start-up, while scoring, between or inside chunk writes."""
+    import random
+
+    split, sets, spec = _setup(tiny_raw_dir)
+    compute_utilities(split, sets, OverlapScorer(), tmp_path / "clean", spec, chunk_questions=1, progress=False)
+    expected = merge_utilities(tmp_path / "clean", len(sets), 1, tmp_path / "clean.parquet")
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from test_utility import OverlapScorer, _setup
+        from uae.llm.utility import compute_utilities
+        split, sets, spec = _setup(Path({str(tiny_raw_dir)!r}))
+        compute_utilities(split, sets, OverlapScorer(delay=0.2), Path({str(tmp_path / 'work')!r}), spec,
+                          chunk_questions=1, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    time.sleep(random.Random(trial).uniform(2.0, 6.0))  # start-up takes ~3 s, scoring ~1 s more
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    work = tmp_path / "work"
+    compute_utilities(split, sets, OverlapScorer(), work, spec, chunk_questions=1, progress=False)
+    assert merge_utilities(work, len(sets), 1, tmp_path / "resumed.parquet").equals(expected)
+    # A kill inside a write can leave that write's hidden temp file (SIGKILL runs no clean-up); it is
+    # never read: only complete chunk files, renamed into place, count.
+    assert all(p.name.endswith(".tmp") for p in work.iterdir() if p.name.startswith("."))
