@@ -271,3 +271,27 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
     assert json.loads(results[0].read_text())["metrics"] != json.loads(results[2].read_text())["metrics"]  # mean != cls
     summary = (sweep / "summary.md").read_text()
     assert "Failed jobs" in summary and "| failed |" in summary
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["stages=[fit]", "loss.temperature=-0.05"], "loss.temperature=-0.05: must be > 0"),
+        (["stages=[utility]", "candidates.size=0"], "candidates.size=0"),
+        (["stages=[utility,fit]", "utility.splits=[dev]", "data.train_split=dev", "train.batch_size=50", "logger=none"],
+         "train.batch_size=50 is larger than the 4 training questions"),
+    ],
+    ids=["negative-temperature", "no-candidates", "batch-larger-than-data"],
+)
+def test_bad_training_config_exits_2_with_the_key_and_no_files(
+    tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path, overrides: list[str], message: str
+) -> None:
+    llm = [f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama"]
+    done = uae_run(
+        tmp_path, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir), *llm, f"utility.table_dir={tmp_path / 'tables'}",
+        *(["candidates.size=3"] if not any(o.startswith("candidates.size") for o in overrides) else []), *overrides,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "results.json").exists()
+    assert not list(tmp_path.rglob("*.tmp"))

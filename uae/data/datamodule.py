@@ -240,10 +240,10 @@ class QasperDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise UAEError(f"data.batch_size={batch_size}: must be a positive number of questions.")
+            raise UAEError(f"train.batch_size={batch_size}: must be a positive number of questions.")
         if batch_size > len(train_groups):
             raise UAEError(
-                f"data.batch_size={batch_size} is larger than the {len(train_groups)} training questions; "
+                f"train.batch_size={batch_size} is larger than the {len(train_groups)} training questions; "
                 "lower it or use more papers (data.max_papers)."
             )
         self.train_groups = list(train_groups)
