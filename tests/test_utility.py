@@ -53,6 +53,20 @@ def _setup(tiny_raw_dir: Path):
     return split, sets, spec
 
 
+def _scoring_process(tiny_raw_dir: Path, work: Path, delay: float) -> subprocess.Popen:
+    """A separate process scoring the tiny split one question per chunk, ``delay`` seconds per chunk."""
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from test_utility import OverlapScorer, _setup
+        from uae.llm.utility import compute_utilities
+        split, sets, spec = _setup(Path({str(tiny_raw_dir)!r}))
+        compute_utilities(split, sets, OverlapScorer(delay={delay}), Path({str(work)!r}), spec,
+                          chunk_questions=1, progress=False)
+    """)
+    return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+
+
 def test_utilities_by_hand(tiny_raw_dir: Path, tmp_path: Path) -> None:
     split, sets, spec = _setup(tiny_raw_dir)
     compute_utilities(split, sets, OverlapScorer(), tmp_path / "work", spec, chunk_questions=2, progress=False)
@@ -73,16 +87,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_table(tiny_raw_dir: Path, 
     compute_utilities(split, sets, OverlapScorer(), tmp_path / "clean", spec, chunk_questions=1, progress=False)
     expected = merge_utilities(tmp_path / "clean", len(sets), 1, tmp_path / "clean.parquet")
 
-    script = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from pathlib import Path
-        from test_utility import OverlapScorer, _setup
-        from uae.llm.utility import compute_utilities
-        split, sets, spec = _setup(Path({str(tiny_raw_dir)!r}))
-        compute_utilities(split, sets, OverlapScorer(delay=1.0), Path({str(tmp_path / 'work')!r}), spec,
-                          chunk_questions=1, progress=False)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    proc = _scoring_process(tiny_raw_dir, tmp_path / "work", delay=1.0)
     work = tmp_path / "work"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(work.glob("chunk-*.parquet"))) < 2:
@@ -154,16 +159,7 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_table(
     split, sets, spec = _setup(tiny_raw_dir)
     compute_utilities(split, sets, OverlapScorer(), tmp_path / "clean", spec, chunk_questions=1, progress=False)
     expected = merge_utilities(tmp_path / "clean", len(sets), 1, tmp_path / "clean.parquet")
-    script = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from pathlib import Path
-        from test_utility import OverlapScorer, _setup
-        from uae.llm.utility import compute_utilities
-        split, sets, spec = _setup(Path({str(tiny_raw_dir)!r}))
-        compute_utilities(split, sets, OverlapScorer(delay=0.2), Path({str(tmp_path / 'work')!r}), spec,
-                          chunk_questions=1, progress=False)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    proc = _scoring_process(tiny_raw_dir, tmp_path / "work", delay=0.2)
     time.sleep(random.Random(trial).uniform(2.0, 6.0))  # start-up takes ~3 s, scoring ~1 s more
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

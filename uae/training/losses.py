@@ -100,6 +100,18 @@ def _own_log_softmax(logits: Tensor, own: Tensor) -> Tensor:
     return torch.log_softmax(logits.masked_fill(~own, _NEG_INF), dim=-1).masked_fill(~own, 0.0)
 
 
+def _student_and_target(
+    scores: Tensor, owner: Tensor, utility: Tensor, temperature: float, target_temperature: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(own, log P, log Q)`` over each row's own candidates; Q is a constant (the teacher is fixed)."""
+    _check_temperature("temperature", temperature)
+    _check_temperature("target_temperature", target_temperature)
+    own = own_mask(owner, scores.shape[0])
+    log_p = _own_log_softmax(scores / temperature, own)
+    log_q = _own_log_softmax((utility / target_temperature).unsqueeze(0).expand_as(scores), own).detach()
+    return own, log_p, log_q
+
+
 def atlas_kl(
     scores: Tensor,
     owner: Tensor,
@@ -115,11 +127,7 @@ def atlas_kl(
     target is a constant (no gradient flows into the teacher). Its gradient equals utility_infonce's
     without in-batch negatives, which is what the comparison between the two isolates.
     """
-    _check_temperature("temperature", temperature)
-    _check_temperature("target_temperature", target_temperature)
-    own = own_mask(owner, scores.shape[0])
-    log_p = _own_log_softmax(scores / temperature, own)
-    log_q = _own_log_softmax((utility / target_temperature).unsqueeze(0).expand_as(scores), own).detach()
+    own, log_p, log_q = _student_and_target(scores, owner, utility, temperature, target_temperature)
     q = log_q.exp() * own
     return (q * (log_q - log_p)).sum(-1).mean()
 
@@ -138,11 +146,7 @@ def replug_lsr(
     The reverse direction of :func:`atlas_kl`: mode-seeking, so the student concentrates on the
     passages the LLM likes most instead of covering all of them.
     """
-    _check_temperature("temperature", temperature)
-    _check_temperature("target_temperature", target_temperature)
-    own = own_mask(owner, scores.shape[0])
-    log_p = _own_log_softmax(scores / temperature, own)
-    log_q = _own_log_softmax((utility / target_temperature).unsqueeze(0).expand_as(scores), own).detach()
+    own, log_p, log_q = _student_and_target(scores, owner, utility, temperature, target_temperature)
     p = log_p.exp() * own
     return (p * (log_p - log_q)).sum(-1).mean()
 
