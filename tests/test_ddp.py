@@ -8,8 +8,11 @@ mean loss over the global batch.
 
 from __future__ import annotations
 
+import datetime
 import functools
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +58,12 @@ LOSSES = {
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str, loss_name: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # Loopback only: gloo otherwise picks an interface from the hostname, which on some hosts makes the
+    # rendezvous hang intermittently. A timeout turns any remaining hang into an error.
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120)
+    )
     try:
         model = nn.parallel.DistributedDataParallel(make_model())
         batch = make_batch(rank)
@@ -93,7 +101,13 @@ def single_process(loss_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
 def test_two_gloo_processes_match_one_process(loss_name: str, tmp_path: Path) -> None:
     init_file = tempfile.mktemp(dir=tmp_path)
-    mp.spawn(_worker, args=(2, init_file, str(tmp_path), loss_name), nprocs=2, join=True)
+    context = mp.start_processes(_worker, args=(2, init_file, str(tmp_path), loss_name), nprocs=2, join=False)
+    deadline = time.time() + 300
+    while not context.join(timeout=5):
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two gloo processes did not finish within 300 s")
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     expected_loss, expected_grads = single_process(loss_name)
     # Equal questions per process: the global mean is the mean of the two local means.
