@@ -107,9 +107,9 @@ reproduce: results-zero-shot results-rerank results-train sweep-temperature swee
 	$(PY) -m uae.plots $(R)/uae $(R)/sweep-temperature $(R)/sweep-sharpness $(R)/sweep-models --out experiments/qasper/plots
 
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb
-	mkdir -p logs && $(PY) -m jupyter nbconvert --to notebook --execute notebooks/inspect_runs.ipynb --output-dir logs \
-	  || $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \
-	     nbclient.NotebookClient(nb, resources={'metadata': {'path': 'notebooks'}}).execute(); nbformat.write(nb, 'logs/inspect_runs.ipynb')"
+	mkdir -p logs && $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \
+	  nbclient.NotebookClient(nb, resources={'metadata': {'path': 'notebooks'}}).execute(); \
+	  nbformat.write(nb, 'logs/inspect_runs.ipynb'); print('wrote logs/inspect_runs.ipynb')"
 
 utilities: setup ## LLM utility tables for train and dev (hours on a CPU; resumable: rerun to continue)
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[utility] $(ARGS)

@@ -70,3 +70,24 @@ def test_plots_cli_writes_pngs(tiny_sweep: Path, tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["sweep-curves.png", "sweep-loss_temperature.png", "sweep-retrievers.png"]
     assert all((tmp_path / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+
+
+def test_latest_folder_is_the_newest_run_or_its_sweep(tmp_path: Path) -> None:
+    import time
+
+    from uae.runs import latest_folder
+
+    with pytest.raises(FileNotFoundError, match="make run"):
+        latest_folder(tmp_path)
+    old = tmp_path / "exp" / "runs" / "t1"
+    (old / "zero_shot").mkdir(parents=True)
+    (old / "results.json").write_text("{}")
+    time.sleep(0.01)
+    (old / "zero_shot" / "results.json").write_text("{}")
+    assert latest_folder(tmp_path) == old  # zero_shot/ belongs to its run
+    sweep = tmp_path / "exp" / "multiruns" / "t2"
+    (sweep / "1").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("")
+    time.sleep(0.01)
+    (sweep / "1" / "results.json").write_text("{}")
+    assert latest_folder(tmp_path) == sweep

@@ -29,6 +29,19 @@ def job_dirs(folder: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: (len(p.relative_to(folder).parts), str(p)))
 
 
+def latest_folder(logs: str | Path) -> Path:
+    """The newest run under ``logs`` (by its results.json), or its sweep folder when it is a multirun job."""
+    results = sorted(Path(logs).rglob("results.json"), key=lambda p: p.stat().st_mtime)
+    if not results:
+        raise FileNotFoundError(f"no run with a results.json under {logs}; run `make run` first or set UAE_RUN_DIR")
+    folder = results[-1].parent
+    if folder.name == "zero_shot":  # the base-encoder evaluation beside a fine-tuned one
+        folder = folder.parent
+    if (folder.parent / "multirun.yaml").is_file():  # Hydra writes it in every sweep folder
+        folder = folder.parent
+    return folder
+
+
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
