@@ -295,3 +295,27 @@ def test_bad_training_config_exits_2_with_the_key_and_no_files(
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "results.json").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_lightning_ddp_on_two_cpu_processes_end_to_end(
+    tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trainer=ddp through Lightning's launcher and Hydra: rank 0 alone exports, evaluates and reports."""
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
+    llm = [f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama"]
+    done = uae_run(
+        tmp_path, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir), *llm, f"utility.table_dir={tmp_path / 'tables'}",
+        "stages=[utility,fit,evaluate]", "data.train_split=dev", "utility.splits=[dev]", "candidates.size=3",
+        "train.batch_size=1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=2",
+        "logger=csv",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert output.count("fit: 4 training groups") == 2  # both processes joined the fit
+    assert output.count("minilm+uae on dev") == 1  # ... and only rank 0 went on to evaluate
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert result["retriever"] == "minilm+uae" and Path(result["checkpoint"]).is_file()
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
+        import csv
+
+        assert sum(1 for row in csv.DictReader(handle) if row.get("val/map")) == 2

@@ -85,6 +85,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if stage in cfg.stages:
             log.info("stage %s", stage)
             STAGES[stage](cfg, state)
+            if state.get("is_global_zero") is False:  # a DDP worker: rank 0 alone evaluates and reports
+                break
     return state
 
 

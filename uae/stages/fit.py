@@ -87,7 +87,8 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     finally:
         _finish_wandb(loggers)
     seconds = time.perf_counter() - start
-    if not trainer.is_global_zero:
+    state["is_global_zero"] = trainer.is_global_zero
+    if not trainer.is_global_zero:  # DDP worker processes stop here; rank 0 exports and evaluates
         return
     checkpoint = _best_checkpoint(trainer)
     if checkpoint is not None:
@@ -98,7 +99,6 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     state["checkpoint"] = str(checkpoint) if checkpoint else None
     state["train_seconds"] = seconds  # wall clock of trainer.fit, validation included
     log.info("fit: exported %s (from %s) to %s", cfg.loss.name, checkpoint or "the final weights", encoder_dir)
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
 
 
 def _best_checkpoint(trainer: Any) -> Path | None:
