@@ -86,11 +86,14 @@ def training_groups(split: QasperSplit, table_path: Path, questions: Sequence[st
             f"The {where} lacks {len(missing)} of the {len(wanted)} questions that QASPER {split.name} needs "
             f"utilities for (first: {missing[0]}). {_REBUILD}"
         )
+    paper_texts: dict[str, dict[str, str]] = {}  # built once per paper, not once per question
     groups = []
     for qid in questions:
         index = rows[qid]
         paper_id = columns["paper_id"][index[0]]
-        passage_text = {p.passage_id: p.text for p in split.passages(paper_id)}
+        if paper_id not in paper_texts:
+            paper_texts[paper_id] = {p.passage_id: p.text for p in split.passages(paper_id)}
+        passage_text = paper_texts[paper_id]
         ids = tuple(columns["passage_id"][i] for i in index)
         if [columns["position"][i] for i in index] != list(range(len(index))) or len(set(ids)) != len(ids):
             raise CacheMismatchError(f"The {where} has duplicate or out-of-order candidates for question {qid}. {_REBUILD}")

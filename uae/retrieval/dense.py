@@ -13,7 +13,7 @@ import torch
 
 from uae.cache import fingerprint, load_tensors, save_tensors
 from uae.data.records import QasperSplit, Question
-from uae.retrieval.base import Ranking, Retriever, Scope, questions_by_paper, split_passages
+from uae.retrieval.base import Ranking, Retriever, Scope, split_passages
 from uae.retrieval.encoder import DualEncoder
 from uae.retrieval.index import PassageIndex
 
@@ -94,8 +94,5 @@ class DenseRetriever(Retriever):
         if scope == "corpus":
             ranked = index.search_corpus(queries, top_k)[1]
         else:
-            ranked = [[] for _ in questions]
-            for paper_id, positions in questions_by_paper(questions).items():
-                for i, ids in zip(positions, index.search_paper(queries[positions], paper_id)[1]):
-                    ranked[i] = ids
+            ranked = index.rank_papers(queries, [q.paper_id for q in questions])
         return Ranking(ranked, time.perf_counter() - start, index_seconds)

@@ -68,6 +68,18 @@ class PassageIndex:
         ids = [[self.passage_ids[start + r] for r in row if r >= 0] for row in rows]
         return scores, ids
 
+    def rank_papers(self, queries: torch.Tensor | np.ndarray, paper_ids: Sequence[str]) -> list[list[str]]:
+        """Each query's full ranking of its own paper (``paper_ids[i]``), one search per paper."""
+        q = np.asarray(queries, dtype=np.float32)
+        ranked: list[list[str]] = [[] for _ in paper_ids]
+        groups: dict[str, list[int]] = {}
+        for i, paper_id in enumerate(paper_ids):
+            groups.setdefault(paper_id, []).append(i)
+        for paper_id, rows in groups.items():
+            for i, ids in zip(rows, self.search_paper(q[rows], paper_id)[1]):
+                ranked[i] = ids
+        return ranked
+
     def search_corpus(self, queries: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
         """Top ``k`` passages of the whole split for each query."""
         if self._corpus_index is None:

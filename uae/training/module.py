@@ -209,14 +209,7 @@ class RetrieverModule(L.LightningModule):
             self._val_embeddings[side] /= counts.unsqueeze(1)
         val_set = self.trainer.datamodule.val_set
         index = PassageIndex(self._val_embeddings["passage"].cpu(), val_set.passage_ids, val_set.passage_papers, use_gpu=False)
-        queries = self._val_embeddings["query"].cpu()
-        ranked: list[list[str]] = [[] for _ in val_set.question_ids]
-        by_paper: dict[str, list[int]] = {}
-        for i, paper_id in enumerate(val_set.question_papers):
-            by_paper.setdefault(paper_id, []).append(i)
-        for paper_id, rows in by_paper.items():
-            for i, ids in zip(rows, index.search_paper(queries[rows], paper_id)[1]):
-                ranked[i] = ids
+        ranked = index.rank_papers(self._val_embeddings["query"].cpu(), val_set.question_papers)
         metrics = retrieval_metrics(ranked, val_set.gold_ids)
         for name in RETRIEVAL_METRICS:
             self.log(f"val/{name}", metrics[name], prog_bar=name in ("hit@1", "map"), rank_zero_only=False)
