@@ -77,10 +77,17 @@ results-zero-shot: setup ## BM25 and zero-shot MiniLM on dev, with the reader's 
 results-rerank: setup ## LLM re-ranking (UPR, SmolLM2) of MiniLM's top 20 on dev
 	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] rerank=llm hydra.run.dir=$(R)/llm_rerank && $(LOG_TIME)
 
+# One epoch each, so there is no checkpoint to choose and no per-epoch validation (train.validate=false);
+# the evaluate stage scores the result on all of dev. Resumable: a loss whose results.json exists is
+# skipped, one with a last checkpoint continues from it (each line of walltimes.md is one loss).
 results-train: setup ## fine-tune MiniLM with each loss (infonce, atlas_kl, replug_lsr, uae), evaluate each on dev
-	$(TIMED) for loss in $(LOSSES); do \
+	for loss in $(LOSSES); do \
+	  if [ -f $(R)/$$loss/results.json ]; then echo "$(R)/$$loss/results.json exists: skipped (delete it to rerun)"; continue; fi; \
+	  resume=; if [ -f $(R)/$$loss/checkpoints/last.ckpt ]; then resume=train.ckpt_path=last; fi; \
+	  start=$$SECONDS; mkdir -p $(R); \
 	  $(PY) -m uae.run +experiment=qasper_minilm loss=$$loss stages=[utility,fit,evaluate] evaluate.zero_shot=false \
-	    hydra.run.dir=$(R)/$$loss $(ARGS) || exit 1; done && $(LOG_TIME)
+	    train.validate=false $$resume hydra.run.dir=$(R)/$$loss $(ARGS) || exit 1; \
+	  echo "| $@ ($$loss$${resume:+, resumed}) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
 
 
 sweep-temperature: setup ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/

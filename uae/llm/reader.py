@@ -21,8 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from uae.cache import atomic_path, fingerprint, model_digest
-from uae.errors import ModelNotFoundError, UAEError
-from uae.llm.scorer import PromptTemplate, _parse_device, _parse_dtype
+from uae.errors import UAEError
+from uae.llm.loading import load_causal_lm, parse_device, parse_dtype
+from uae.llm.scorer import PromptTemplate
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,6 @@ class AnswerReader:
         progress: bool = True,
         offline: bool | None = None,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from uae.hub import resolve_model
-
         if k < 1 or max_new_tokens < 1 or batch_size < 1:
             raise UAEError(f"{SETTING}.k, {SETTING}.max_new_tokens and {SETTING}.batch_size must be positive integers.")
         self.model_id = model_id
@@ -70,18 +67,18 @@ class AnswerReader:
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = int(batch_size)
         self.progress = progress
-        self.device = _parse_device(device)
-        self.dtype = _parse_dtype(dtype, self.device)
-        self.path = resolve_model(model_id, local_path=local_path, cache_dir=cache_dir, offline=offline, setting=f"{SETTING}.local_path")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
-            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelNotFoundError(
-                f"{self.path} (for {model_id}) could not be loaded as a causal language model ({type(exc).__name__}). "
-                f"Point {SETTING}.local_path at a Hugging Face causal LM folder with its tokenizer."
-            ) from exc
-        self.model.to(self.device).eval()
+        self.device = parse_device(device, SETTING)
+        self.dtype = parse_dtype(dtype, self.device, SETTING)
+        self.path, self.tokenizer, self.model = load_causal_lm(
+            model_id,
+            cache_dir=cache_dir,
+            local_path=local_path,
+            offline=offline,
+            device=self.device,
+            dtype=self.dtype,
+            setting=SETTING,
+            padding_side="left",
+        )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         limit = getattr(self.model.config, "max_position_embeddings", None) or max_length

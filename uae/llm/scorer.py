@@ -47,7 +47,8 @@ import numpy as np
 import torch
 
 from uae.cache import model_digest
-from uae.errors import ModelNotFoundError, UAEError
+from uae.errors import UAEError
+from uae.llm.loading import load_causal_lm, parse_device, parse_dtype
 
 __all__ = [
     "AnswerScorer",
@@ -312,35 +313,22 @@ class AnswerScorer:
         share_prefixes: bool = True,
         offline: bool | None = None,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from uae.hub import resolve_model
-
         self.model_id = model_id
         self.template = PromptTemplate.from_config(template)
         self.progress = bool(progress)
-        self.device = _parse_device(device)
-        self.dtype = _parse_dtype(dtype, self.device)
+        self.device = parse_device(device, SETTING)
+        self.dtype = parse_dtype(dtype, self.device, SETTING)
         self._fixed_batch = _parse_batch_size(batch_size)
         self.batch_size = batch_size
-        self.path = resolve_model(
+        self.path, self.tokenizer, self.model = load_causal_lm(
             model_id,
-            local_path=local_path,
             cache_dir=cache_dir,
+            local_path=local_path,
             offline=offline,
-            setting=f"{SETTING}.local_path",
+            device=self.device,
+            dtype=self.dtype,
+            setting=SETTING,
         )
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelNotFoundError(
-                f"{self.path} (for {model_id}) could not be loaded as a causal language model "
-                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). "
-                f"Point {SETTING}.local_path at a folder saved with save_pretrained from a causal LM "
-                "(AutoModelForCausalLM) with its tokenizer."
-            ) from exc
-        self.model.to(self.device).eval()
         self.base = _decoder(self.model)
         self.head = self.model.get_output_embeddings()
         if self.base is None or self.head is None:
@@ -878,43 +866,6 @@ class AnswerScorer:
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _parse_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    text = str(device).strip().lower()
-    if text in ("auto", ""):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(text)
-    except RuntimeError as exc:
-        raise UAEError(
-            f"{SETTING}.device={device!r} is not a device; use auto, cpu, cuda or cuda:N."
-        ) from exc
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UAEError(f"{SETTING}.device={device!r} but CUDA is not available here; use device=auto or cpu.")
-    return parsed
-
-
-_DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-}  # fmt: skip
-
-
-def _parse_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    text = str(dtype).strip().lower().replace("torch.", "")
-    if text == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return torch.float32
-    if text not in _DTYPES:
-        raise UAEError(f"{SETTING}.dtype={dtype!r}: use auto, float32, bfloat16 or float16.")
-    return _DTYPES[text]
 
 
 def _parse_batch_size(batch_size: int | str) -> int | None:
