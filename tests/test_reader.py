@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from uae.errors import UAEError
+from uae.llm import reader as reader_module
 from uae.llm.reader import AnswerReader
 
 
@@ -34,14 +35,43 @@ def test_answers_are_cached_per_question_and_paragraphs(reader: AnswerReader, mo
     texts = {"p/0": "first paragraph", "p/1": "second paragraph"}
     items = [("q1", ["p/0", "p/1"], "What is first?"), ("q2", ["p/1", "p/0"], "What is second?")]
     first = reader.answer(items, texts, "data-1")
-    monkeypatch.setattr(reader, "generate", lambda prompts: pytest.fail("generated again"))
+    monkeypatch.setattr(reader, "generate", lambda prompts, **_: pytest.fail("generated again"))
     assert reader.answer(items, texts, "data-1") == first
     # only the top k=1 paragraph matters: another tail is the same item
     assert reader.answer([("q1", ["p/0"], "What is first?")], texts, "data-1") == first[:1]
     generated: list[int] = []
-    monkeypatch.setattr(reader, "generate", lambda prompts: generated.append(len(prompts)) or ["x"] * len(prompts))
+    monkeypatch.setattr(reader, "generate", lambda prompts, **_: generated.append(len(prompts)) or ["x"] * len(prompts))
     reader.answer(items, texts, "data-2")  # another data file: nothing reused
     assert generated == [2]
+
+
+def test_a_killed_generation_keeps_the_answers_it_saved(
+    reader: AnswerReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = {f"p/{i}": f"paragraph number {i} " * (i + 1) for i in range(7)}
+    items = [(f"q{i}", [f"p/{i}"], f"What is in paragraph {i}?") for i in range(7)]
+    expected = reader.answer(items, texts, "data-uninterrupted")
+
+    monkeypatch.setattr(reader_module, "SAVE_SECONDS", -1.0)  # save after every batch
+    real_generate = reader.model.generate
+    calls = {"n": 0}
+
+    def dies_on_third_batch(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(reader.model, "generate", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        reader.answer(items, texts, "data-killed")
+    monkeypatch.setattr(reader.model, "generate", real_generate)
+
+    generated: list[int] = []
+    real = reader.generate
+    monkeypatch.setattr(reader, "generate", lambda prompts, **kw: generated.append(len(prompts)) or real(prompts, **kw))
+    assert reader.answer(items, texts, "data-killed") == expected  # the same answers as without the kill
+    assert generated == [1]  # batches of 3: two were saved before the kill, only the last item is left
 
 
 def test_long_context_is_cut_never_the_question(reader: AnswerReader) -> None:

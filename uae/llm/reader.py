@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 READER_VERSION = 1
 SETTING = "reader"
+SAVE_SECONDS = 60.0  # how often a long generation saves the answers it has
 
 DEFAULT_TEMPLATE = {
     "style": "chat",
@@ -117,8 +119,13 @@ class AnswerReader:
 
     # --------------------------------------------------------------------------------------- generation
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str]) -> list[str]:
-        """Greedy continuations of already rendered prompts, in input order."""
+    def generate(
+        self, prompts: Sequence[str], on_batch: Callable[[list[int], list[str]], None] | None = None
+    ) -> list[str]:
+        """Greedy continuations of already rendered prompts, in input order.
+
+        ``on_batch(indices, texts)`` sees each batch as it is done, so that a caller can save progress.
+        """
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         out: list[str] = [""] * len(prompts)
         bar = tqdm(total=len(prompts), desc="reader", unit="answer", disable=not self.progress, leave=False)
@@ -135,8 +142,11 @@ class AnswerReader:
                 pad_token_id=self.tokenizer.pad_token_id,
             )
             new = generated[:, batch["input_ids"].shape[1] :]
-            for i, text in zip(index, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = text.strip()
+            texts = [text.strip() for text in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+            for i, text in zip(index, texts):
+                out[i] = text
+            if on_batch is not None:
+                on_batch(index, texts)
             bar.update(len(index))
         bar.close()
         return out
@@ -147,25 +157,39 @@ class AnswerReader:
         """Answers for (question id, ranked passage ids, question text) items from the top ``k`` paragraphs.
 
         Answers already in the cache (same reader settings, same data file) are reused; the rest are
-        generated and the cache is rewritten atomically.
+        generated, and the cache is rewritten atomically every ``SAVE_SECONDS`` and at the end, so an
+        evaluation killed half-way keeps most of its answers (they cost about a second each on a CPU).
         """
         key = fingerprint({"reader": self.fingerprint_spec(), "data": data_fingerprint})
         path = self.cache_dir / f"{key[:20]}.json"
         cache = _read_cache(path, key)
         keys = [json.dumps([qid, list(ranked[: self.k])]) for qid, ranked, _ in items]
-        todo = [i for i, item_key in enumerate(keys) if item_key not in cache]
+        todo = list(dict.fromkeys(item_key for item_key in keys if item_key not in cache))
         if todo:
+            by_key = {item_key: i for i, item_key in enumerate(keys)}
             prompts = []
-            for i in todo:
-                _, ranked, question = items[i]
+            for item_key in todo:
+                _, ranked, question = items[by_key[item_key]]
                 context = "\n\n".join(texts[pid] for pid in ranked[: self.k]) or None
                 prompts.append(self.prompt(context, question))
-            for i, text in zip(todo, self.generate(prompts)):
-                cache[keys[i]] = text
-            with atomic_path(path) as tmp:
-                tmp.write_text(json.dumps({"fingerprint": key, "answers": cache}), encoding="utf-8")
+            saved = time.monotonic()
+
+            def keep(indices: list[int], answers: list[str]) -> None:
+                nonlocal saved
+                cache.update({todo[i]: text for i, text in zip(indices, answers)})
+                if time.monotonic() - saved > SAVE_SECONDS:
+                    _write_cache(path, key, cache)
+                    saved = time.monotonic()
+
+            cache.update(zip(todo, self.generate(prompts, on_batch=keep)))
+            _write_cache(path, key, cache)
             log.info("reader: %d answers generated, %d from the cache %s", len(todo), len(items) - len(todo), path)
         return [cache[item_key] for item_key in keys]
+
+
+def _write_cache(path: Path, key: str, cache: dict[str, str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"fingerprint": key, "answers": cache}), encoding="utf-8")
 
 
 def _read_cache(path: Path, key: str) -> dict[str, str]:
