@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -316,6 +317,4 @@ def test_lightning_ddp_on_two_cpu_processes_end_to_end(
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert result["retriever"] == "minilm+uae" and Path(result["checkpoint"]).is_file()
     with open(tmp_path / "run" / "csv" / "metrics.csv") as handle:
-        import csv
-
         assert sum(1 for row in csv.DictReader(handle) if row.get("val/map")) == 2

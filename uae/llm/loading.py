@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -51,22 +51,35 @@ def parse_dtype(dtype: str | torch.dtype, device: torch.device, setting: str) ->
     return _DTYPES[text]
 
 
+class CausalLM(NamedTuple):
+    path: Path
+    tokenizer: Any
+    model: Any
+    device: torch.device
+    dtype: torch.dtype
+
+
 def load_causal_lm(
     model_id: str,
     *,
     cache_dir: str | os.PathLike,
     local_path: str | os.PathLike | None,
     offline: bool | None,
-    device: torch.device,
-    dtype: torch.dtype,
+    device: str | torch.device,
+    dtype: str | torch.dtype,
     setting: str,
     padding_side: str | None = None,
-) -> tuple[Path, Any, Any]:
-    """(folder, tokenizer, model in eval mode on ``device``); a folder that is no causal LM is a model error."""
+) -> CausalLM:
+    """The model in eval mode on its device, with its tokenizer; a folder that is no causal LM is a model error.
+
+    ``device`` and ``dtype`` are the config values (``auto`` allowed); the parsed ones come back with it.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from uae.hub import resolve_model
 
+    device = parse_device(device, setting)
+    dtype = parse_dtype(dtype, device, setting)
     path = resolve_model(
         model_id, local_path=local_path, cache_dir=cache_dir, offline=offline, setting=f"{setting}.local_path"
     )
@@ -81,4 +94,4 @@ def load_causal_lm(
             f"{first_line}). Point {setting}.local_path at a folder saved with save_pretrained from a causal LM "
             "(AutoModelForCausalLM) with its tokenizer."
         ) from exc
-    return path, tokenizer, model.to(device).eval()
+    return CausalLM(path, tokenizer, model.to(device).eval(), device, dtype)

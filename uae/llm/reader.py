@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from uae.cache import atomic_path, fingerprint, model_digest
 from uae.errors import UAEError
-from uae.llm.loading import load_causal_lm, parse_device, parse_dtype
+from uae.llm.loading import load_causal_lm
 from uae.llm.scorer import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,9 @@ class AnswerReader:
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = int(batch_size)
         self.progress = progress
-        self.device = parse_device(device, SETTING)
-        self.dtype = parse_dtype(dtype, self.device, SETTING)
-        self.path, self.tokenizer, self.model = load_causal_lm(
-            model_id,
-            cache_dir=cache_dir,
-            local_path=local_path,
-            offline=offline,
-            device=self.device,
-            dtype=self.dtype,
-            setting=SETTING,
-            padding_side="left",
+        self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
+            model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=device, dtype=dtype,
+            setting=SETTING, padding_side="left",
         )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -164,24 +156,23 @@ class AnswerReader:
         path = self.cache_dir / f"{key[:20]}.json"
         cache = _read_cache(path, key)
         keys = [json.dumps([qid, list(ranked[: self.k])]) for qid, ranked, _ in items]
-        todo = list(dict.fromkeys(item_key for item_key in keys if item_key not in cache))
+        todo = list({item_key: i for i, item_key in enumerate(keys) if item_key not in cache}.items())
         if todo:
-            by_key = {item_key: i for i, item_key in enumerate(keys)}
             prompts = []
-            for item_key in todo:
-                _, ranked, question = items[by_key[item_key]]
+            for _, i in todo:
+                _, ranked, question = items[i]
                 context = "\n\n".join(texts[pid] for pid in ranked[: self.k]) or None
                 prompts.append(self.prompt(context, question))
             saved = time.monotonic()
 
             def keep(indices: list[int], answers: list[str]) -> None:
                 nonlocal saved
-                cache.update({todo[i]: text for i, text in zip(indices, answers)})
+                cache.update({todo[i][0]: text for i, text in zip(indices, answers)})
                 if time.monotonic() - saved > SAVE_SECONDS:
                     _write_cache(path, key, cache)
                     saved = time.monotonic()
 
-            cache.update(zip(todo, self.generate(prompts, on_batch=keep)))
+            cache.update(zip((item_key for item_key, _ in todo), self.generate(prompts, on_batch=keep)))
             _write_cache(path, key, cache)
             log.info("reader: %d answers generated, %d from the cache %s", len(todo), len(items) - len(todo), path)
         return [cache[item_key] for item_key in keys]

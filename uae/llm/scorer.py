@@ -48,7 +48,7 @@ import torch
 
 from uae.cache import model_digest
 from uae.errors import UAEError
-from uae.llm.loading import load_causal_lm, parse_device, parse_dtype
+from uae.llm.loading import load_causal_lm
 
 __all__ = [
     "AnswerScorer",
@@ -316,18 +316,10 @@ class AnswerScorer:
         self.model_id = model_id
         self.template = PromptTemplate.from_config(template)
         self.progress = bool(progress)
-        self.device = parse_device(device, SETTING)
-        self.dtype = parse_dtype(dtype, self.device, SETTING)
         self._fixed_batch = _parse_batch_size(batch_size)
         self.batch_size = batch_size
-        self.path, self.tokenizer, self.model = load_causal_lm(
-            model_id,
-            cache_dir=cache_dir,
-            local_path=local_path,
-            offline=offline,
-            device=self.device,
-            dtype=self.dtype,
-            setting=SETTING,
+        self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
+            model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=device, dtype=dtype, setting=SETTING
         )
         self.base = _decoder(self.model)
         self.head = self.model.get_output_embeddings()

@@ -43,11 +43,11 @@ class Retriever(ABC):
         return {"name": self.name}
 
 
-def questions_by_paper(questions: Sequence[Question]) -> dict[str, list[int]]:
-    """Positions of the questions grouped by paper, in first-seen order (one index slice per paper)."""
+def positions_by_paper(paper_ids: Sequence[str]) -> dict[str, list[int]]:
+    """Positions grouped by paper id, in first-seen order (one index slice or search per paper)."""
     groups: dict[str, list[int]] = {}
-    for i, question in enumerate(questions):
-        groups.setdefault(question.paper_id, []).append(i)
+    for i, paper_id in enumerate(paper_ids):
+        groups.setdefault(paper_id, []).append(i)
     return groups
 
 

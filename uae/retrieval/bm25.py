@@ -10,7 +10,7 @@ import bm25s
 import numpy as np
 
 from uae.data.records import QasperSplit, Question
-from uae.retrieval.base import Ranking, Retriever, Scope, questions_by_paper, rank_by_scores, split_passages
+from uae.retrieval.base import Ranking, Retriever, Scope, positions_by_paper, rank_by_scores, split_passages
 
 # bm25s sets its own logger to DEBUG on import and logs every index build.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -47,7 +47,7 @@ class BM25Retriever(Retriever):
                 scores = model.get_scores(self._tokenize([question.text])[0])
                 ranked[i] = rank_by_scores(scores, passages)[:top_k]
             return Ranking(ranked, time.perf_counter() - start, index_seconds)
-        for paper_id, positions in questions_by_paper(questions).items():
+        for paper_id, positions in positions_by_paper([q.paper_id for q in questions]).items():
             passages = split.passages(paper_id)
             start = time.perf_counter()
             model = self._index([p.text for p in passages])

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from uae.errors import DataError
+from uae.retrieval.base import positions_by_paper
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,7 @@ class PassageIndex:
         """Each query's full ranking of its own paper (``paper_ids[i]``), one search per paper."""
         q = np.asarray(queries, dtype=np.float32)
         ranked: list[list[str]] = [[] for _ in paper_ids]
-        groups: dict[str, list[int]] = {}
-        for i, paper_id in enumerate(paper_ids):
-            groups.setdefault(paper_id, []).append(i)
-        for paper_id, rows in groups.items():
+        for paper_id, rows in positions_by_paper(paper_ids).items():
             for i, ids in zip(rows, self.search_paper(q[rows], paper_id)[1]):
                 ranked[i] = ids
         return ranked
