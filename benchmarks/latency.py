@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from uae.machine import label as machine_label  # after the path line
 
 PAPER_SPEEDUP = 180.0
 
@@ -76,7 +77,7 @@ def main() -> int:
         ms = time_per_question(retriever, split, questions)
         rows.append((name, statistics.median(ms), percentile(ms, 0.95), statistics.fmean(ms)))
 
-    machine = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    machine = f"{machine_label(device=args.device)}, {torch.get_num_threads()} torch threads"
     print(f"\nPer-query latency on QASPER dev, {len(questions)} questions from the first {args.papers} papers, {machine}\n")
     print("| retriever | median ms | p95 ms | mean ms |")
     print("|---|---|---|---|")

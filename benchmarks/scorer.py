@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 import torch
 
+from uae.machine import label as machine_label  # after the path line
+
 
 def build_triples(data_dir: str, n: int, contexts: int, seed: int, tokenizer_len, max_length: int):
     from uae.data.qasper import load_qasper
@@ -117,13 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     triples = build_triples(args.data_dir, args.n, args.contexts, args.seed, tokenizer_len, scorer.max_length)
     n = len(triples)
     n_questions = len({q for _, q, _ in triples})
-    print(
-        f"model {args.model} on {scorer.device} ({str(scorer.dtype).replace('torch.', '')}), "
-        f"{torch.get_num_threads()} torch threads, loaded in {load_s:.1f} s; prefix sharing "
-        f"{'on' if scorer.share_prefixes else 'off'}"
-    )
-    print(
-        f"{n} triples from {n_questions} QASPER dev questions ({args.contexts} passages + closed-book each)"
+    header = (
+        f"Scorer throughput: {args.model} on {machine_label(device=str(scorer.device))} "
+        f"({str(scorer.dtype).replace('torch.', '')}, {torch.get_num_threads()} torch threads, loaded in "
+        f"{load_s:.1f} s, prefix sharing {'on' if scorer.share_prefixes else 'off'}); {n} (passage, question, "
+        f"answer) triples from {n_questions} QASPER dev questions ({args.contexts} passages + closed book each)"
     )
 
     # The two implementations alternate on chunks of --chunk triples (whole questions stay together),
@@ -165,25 +165,26 @@ def main(argv: list[str] | None = None) -> int:
         name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in timings.items() if runs
     }
 
-    print()
-    print(f"{'implementation':<26} {'wall s':>8} {'CPU s':>8} {'triples/s':>10} {'tokens/s':>10}")
+    # Markdown, so that `make reproduce` can put it into RESULTS.md as it is.
+    print(f"\n{header}\n")
+    print("| implementation | wall s | CPU s | triples/s | tokens/s |")
+    print("|---|---|---|---|---|")
     for name, (wall, cpu) in best.items():
-        print(f"{name:<26} {wall:>8.2f} {cpu:>8.2f} {n / wall:>10.2f} {work_tokens / wall:>10.1f}")
-    print(f"(best of {args.repeat} pass(es), alternating every {args.chunk} triples; rates from wall time)")
-    print()
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {n / wall:.2f} | {work_tokens / wall:.1f} |")
+    print(f"\nBest of {args.repeat} pass(es), alternating every {args.chunk} triples; rates from wall time.")
     print(
-        f"tokens per triple (prompt + answer): {work_tokens / n:.1f}; the scorer ran "
+        f"\nTokens per triple (prompt + answer): {work_tokens / n:.1f}; the scorer ran "
         f"{stats.encoded_tokens} tokens through the model ({stats.encoded_tokens / work_tokens:.0%} of "
         f"{work_tokens}; {stats.padded_tokens} with padding) and the LM head on {stats.target_tokens} rows, "
-        f"in {stats.batches} batches; {stats.duplicates} duplicate triples scored once"
+        f"in {stats.batches} batches; {stats.duplicates} duplicate triples scored once."
     )
     if not args.skip_plain:
         (ow, oc), (pw, pc) = best["uae AnswerScorer"], best["plain (1 forward/triple)"]
-        print(f"speed ratio (plain / uae): {pw / ow:.2f}x wall time, {pc / oc:.2f}x CPU time")
+        print(f"\nSpeed ratio (plain / uae): **{pw / ow:.2f}x** wall time, {pc / oc:.2f}x CPU time (target: 3x).")
     if args.skip_plain:
         return 0
     diff = float(np.abs(ours - plain).max())
-    print(f"max |ll_uae - ll_plain| = {diff:.2e} nats/token over {n} triples (mean ll {ours.mean():.3f})")
+    print(f"\nmax |ll_uae - ll_plain| = {diff:.2e} nats/token over {n} triples (mean ll {ours.mean():.3f}).")
     if not diff <= args.atol:
         print(f"FAIL: difference above --atol {args.atol}", file=sys.stderr)
         return 1

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from uae.machine import label as machine_label  # after the path line
+
 
 def load_groups(n_groups: int):
     from uae.data.datamodule import training_groups
@@ -71,7 +73,7 @@ def run_uae(args: argparse.Namespace) -> dict:
     encoder = DualEncoder(
         "minilm", cache_dir=ROOT / ".cache", local_path=path, query_max_length=args.max_length, passage_max_length=args.max_length
     )
-    loss = lambda *a: utility_infonce(*a, temperature=0.05, sharpness=0.5)  # noqa: E731
+    loss = lambda *a: utility_infonce(*a, temperature=0.05, sharpness=0.5)
     module = RetrieverModule(encoder, loss, lr=args.lr, warmup_ratio=0.0)
     data = QasperDataModule(groups, None, encoder.tokenize, batch_size=args.batch_size, passage_chunk=args.passage_chunk)
     timer = StepTimer()
@@ -123,7 +125,11 @@ def breakdown(module, data, args: argparse.Namespace, steps: int = 3) -> dict[st
 def run_st(args: argparse.Namespace) -> dict:
     import torch
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
     from transformers import TrainerCallback
 
@@ -220,17 +226,15 @@ def main() -> int:
     rows = []
     for which, name in (("uae", "UAE (Lightning, utility_infonce)"), ("st", "sentence-transformers (DistillKLDivLoss)")):
         cmd = [sys.executable, __file__, "--only", which, *sys.argv[1:]]
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:
             print(done.stderr[-4000:], file=sys.stderr)
             raise SystemExit(f"{name} failed (exit {done.returncode})")
         rows.append(summarize(name, json.loads(line[7:]), args))
 
-    import platform
-
     print(f"\nTraining step, all-MiniLM-L6-v2, {args.batch_size} questions x 8 candidates per step, max length "
-          f"{args.max_length}, {args.device} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), "
+          f"{args.max_length}, {machine_label(device=args.device)}, "
           f"{args.steps} steps, first {args.warmup} not timed\n")
     print("| trainer | s/step | groups/s | peak memory (MB) |")
     print("|---|---|---|---|")

@@ -70,6 +70,30 @@ def test_plots_cli_writes_pngs(tiny_sweep: Path, tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.glob("*.png"))
     assert names == ["sweep-curves.png", "sweep-loss_temperature.png", "sweep-retrievers.png"]
     assert all((tmp_path / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+    together = tmp_path / "together"
+    assert main([str(tiny_sweep / "0"), str(tiny_sweep / "1"), "--together", "main", "--out", str(together)]) == 0
+    assert [p.name for p in together.glob("*.png")] == ["main-retrievers.png"]
+
+
+def test_sweep_plot_draws_zero_shot_as_its_own_line(tiny_sweep: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from uae.plots import plot_sweep
+    from uae.runs import load_runs
+
+    table = load_runs(tiny_sweep)
+    fig, ax = plt.subplots()
+    plot_sweep(table, "override:loss.temperature", ax, metrics=("map",))
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"map", "map (zero-shot)"} and lines["map (zero-shot)"].get_linestyle() == "--"
+    for label, folder in (("map", "{}"), ("map (zero-shot)", "{}/zero_shot")):
+        expected = [json.loads((tiny_sweep / folder.format(job) / "results.json").read_text())["metrics"]["map"]
+                    for job in ("0", "1")]  # temperatures 0.05 < 0.5: job order is x order
+        assert list(lines[label].get_xdata()) == [0.05, 0.5] and list(lines[label].get_ydata()) == pytest.approx(expected)
+    plt.close(fig)
 
 
 def test_latest_folder_is_the_newest_run_or_its_sweep(tmp_path: Path) -> None:

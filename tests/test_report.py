@@ -49,6 +49,9 @@ def test_insert_a_stage_table(tmp_path: Path) -> None:
     assert doc.read_text() == "a\n<!-- t:begin -->\n| ranker |\n|---|\n| utility |\n<!-- t:end -->\nb\n"
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--insert", str(tmp_path / "teacher.md")])
+    (tmp_path / "summary.md").write_text("# exp: sweep-x\n\n| job |\n|---|\n| 0 |\n\n")  # a sweep summary's title goes
+    assert main(["--insert", str(tmp_path / "summary.md"), "--into", str(doc), "--section", "t"]) == 0
+    assert doc.read_text() == "a\n<!-- t:begin -->\n| job |\n|---|\n| 0 |\n<!-- t:end -->\nb\n"
 
 
 def test_speedup_column_gains_line_and_csv_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,3 +72,13 @@ def test_speedup_column_gains_line_and_csv_columns(tmp_path: Path, capsys: pytes
     header = (tmp_path / "r.csv").read_text().splitlines()[0]
     assert header == "retriever,split,n_questions,hit@1,recall@1,recall@5,map,mrr,ndcg@10,token_f1,ms_per_query"
     assert main([str(base), "--speedup-against", "nothing"]) == 2
+
+
+def test_machine_label_for_stored_descriptions() -> None:
+    from uae.machine import describe, label
+
+    assert label({"cpu_count": 2, "processor": "x86_64", "gpu": None}) == "CPU (x86_64, 2 cores)"  # before cpu_model
+    assert label({"cpu_count": 16, "cpu_model": "AMD EPYC 9454", "gpu": "NVIDIA H100 80GB HBM3"}) == "NVIDIA H100 80GB HBM3"
+    here = describe()
+    assert here["cpu_count"] and here["cpu_model"] and here["torch_threads"] >= 1
+    assert label(device="cpu") == f"CPU ({here['cpu_model']}, {here['cpu_count']} cores)"

@@ -171,6 +171,11 @@ def test_utility_stage_then_rerank(tmp_path: Path, tiny_encoder_dir: Path, tiny_
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing to score" in again.stdout + again.stderr
     assert pq.read_table(tmp_path / "tables" / "dev.parquet").equals(table)
+    assert not (tmp_path / "run2" / "teacher_dev.json").exists()  # the cheap path ranks nothing
+    reported = uae_run(tmp_path, *common, *stage, "utility.report=true", run_dir="run4")  # same report, no LLM pass
+    assert reported.returncode == 0 and "nothing to score" in reported.stdout + reported.stderr, reported.stderr[-3000:]
+    assert json.loads((tmp_path / "run4" / "teacher_dev.json").read_text()) == teacher
+    assert (tmp_path / "run4" / "teacher_dev.md").read_text() == (tmp_path / "run" / "teacher_dev.md").read_text()
 
     reranked = uae_run(tmp_path, *common, "rerank=llm", "rerank.k=2", run_dir="run3")
     assert reranked.returncode == 0, reranked.stderr[-3000:]
@@ -260,8 +265,6 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
     results = {n: sweep / str(n) / "results.json" for n in range(3)}
     assert results[0].is_file() and results[2].is_file() and not results[1].exists()
 
-    import csv
-
     with open(sweep / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
@@ -272,6 +275,21 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
     assert json.loads(results[0].read_text())["metrics"] != json.loads(results[2].read_text())["metrics"]  # mean != cls
     summary = (sweep / "summary.md").read_text()
     assert "Failed jobs" in summary and "| failed |" in summary
+
+    # The same sweep again with skip_done=true: the finished jobs are not rerun, the failed one is.
+    before = {n: results[n].stat().st_mtime_ns for n in (0, 2)}
+    again = subprocess.run(args + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert {n: results[n].stat().st_mtime_ns for n in (0, 2)} == before
+    assert (again.stdout + again.stderr).count("skipped (skip_done=true)") == 2
+    with open(sweep / "summary.csv") as handle:
+        assert [r["status"] for r in csv.DictReader(handle)] == ["ok", "failed", "ok"]
+
+    # Another config pointed at the same folder stops with a clear error and leaves the results alone.
+    other = [a for a in args if not a.startswith("model.encoder.pooling=")] + ["model.encoder.pooling=mean", "seed=7"]
+    clash = subprocess.run(other + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert clash.returncode == 2 and "different config" in clash.stderr and "'seed']" in clash.stderr, clash.stderr[-3000:]
+    assert results[0].stat().st_mtime_ns == before[0] and json.loads((sweep / "0" / "status.json").read_text())["status"] == "ok"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Plots of run and sweep folders: training curves, metrics against a swept value, retrievers side by side.
 
     python -m uae.plots RUN_OR_SWEEP_DIR [...] --out experiments/qasper/plots
+    python -m uae.plots --together main RUN_DIR RUN_DIR [...] --out ...   # one bar chart of those runs
 
 The notebook (notebooks/inspect_runs.ipynb) draws the same figures inline; ``make reproduce`` writes
 them as PNG files next to RESULTS.md.
@@ -36,14 +37,20 @@ def plot_curves(curves: pd.DataFrame, ax_loss, ax_val) -> None:
 def plot_sweep(table: pd.DataFrame, key: str, ax, metrics: tuple[str, ...] = ("recall@1", "map", "token_f1")) -> None:
     """Each metric against the swept value (numeric axes sorted; other values in job order)."""
     ok = table[table["status"] == "ok"] if "status" in table else table
+    # A job that also evaluated its base encoder has a zero_shot/ row with the same swept value:
+    # drawn as its own dashed line, so that each value's gain is the gap between the two.
+    base = ok["job"].astype(str).str.endswith("zero_shot") if "job" in ok else pd.Series(False, index=ok.index)
     values = pd.to_numeric(ok[key], errors="coerce")
-    x = values if values.notna().all() else ok[key].astype(str)
-    order = x.sort_values().index if values.notna().all() else x.index
-    for metric in metrics:
-        if metric in ok and ok[metric].notna().any():
-            ax.plot(x.loc[order], ok.loc[order, metric], marker="o", label=metric)
+    numeric = bool(values.notna().all())
+    x = values if numeric else ok[key].astype(str)
+    order = x.sort_values(kind="stable").index if numeric else x.index
+    for k, metric in enumerate(m for m in metrics if m in ok and ok[m].notna().any()):
+        for part, style, suffix in ((~base, "-", ""), (base, "--", " (zero-shot)")):
+            rows = [i for i in order if part.loc[i]]
+            if rows:
+                ax.plot(x.loc[rows], ok.loc[rows, metric], style, marker="o", color=f"C{k}", label=metric + suffix)
     ax.set(xlabel=key.removeprefix("override:"), ylabel="dev score", title=f"sweep over {key.removeprefix('override:')}")
-    if values.notna().all() and (values > 0).all() and values.max() / values.min() >= 10:
+    if numeric and (values > 0).all() and values.max() / values.min() >= 10:
         ax.set_xscale("log")
     ax.legend(fontsize="small")
 
@@ -62,7 +69,9 @@ def plot_retrievers(table: pd.DataFrame, ax, metrics: tuple[str, ...] = ("hit@1"
     ax.legend(fontsize="small")
 
 
-def save_figures(folders: list[Path], out: Path) -> list[Path]:
+def save_figures(folders: list[Path], out: Path, together: str | None = None) -> list[Path]:
+    """Curves, sweep plots and a retriever bar chart per folder; with ``together``, only one bar chart
+    of all the folders' retrievers (the main table's runs), saved as ``<together>-retrievers.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,6 +79,12 @@ def save_figures(folders: list[Path], out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    if together:
+        table = pd.concat([load_runs(f).assign(job=f.name) for f in folders], ignore_index=True)
+        table = table[~table["retriever"].isna()]
+        fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(table)), 3.5))
+        plot_retrievers(table, ax)
+        return [_save(fig, out / f"{together}-retrievers.png")]
     for folder in folders:
         table, curves = load_runs(folder), load_curves(folder)
         name = folder.name if folder.name not in ("", ".") else "run"
@@ -104,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="run or sweep folders")
     parser.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+    parser.add_argument("--together", metavar="NAME", help="one bar chart of all the folders' retrievers, NAME-retrievers.png")
     args = parser.parse_args(argv)
-    for path in save_figures(args.folders, args.out):
+    for path in save_figures(args.folders, args.out, args.together):
         print(path)
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any
 from uae.cache import atomic_path
 from uae.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS
+from uae.machine import label as machine_label
 
 # The machine-readable table (experiments/*/results.csv): one row per retriever and split.
 COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "token_f1", "ms_per_query")
@@ -34,11 +35,10 @@ def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
             result = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise UAEError(f"{path}: no readable results.json ({exc}). Did that run finish?") from exc
-        machine = result.get("machine", {})
         rows.append(
             {
                 "date": result.get("date", ""),
-                "machine": machine.get("gpu") or f"CPU ({machine.get('processor', '?')}, {machine.get('cpu_count', '?')} cores)",
+                "machine": machine_label(result.get("machine", {})),
                 "retriever": result["retriever"],
                 "split": result["split"],
                 "n_questions": result["n_questions"],
@@ -97,10 +97,19 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def replace_section(document: str, section: str, body: str) -> str:
     """Swap the text between the section's markers; refuse a document that lacks them."""
-    pattern = re.compile(rf"(<!-- {re.escape(section)}:begin -->\n).*?(<!-- {re.escape(section)}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {re.escape(section)}:begin -->\n).*?(<!-- {re.escape(section)}:end -->)", re.DOTALL)
     if not pattern.search(document):
         raise UAEError(f"no '<!-- {section}:begin -->' ... '<!-- {section}:end -->' markers to write between.")
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), document)
+
+
+def section_body(text: str) -> str:
+    """A file's text as a section's body: its own ``# title`` line (a sweep summary has one) would be
+    a second document title inside RESULTS.md, so it goes; blank edges are trimmed to one newline."""
+    lines = text.strip("\n").splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join(lines).strip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     try:
         if args.insert:
-            table = args.insert.read_text(encoding="utf-8")
+            table = section_body(args.insert.read_text(encoding="utf-8"))
         else:
             rows = load_results(args.runs)
             if args.speedup_against:

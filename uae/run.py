@@ -15,6 +15,7 @@ Examples::
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -93,12 +94,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     """One job. In a multirun a failed job is recorded (status.json) and the others go on; the sweep
-    summary lists it and the multirun exits 1. A single run exits 2 on a UAEError, with its message."""
+    summary lists it and the multirun exits 1. A single run exits 2 on a UAEError, with its message.
+    With ``skip_done=true`` a job that already finished in this folder with this config is not rerun."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        done = bool(cfg.get("skip_done")) and already_done(cfg, out_dir)
+    except UAEError as exc:  # stops a multirun too, and writes no status.json: that one is the earlier job's
+        log.error("%s", exc)
+        print(f"\nerror: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if done:
+        log.info("%s holds this config's results.json: skipped (skip_done=true)", out_dir)
+        return
     try:
         run(cfg)
     except UAEError as exc:
@@ -108,13 +119,35 @@ def main(cfg: DictConfig) -> None:
             return
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop a sweep; a single run re-raises
+    except Exception as exc:  # a bug in one job must not stop a sweep; a single run re-raises
         _write_status(out_dir, "failed", f"{type(exc).__name__}: {exc}")
         if not multirun:
             raise
         log.exception("job failed")
         return
     _write_status(out_dir, "ok", None)
+
+
+def already_done(cfg: DictConfig, out_dir: Path) -> bool:
+    """True when ``out_dir`` finished this exact job before; a different config there is an error,
+    because silently mixing two configs' results in one sweep folder would corrupt its summary."""
+    try:
+        status = json.loads((out_dir / "status.json").read_text(encoding="utf-8"))
+        result = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if status.get("status") != "ok":
+        return False
+    ours = OmegaConf.to_container(cfg, resolve=True)
+    theirs = dict(result.get("config") or {})
+    differ = sorted(k for k in set(ours) | set(theirs) if k != "skip_done" and ours.get(k) != theirs.get(k))
+    if differ:
+        raise UAEError(
+            f"{out_dir} holds a finished job made with a different config (top-level keys {differ} differ). "
+            "Give this run another folder (hydra.run.dir / hydra.sweep.dir) or delete that one. Its "
+            "results.json and status.json are untouched (Hydra has rewritten its .hydra/ files)."
+        )
+    return True
 
 
 def _write_status(out_dir: Path, status: str, error: str | None) -> None:

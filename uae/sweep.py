@@ -2,8 +2,9 @@
 
 Registered as a Hydra callback (conf/hydra/default.yaml), so every multirun gets
 ``<sweep dir>/summary.md`` and ``summary.csv``: one row per job with its overrides, its status and its
-results.json metrics. A job that failed is a row with its error (``uae.run`` records it in the job's
-``status.json`` and lets the other jobs run); the multirun then exits with status 1.
+results.json metrics (and one more for its base encoder when the job evaluated it zero-shot). A job
+that failed is a row with its error (``uae.run`` records it in the job's ``status.json`` and lets the
+other jobs run); the multirun then exits with status 1.
 """
 
 from __future__ import annotations
@@ -27,28 +28,34 @@ METRIC_COLUMNS = (*RETRIEVAL_METRICS, "token_f1")
 
 
 def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job folder (``<sweep dir>/<n>/``), in job order."""
+    """One row per job folder (``<sweep dir>/<n>/``), in job order; a job that also evaluated its base
+    encoder (``evaluate.zero_shot=true``) adds that row right before its own, so each gain is in view."""
     rows = []
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     for job in jobs:
         overrides = _read_yaml(job / ".hydra" / "overrides.yaml") or []
+        overrides = " ".join(o for o in overrides if not o.startswith(("hydra.", "+experiment")))
         status = _read_json(job / "status.json") or {"status": "unknown", "error": "no status.json (killed?)"}
-        result = _read_json(job / "results.json") or {}
-        metrics = result.get("metrics", {})
-        rows.append(
-            {
-                "job": int(job.name),
-                "overrides": " ".join(o for o in overrides if not o.startswith(("hydra.", "+experiment"))),
-                "status": status.get("status", "unknown"),
-                "retriever": result.get("retriever", ""),
-                **{m: metrics.get(m, "") for m in METRIC_COLUMNS},
-                "ms_per_query": result.get("latency_ms_per_query", ""),
-                "train_minutes": result["train_seconds"] / 60 if result.get("train_seconds") else "",
-                "error": (status.get("error") or "")[:300],
-                "run_dir": str(job),
-            }
-        )
+        zero_shot = _read_json(job / "zero_shot" / "results.json")
+        if zero_shot:
+            rows.append(_row(job, overrides, status, zero_shot))
+        rows.append(_row(job, overrides, status, _read_json(job / "results.json") or {}))
     return rows
+
+
+def _row(job: Path, overrides: str, status: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    metrics = result.get("metrics", {})
+    return {
+        "job": int(job.name),
+        "overrides": overrides,
+        "status": status.get("status", "unknown"),
+        "retriever": result.get("retriever", ""),
+        **{m: metrics.get(m, "") for m in METRIC_COLUMNS},
+        "ms_per_query": result.get("latency_ms_per_query", ""),
+        "train_minutes": result["train_seconds"] / 60 if result.get("train_seconds") else "",
+        "error": (status.get("error") or "")[:300],
+        "run_dir": str(job),
+    }
 
 
 def summary_markdown(rows: list[dict[str, Any]], title: str) -> str:
@@ -60,7 +67,7 @@ def summary_markdown(rows: list[dict[str, Any]], title: str) -> str:
 
     lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = list({r["job"]: r for r in rows if r["status"] != "ok"}.values())
     if failed:
         lines += ["", "Failed jobs:", ""] + [f"- job {r['job']} ({r['overrides']}): {r['error']}" for r in failed]
     return "\n".join(lines) + "\n"
@@ -87,9 +94,10 @@ class SweepSummary(Callback):
             return
         rows = write_summary(sweep_dir, f"{config.get('experiment', 'sweep')}: {sweep_dir.name}")
         print("\n" + (sweep_dir / "summary.md").read_text(encoding="utf-8"), flush=True)
-        failed = [r["job"] for r in rows if r["status"] != "ok"]
+        failed = sorted({r["job"] for r in rows if r["status"] != "ok"})
         if failed:
-            log.error("%d of %d jobs failed (%s); see %s", len(failed), len(rows), failed, sweep_dir / "summary.md")
+            n_jobs = len({r["job"] for r in rows})
+            log.error("%d of %d jobs failed (%s); see %s", len(failed), n_jobs, failed, sweep_dir / "summary.md")
             raise SystemExit(1)
 
 

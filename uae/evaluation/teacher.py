@@ -66,7 +66,7 @@ def teacher_quality(
         "rows": rows,
         "mean_utility_gold": float(utility[is_gold].mean()) if is_gold.any() else float("nan"),
         "mean_utility_other": float(utility[~is_gold].mean()) if (~is_gold).any() else float("nan"),
-        "n_candidates": int(len(utility)),
+        "n_candidates": len(utility),
     }
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from uae import machine
 from uae.cache import write_json
 from uae.data.records import QasperSplit
 from uae.evaluation.evaluate import evaluate_retriever
@@ -82,8 +81,8 @@ def evaluate_into(
         **extra,
         "retriever_details": result.retriever,
         "data": {"source": split.source, "fingerprint": split.fingerprint, "alignment": vars(split.alignment)},
-        "machine": machine_description(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     write_json(out_dir / "rankings.json", dict(zip(result.question_ids, result.ranked_ids)))
@@ -107,17 +106,3 @@ def read_answers(
     texts = {p.passage_id: p.text for paper in split.papers.values() for p in paper.passages}
     items = [(qid, ranked, questions[qid].text) for qid, ranked in zip(question_ids, rankings)]
     return dict(zip(question_ids, reader.answer(items, texts, split.fingerprint)))
-
-
-def machine_description() -> dict[str, Any]:
-    """Recorded with every result: numbers are only comparable on the same machine."""
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }

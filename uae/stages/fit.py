@@ -19,7 +19,12 @@ from uae.data.datamodule import QasperDataModule, training_groups
 from uae.data.records import QasperSplit
 from uae.errors import UAEError
 from uae.stages.common import build, load_split, max_papers_for
-from uae.stages.utility import find_utility_table, hard_negative_retrievers, utility_questions, utility_settings
+from uae.stages.utility import (
+    find_utility_table,
+    hard_negative_retrievers,
+    utility_questions,
+    utility_settings,
+)
 from uae.training.module import RetrieverModule
 
 log = logging.getLogger("uae.run")

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,6 +27,7 @@ from uae.llm.utility import (
     IncompleteUtilitiesError,
     Shard,
     compute_utilities,
+    load_utility_table,
     merge_utilities,
     read_table_spec,
     utility_spec,
@@ -158,6 +160,10 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
         if found is not None:
             log.info("utility %s: %s already holds all %d questions; nothing to score", split_name, found, len(questions))
             state.setdefault("utility_tables", {})[split_name] = found
+            if cfg.utility.report:  # costs the candidate sets' rankings (a passage encoding), not the LLM
+                sets, rankings = candidate_sets(cfg, split, questions, retrievers)
+                spec = utility_spec(split, sets, settings["scorer"], settings["candidates"])
+                write_teacher_report(cfg, split_name, load_utility_table(found, spec, sets), sets, questions, rankings)
             continue
         sets, rankings = candidate_sets(cfg, split, questions, retrievers)
         spec = utility_spec(split, sets, settings["scorer"], settings["candidates"])
@@ -176,9 +182,22 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
             continue
         log.info("utility table %s: %d rows -> %s", split_name, table.num_rows, dest)
         state.setdefault("utility_tables", {})[split_name] = dest
-        report = teacher_quality(table, sets, {q.question_id: q.gold_ids for q in questions}, rankings)
-        out_dir = Path(cfg.paths.output_dir)
-        write_json(out_dir / f"teacher_{split_name}.json", report)
-        with atomic_path(out_dir / f"teacher_{split_name}.md") as tmp:
-            tmp.write_text(teacher_markdown(report), encoding="utf-8")
-        log.info("teacher quality on %s candidate sets:\n%s", split_name, teacher_markdown(report))
+        write_teacher_report(cfg, split_name, table, sets, questions, rankings)
+
+
+def write_teacher_report(
+    cfg: DictConfig,
+    split_name: str,
+    table: pa.Table,
+    sets: list[CandidateSet],
+    questions: list[Question],
+    rankings: dict[str, list[list[str]]],
+) -> None:
+    """teacher_<split>.json / .md in the run folder: how well utility, BM25 and the base encoder rank
+    each candidate set against its gold evidence (the table RESULTS.md shows)."""
+    report = teacher_quality(table, sets, {q.question_id: q.gold_ids for q in questions}, rankings)
+    out_dir = Path(cfg.paths.output_dir)
+    write_json(out_dir / f"teacher_{split_name}.json", report)
+    with atomic_path(out_dir / f"teacher_{split_name}.md") as tmp:
+        tmp.write_text(teacher_markdown(report), encoding="utf-8")
+    log.info("teacher quality on %s candidate sets:\n%s", split_name, teacher_markdown(report))
