@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities teacher bench models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -132,6 +132,8 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 	$(PY) -m uae.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
 	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
+	for base in minilm infonce llm_rerank; do \
+	  $(PY) -m uae.compare $(R)/$$base $(R)/uae --into $(RESULTS) --section compare-$$base || exit 1; done
 	for split in dev train; do \
 	  $(PY) -m uae.report --insert $(R)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section teacher-$$split || exit 1; done
 	for part in sweep-temperature sweep-sharpness sweep-models; do \

@@ -1,0 +1,95 @@
+"""Paired tests against exact enumeration and closed forms; the compare CLI on hand-made runs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from uae.errors import UAEError
+from uae.evaluation.significance import bootstrap_interval, randomization_p_value
+
+
+def test_randomization_p_matches_exact_enumeration() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.random(10), rng.random(10) + 0.15
+    d = b - a
+    patterns = np.array(list(itertools.product((-1, 1), repeat=10)))
+    exact = float(np.mean(np.abs(patterns @ d) >= abs(d.sum()) - 1e-12))
+    got = randomization_p_value(a, b, samples=40_000, seed=1)
+    assert 0.0 < exact < 1.0 and got == pytest.approx(exact, abs=0.01)  # Monte Carlo SE <= 0.0025
+
+
+def test_no_difference_and_constant_difference() -> None:
+    a = np.array([0.0, 1.0, 0.5, 0.25])
+    assert randomization_p_value(a, a.copy()) == 1.0
+    assert bootstrap_interval(a, a.copy()) == (0.0, 0.0)
+    assert bootstrap_interval(a, a + 0.125) == pytest.approx((0.125, 0.125))
+    # only "all +" and "all -" reach the observed mean: each draw hits them with chance 2^-19, so none of 2000 does
+    assert randomization_p_value(np.zeros(20), np.ones(20), samples=2000) == pytest.approx(1 / 2001)
+
+
+def test_bootstrap_interval_matches_the_normal_approximation() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 2000), rng.normal(0.1, 1, 2000)
+    d = b - a
+    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)
+    low, high = bootstrap_interval(a, b, samples=4000, seed=2)
+    assert low == pytest.approx(d.mean() - half, abs=0.15 * half) and high == pytest.approx(d.mean() + half, abs=0.15 * half)
+
+
+def test_bad_scores_are_refused() -> None:
+    with pytest.raises(UAEError, match="equal, non-empty"):
+        randomization_p_value(np.zeros(3), np.zeros(4))
+    with pytest.raises(UAEError, match="NaN"):
+        bootstrap_interval(np.array([0.0, np.nan]), np.zeros(2))
+    with pytest.raises(UAEError, match="level"):
+        bootstrap_interval(np.zeros(2), np.zeros(2), level=1.5)
+
+
+def _run(folder: Path, data_dir: Path, gold_first: bool) -> Path:
+    """A finished run written by hand: each counted question's paper ranked gold first, or gold last."""
+    from uae.data.qasper import load_qasper
+    from uae.evaluation.metrics import retrieval_metrics
+
+    split = load_qasper("dev", data_dir)
+    rankings = {}
+    for q in split.evaluable_questions:
+        ids = [p.passage_id for p in split.passages(q.paper_id)]
+        gold = [i for i in ids if i in q.gold_ids]
+        rest = [i for i in ids if i not in q.gold_ids]
+        rankings[q.question_id] = gold + rest if gold_first else rest + gold
+    folder.mkdir()
+    config = {"data": {"dir": str(data_dir), "version": "0.3", "max_papers": None}}
+    metrics = retrieval_metrics(list(rankings.values()), [q.gold_ids for q in split.evaluable_questions])
+    result = {"split": "dev", "retriever": "gold-first" if gold_first else "gold-last", "metrics": metrics,
+              "data": {"fingerprint": split.fingerprint}, "config": config}
+    (folder / "results.json").write_text(json.dumps(result))
+    (folder / "rankings.json").write_text(json.dumps(rankings))
+    return folder
+
+
+def test_compare_cli_pairs_the_runs_own_questions(tmp_path: Path, tiny_raw_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from uae.compare import main
+
+    worse, better = _run(tmp_path / "a", tiny_raw_dir, False), _run(tmp_path / "b", tiny_raw_dir, True)
+    doc = tmp_path / "R.md"
+    doc.write_text("x\n<!-- cmp:begin -->\n<!-- cmp:end -->\n")
+    assert main([str(worse), str(better), "--metrics", "hit@1", "map", "--samples", "500", "--into", str(doc), "--section", "cmp"]) == 0
+    table = doc.read_text()
+    assert "| hit@1 | 0.0000 | 1.0000 | +1.0000 | [+1.0000, +1.0000] |" in table  # every question: gold first vs last
+    assert "questions, paired" in capsys.readouterr().out
+
+    result = json.loads((better / "results.json").read_text())
+    result["metrics"]["map"] += 0.01  # a results.json that its rankings do not back
+    (better / "results.json").write_text(json.dumps(result))
+    assert main([str(worse), str(better), "--samples", "100"]) == 2
+    assert "recomputed from its files" in capsys.readouterr().err
+    result["metrics"]["map"] -= 0.01
+    result["data"]["fingerprint"] = "0" * 64  # another data file
+    (better / "results.json").write_text(json.dumps(result))
+    assert main([str(worse), str(better), "--samples", "100"]) == 2
+    assert "is not the one this run scored" in capsys.readouterr().err
