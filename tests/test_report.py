@@ -81,4 +81,3 @@ def test_machine_label_for_stored_descriptions() -> None:
     assert label({"cpu_count": 16, "cpu_model": "AMD EPYC 9454", "gpu": "NVIDIA H100 80GB HBM3"}) == "NVIDIA H100 80GB HBM3"
     here = describe()
     assert here["cpu_count"] and here["cpu_model"] and here["torch_threads"] >= 1
-    assert label(device="cpu") == f"CPU ({here['cpu_model']}, {here['cpu_count']} cores)"

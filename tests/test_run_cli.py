@@ -176,6 +176,13 @@ def test_utility_stage_then_rerank(tmp_path: Path, tiny_encoder_dir: Path, tiny_
     assert reported.returncode == 0 and "nothing to score" in reported.stdout + reported.stderr, reported.stderr[-3000:]
     assert json.loads((tmp_path / "run4" / "teacher_dev.json").read_text()) == teacher
     assert (tmp_path / "run4" / "teacher_dev.md").read_text() == (tmp_path / "run" / "teacher_dev.md").read_text()
+    # A subset run reuses the split's full table: its report counts the subset's rows only.
+    subset = uae_run(tmp_path, *common, *stage, "utility.report=true", "data.max_papers=1", run_dir="run5")
+    assert subset.returncode == 0 and "nothing to score" in subset.stdout + subset.stderr, subset.stderr[-3000:]
+    assert not (tmp_path / "tables" / "dev-first1.parquet").exists()
+    first_paper = {q for q, p in zip(table["question_id"].to_pylist(), table["paper_id"].to_pylist()) if p == table["paper_id"][0].as_py()}
+    assert 0 < len(first_paper) < 4
+    assert json.loads((tmp_path / "run5" / "teacher_dev.json").read_text())["n_candidates"] == 3 * len(first_paper)
 
     reranked = uae_run(tmp_path, *common, "rerank=llm", "rerank.k=2", run_dir="run3")
     assert reranked.returncode == 0, reranked.stderr[-3000:]
@@ -276,9 +283,11 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
     summary = (sweep / "summary.md").read_text()
     assert "Failed jobs" in summary and "| failed |" in summary
 
-    # The same sweep again with skip_done=true: the finished jobs are not rerun, the failed one is.
+    # The same sweep again with skip_done=true: the finished jobs are not rerun, the failed one is. Where
+    # files live is not a setting: another cache folder (a resumed sweep on another node) is the same job.
     before = {n: results[n].stat().st_mtime_ns for n in (0, 2)}
-    again = subprocess.run(args + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    moved = [f"paths.cache_dir={tmp_path / 'cache2'}" if a.startswith("paths.cache_dir=") else a for a in args]
+    again = subprocess.run(moved + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 1, again.stderr[-3000:]
     assert {n: results[n].stat().st_mtime_ns for n in (0, 2)} == before
     assert (again.stdout + again.stderr).count("skipped (skip_done=true)") == 2
@@ -290,6 +299,11 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
     clash = subprocess.run(other + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert clash.returncode == 2 and "different config" in clash.stderr and "'seed']" in clash.stderr, clash.stderr[-3000:]
     assert results[0].stat().st_mtime_ns == before[0] and json.loads((sweep / "0" / "status.json").read_text())["status"] == "ok"
+    from uae.runs import load_runs  # job 0 keeps its own overrides (status.json), though Hydra rewrote .hydra/
+
+    assert "seed=7" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
+    job0 = load_runs(sweep).set_index("job").loc["0"]
+    assert job0["override:model.encoder.pooling"] == "mean" and "override:seed" not in job0.dropna().index
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,10 @@ def _run(folder: Path, data_dir: Path, gold_first: bool) -> Path:
     folder.mkdir()
     config = {"data": {"dir": str(data_dir), "version": "0.3", "max_papers": None}}
     metrics = retrieval_metrics(list(rankings.values()), [q.gold_ids for q in split.evaluable_questions])
+    # the reader "answers" with an annotator's own answer from gold, and with nothing from the rest
+    answers = {q.question_id: q.answers[0].text if gold_first else "" for q in split.evaluable_questions}
+    metrics["token_f1"] = 1.0 if gold_first else 0.0
+    (folder / "answers.json").write_text(json.dumps(answers))
     result = {"split": "dev", "retriever": "gold-first" if gold_first else "gold-last", "metrics": metrics,
               "data": {"fingerprint": split.fingerprint}, "config": config}
     (folder / "results.json").write_text(json.dumps(result))
@@ -78,9 +82,13 @@ def test_compare_cli_pairs_the_runs_own_questions(tmp_path: Path, tiny_raw_dir: 
     worse, better = _run(tmp_path / "a", tiny_raw_dir, False), _run(tmp_path / "b", tiny_raw_dir, True)
     doc = tmp_path / "R.md"
     doc.write_text("x\n<!-- cmp:begin -->\n<!-- cmp:end -->\n")
-    assert main([str(worse), str(better), "--metrics", "hit@1", "map", "--samples", "500", "--into", str(doc), "--section", "cmp"]) == 0
-    table = doc.read_text()
-    assert "| hit@1 | 0.0000 | 1.0000 | +1.0000 | [+1.0000, +1.0000] |" in table  # every question: gold first vs last
+    assert main([str(worse), str(better), "--samples", "4000", "--into", str(doc), "--section", "cmp"]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in doc.read_text().splitlines() if line.startswith("| ")}
+    for metric in ("hit@1", "token_f1"):  # every question: gold first against gold last, a full answer against none
+        assert rows[metric][1:5] == ["0.0000", "1.0000", "+1.0000", "[+1.0000, +1.0000]"]
+        # 4 questions, all +1: only "all +" and "all -" of the 16 sign patterns are as far out, p = 1/8
+        assert float(rows[metric][5].strip(" |")) == pytest.approx(0.125, abs=0.02)
+    assert set(rows) == {"metric", "hit@1", "recall@1", "map", "token_f1"}
     assert "questions, paired" in capsys.readouterr().out
 
     result = json.loads((better / "results.json").read_text())

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from uae.cache import atomic_path
 from uae.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value
+from uae.report import write_section
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 
@@ -37,15 +37,19 @@ def _read(path: Path) -> Any:
 
 def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The run's results.json and {question id: {metric: value}} recomputed from its own files."""
+    from omegaconf import OmegaConf
+
     from uae.data.qasper import load_qasper
+    from uae.stages.common import max_papers_for  # imports the stages (Lightning): only when a run is read
 
     result = _read(run_dir / "results.json")
     rankings = _read(run_dir / "rankings.json")
-    data = result["config"]["data"]
-    max_papers = data.get("max_papers")
-    if isinstance(max_papers, dict):
-        max_papers = max_papers.get(result["split"])
-    split = load_qasper(result["split"], data_dir or data["dir"], version=data["version"], max_papers=max_papers)
+    if not {"split", "metrics", "data", "config"} <= set(result) or "data" not in result["config"]:
+        raise UAEError(f"{run_dir}/results.json lacks split, metrics, data or config: not a finished run of this version.")
+    cfg = OmegaConf.create(result["config"])
+    split = load_qasper(
+        result["split"], data_dir or cfg.data.dir, version=cfg.data.version, max_papers=max_papers_for(cfg, result["split"])
+    )
     if split.fingerprint != result["data"]["fingerprint"]:
         raise UAEError(
             f"{run_dir}: the data file {split.source} is not the one this run scored (fingerprint "
@@ -55,15 +59,17 @@ def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dic
     if set(rankings) != set(questions):
         raise UAEError(f"{run_dir}/rankings.json does not rank exactly the split's {len(questions)} counted questions.")
     answers = _read(run_dir / "answers.json") if (run_dir / "answers.json").is_file() else None
+    if answers is not None and not set(questions) <= set(answers):
+        raise UAEError(f"{run_dir}/answers.json lacks answers to {len(set(questions) - set(answers))} counted questions.")
     scores = {}
     for qid, ranked in rankings.items():
         scores[qid] = per_query_retrieval_metrics(ranked, questions[qid].gold_ids)
         if answers is not None:
             scores[qid]["token_f1"] = answer_f1(answers[qid], [a.text for a in questions[qid].answers])
     for metric, value in result["metrics"].items():
-        mean = float(np.mean([s[metric] for s in scores.values()])) if metric in next(iter(scores.values())) else value
-        if abs(mean - value) > 1e-9:
-            raise UAEError(f"{run_dir}: {metric} recomputed from its files is {mean:.6f}, its results.json says {value:.6f}.")
+        mean = float(np.mean([s[metric] for s in scores.values()])) if metric in scores[qid] else None
+        if mean is not None and not (isinstance(value, (int, float)) and abs(mean - value) <= 1e-9):
+            raise UAEError(f"{run_dir}: {metric} recomputed from its files is {mean:.6f}, its results.json says {value}.")
     return result, scores
 
 
@@ -121,11 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         table = compare(args.run_a, args.run_b, metrics, samples=args.samples, seed=args.seed, data_dir=args.data_dir)
         print(table, end="")
         if args.into:
-            from uae.report import replace_section
-
-            document = replace_section(args.into.read_text(encoding="utf-8"), args.section, table)
-            with atomic_path(args.into) as tmp:
-                tmp.write_text(document, encoding="utf-8")
+            write_section(args.into, args.section, table)
     except (UAEError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -37,10 +37,11 @@ def describe() -> dict[str, Any]:
 
 
 def label(description: dict[str, Any] | None = None, *, device: str = "cpu") -> str:
-    """One short phrase for tables: the GPU's name when one did the work, else the CPU and its cores.
+    """One short phrase for tables: the GPU's name when the machine had one, else the CPU and its cores.
 
-    ``description`` is a stored :func:`describe` (older results.json files lack ``cpu_model``); without
-    one, this machine is described, and ``device`` says whether the GPU or the CPU ran the measurement.
+    ``description`` is a stored :func:`describe` (older results.json files lack ``cpu_model``); a stored
+    one cannot tell whether the GPU or the CPU ran a given retriever (BM25 runs on the CPU anywhere).
+    Without one, this machine is described, and ``device`` says which of the two ran the measurement.
     """
     if description is None:
         description = describe()

@@ -103,6 +103,13 @@ def replace_section(document: str, section: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), document)
 
 
+def write_section(path: Path, section: str, body: str) -> None:
+    """Replace one marked section of a markdown file, atomically (a failed write leaves it as it was)."""
+    document = replace_section(path.read_text(encoding="utf-8"), section, body)
+    with atomic_path(path) as tmp:
+        tmp.write_text(document, encoding="utf-8")
+
+
 def section_body(text: str) -> str:
     """A file's text as a section's body: its own ``# title`` line (a sweep summary has one) would be
     a second document title inside RESULTS.md, so it goes; blank edges are trimmed to one newline."""
@@ -137,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 table += gains_line(rows, args.gains)
         print(table, end="")
         if args.into:
-            document = replace_section(args.into.read_text(encoding="utf-8"), args.section, table)
-            with atomic_path(args.into) as tmp:
-                tmp.write_text(document, encoding="utf-8")
+            write_section(args.into, args.section, table)
     except (UAEError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

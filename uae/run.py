@@ -101,6 +101,7 @@ def main(cfg: DictConfig) -> None:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    overrides = list(HydraConfig.get().overrides.task)  # kept in status.json: Hydra rewrites .hydra/ on every start
     try:
         done = bool(cfg.get("skip_done")) and already_done(cfg, out_dir)
     except UAEError as exc:  # stops a multirun too, and writes no status.json: that one is the earlier job's
@@ -114,18 +115,18 @@ def main(cfg: DictConfig) -> None:
         run(cfg)
     except UAEError as exc:
         log.error("%s", exc)
-        _write_status(out_dir, "failed", str(exc))
+        _write_status(out_dir, "failed", str(exc), overrides)
         if multirun:
             return
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     except Exception as exc:  # a bug in one job must not stop a sweep; a single run re-raises
-        _write_status(out_dir, "failed", f"{type(exc).__name__}: {exc}")
+        _write_status(out_dir, "failed", f"{type(exc).__name__}: {exc}", overrides)
         if not multirun:
             raise
         log.exception("job failed")
         return
-    _write_status(out_dir, "ok", None)
+    _write_status(out_dir, "ok", None, overrides)
 
 
 def already_done(cfg: DictConfig, out_dir: Path) -> bool:
@@ -138,23 +139,33 @@ def already_done(cfg: DictConfig, out_dir: Path) -> bool:
         return False
     if status.get("status") != "ok":
         return False
-    ours = OmegaConf.to_container(cfg, resolve=True)
-    theirs = dict(result.get("config") or {})
-    differ = sorted(k for k in set(ours) | set(theirs) if k != "skip_done" and ours.get(k) != theirs.get(k))
+    ours = _settings(OmegaConf.to_container(cfg, resolve=True))
+    theirs = _settings(dict(result.get("config") or {}))
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if differ:
         raise UAEError(
             f"{out_dir} holds a finished job made with a different config (top-level keys {differ} differ). "
             "Give this run another folder (hydra.run.dir / hydra.sweep.dir) or delete that one. Its "
-            "results.json and status.json are untouched (Hydra has rewritten its .hydra/ files)."
+            "results.json and status.json (which holds its own overrides) are untouched."
         )
     return True
 
 
-def _write_status(out_dir: Path, status: str, error: str | None) -> None:
+def _settings(config: Any) -> Any:
+    """A resolved config without where things are: a sweep resumed from another checkout, node or data
+    mount is the same job, so ``paths`` and absolute file locations do not count; every setting does."""
+    if isinstance(config, dict):
+        return {k: _settings(v) for k, v in config.items() if k not in ("paths", "skip_done")}
+    if isinstance(config, list):
+        return [_settings(v) for v in config]
+    return "<path>" if isinstance(config, str) and config.startswith("/") else config
+
+
+def _write_status(out_dir: Path, status: str, error: str | None, overrides: list[str]) -> None:
     from uae.cache import write_json
 
     try:
-        write_json(out_dir / "status.json", {"status": status, "error": error})
+        write_json(out_dir / "status.json", {"status": status, "error": error, "overrides": overrides})
     except UAEError as exc:  # an unwritable run folder is reported, never hides the job's own outcome
         log.error("could not record the job status: %s", exc)
 

@@ -52,9 +52,16 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _overrides(job: Path) -> dict[str, str]:
-    for candidate in (job / ".hydra" / "overrides.yaml", job.parent / ".hydra" / "overrides.yaml"):
-        if candidate.is_file():
-            items = yaml.safe_load(candidate.read_text()) or []
+    """The job's overrides: from its status.json (written when it ended) before Hydra's .hydra/ copy,
+    which the next start in the same folder rewrites; a zero_shot/ folder has its parent's."""
+    items = None
+    for folder in (job, job.parent):
+        status = folder / "status.json"
+        if status.is_file():
+            items = json.loads(status.read_text()).get("overrides")
+        if items is None and (folder / ".hydra" / "overrides.yaml").is_file():
+            items = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
+        if items is not None:
             return dict(item.lstrip("+").split("=", 1) for item in items if "=" in item and not item.startswith("hydra."))
     return {}
 

@@ -33,9 +33,9 @@ def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     for job in jobs:
-        overrides = _read_yaml(job / ".hydra" / "overrides.yaml") or []
-        overrides = " ".join(o for o in overrides if not o.startswith(("hydra.", "+experiment")))
         status = _read_json(job / "status.json") or {"status": "unknown", "error": "no status.json (killed?)"}
+        overrides = status.get("overrides") or _read_yaml(job / ".hydra" / "overrides.yaml") or []  # the job's own first
+        overrides = " ".join(o for o in overrides if not o.startswith(("hydra.", "+experiment")))
         zero_shot = _read_json(job / "zero_shot" / "results.json")
         if zero_shot:
             rows.append(_row(job, overrides, status, zero_shot))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from uae.cache import atomic_path, fingerprint, write_json
 from uae.data.candidates import CandidateSet, build_candidates
 from uae.data.records import QasperSplit, Question
-from uae.errors import UAEError
+from uae.errors import CacheMismatchError, UAEError
 from uae.evaluation.teacher import markdown as teacher_markdown
 from uae.evaluation.teacher import teacher_quality
 from uae.llm.utility import (
     IncompleteUtilitiesError,
     Shard,
     compute_utilities,
-    load_utility_table,
     merge_utilities,
     read_table_spec,
     utility_spec,
@@ -162,8 +162,7 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
             state.setdefault("utility_tables", {})[split_name] = found
             if cfg.utility.report:  # costs the candidate sets' rankings (a passage encoding), not the LLM
                 sets, rankings = candidate_sets(cfg, split, questions, retrievers)
-                spec = utility_spec(split, sets, settings["scorer"], settings["candidates"])
-                write_teacher_report(cfg, split_name, load_utility_table(found, spec, sets), sets, questions, rankings)
+                write_teacher_report(cfg, split_name, rows_for_sets(found, sets), sets, questions, rankings)
             continue
         sets, rankings = candidate_sets(cfg, split, questions, retrievers)
         spec = utility_spec(split, sets, settings["scorer"], settings["candidates"])
@@ -183,6 +182,27 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
         log.info("utility table %s: %d rows -> %s", split_name, table.num_rows, dest)
         state.setdefault("utility_tables", {})[split_name] = dest
         write_teacher_report(cfg, split_name, table, sets, questions, rankings)
+
+
+def rows_for_sets(path: Path, sets: list[CandidateSet]) -> pa.Table:
+    """The rows of a table that ``find_utility_table`` accepted, in the order of ``sets``.
+
+    That table may be the split's full table for a ``data.max_papers`` subset, or one made in another
+    dtype, so its exact fingerprint is not asked for here (its spec was checked); its rows for these
+    sets must all be there, and each set must be exactly its candidates.
+    """
+    table = pq.read_table(path)
+    index = {key: i for i, key in enumerate(zip(table["question_id"].to_pylist(), table["passage_id"].to_pylist()))}
+    wanted = [(s.question_id, pid) for s in sets for pid in s.passage_ids]
+    missing = [key for key in wanted if key not in index]
+    per_question = Counter(table["question_id"].to_pylist())
+    other = [s.question_id for s in sets if per_question[s.question_id] != len(s.passage_ids)]
+    if missing or other:
+        raise CacheMismatchError(
+            f"{path}: its candidates differ from the candidate sets rebuilt now ({len(missing)} missing rows, "
+            f"{len(other)} questions with another number of candidates). Rebuild it: stages=[utility] utility.overwrite=true."
+        )
+    return table.take([index[key] for key in wanted])
 
 
 def write_teacher_report(
