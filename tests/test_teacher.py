@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 
 from uae.data.candidates import CandidateSet
-from uae.evaluation.teacher import markdown, rank_sets_by_paper_ranking, teacher_quality
+from uae.errors import UAEError
+from uae.evaluation.teacher import markdown, rank_sets_by_paper_ranking, target_gold_mass, teacher_quality
 from uae.llm.utility import SCHEMA
 
 
@@ -54,3 +55,23 @@ def test_teacher_quality_by_hand() -> None:
 def test_unranked_candidates_go_last_in_set_order() -> None:
     s = CandidateSet("q", "p", ("a", "b", "c"), ("gold", "random", "random"))
     assert rank_sets_by_paper_ranking([s], [["c"]]) == [["c", "a", "b"]]
+
+
+def test_target_gold_mass_by_hand() -> None:
+    import math
+
+    table = pa.table({
+        "question_id": ["q1", "q1", "q2", "q2", "q2", "q3", "q3"],
+        "is_gold": [True, False, False, True, False, False, False],  # q3: no gold in its set, left out
+        "utility": [1.0, 0.0, 0.0, 0.0, 0.0, 5.0, -5.0],
+    })
+    (beta1,) = target_gold_mass(table, [1.0])
+    q1 = math.e / (math.e + 1)  # softmax(1, 0) on the gold first
+    h1 = -(q1 * math.log(q1) + (1 - q1) * math.log(1 - q1))
+    assert beta1["n_questions"] == 2
+    assert beta1["gold_mass_mean"] == pytest.approx((q1 + 1 / 3) / 2) and beta1["share_gold_mass_below_half"] == 0.5
+    assert beta1["entropy_nats"] == pytest.approx((h1 + math.log(3)) / 2)
+    (sharp,) = target_gold_mass(table, [0.01])  # beta -> 0: all of q1's mass on its best candidate, q2 stays uniform
+    assert sharp["gold_mass_mean"] == pytest.approx((1 + 1 / 3) / 2, abs=1e-6)
+    with pytest.raises(UAEError, match="beta must be > 0"):
+        target_gold_mass(table, [0.0])
