@@ -23,7 +23,7 @@ import numpy as np
 from uae.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value
-from uae.report import write_section
+from uae.report import emit
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 
@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = tuple(m for m in metrics if m != "token_f1")
     try:
         table = compare(args.run_a, args.run_b, metrics, samples=args.samples, seed=args.seed, data_dir=args.data_dir)
-        print(table, end="")
-        if args.into:
-            write_section(args.into, args.section, table)
+        emit(table, args.into, args.section)
     except (UAEError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

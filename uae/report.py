@@ -110,6 +110,13 @@ def write_section(path: Path, section: str, body: str) -> None:
         tmp.write_text(document, encoding="utf-8")
 
 
+def emit(table: str, into: Path | None, section: str) -> None:
+    """Print a table; with ``into``, also write it into that markdown file's section."""
+    print(table, end="")
+    if into:
+        write_section(into, section, table)
+
+
 def section_body(text: str) -> str:
     """A file's text as a section's body: its own ``# title`` line (a sweep summary has one) would be
     a second document title inside RESULTS.md, so it goes; blank edges are trimmed to one newline."""
@@ -142,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             table = markdown_table(rows)
             if args.gains:
                 table += gains_line(rows, args.gains)
-        print(table, end="")
-        if args.into:
-            write_section(args.into, args.section, table)
+        emit(table, args.into, args.section)
     except (UAEError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
