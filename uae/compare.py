@@ -66,9 +66,9 @@ def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dic
         scores[qid] = per_query_retrieval_metrics(ranked, questions[qid].gold_ids)
         if answers is not None:
             scores[qid]["token_f1"] = answer_f1(answers[qid], [a.text for a in questions[qid].answers])
-    for metric, value in result["metrics"].items():
-        mean = float(np.mean([s[metric] for s in scores.values()])) if metric in scores[qid] else None
-        if mean is not None and not (isinstance(value, (int, float)) and abs(mean - value) <= 1e-9):
+    for metric in next(iter(scores.values())):  # every metric recomputed here must match the run's own
+        mean, value = float(np.mean([s[metric] for s in scores.values()])), result["metrics"].get(metric)
+        if not (isinstance(value, (int, float)) and abs(mean - value) <= 1e-9):
             raise UAEError(f"{run_dir}: {metric} recomputed from its files is {mean:.6f}, its results.json says {value}.")
     return result, scores
 
