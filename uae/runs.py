@@ -51,19 +51,22 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def _overrides(job: Path) -> dict[str, str]:
-    """The job's overrides: from its status.json (written when it ended) before Hydra's .hydra/ copy,
-    which the next start in the same folder rewrites; a zero_shot/ folder has its parent's."""
-    items = None
+def job_overrides(job: Path) -> list[str]:
+    """The job's command-line overrides: from its status.json (written when it ended) before Hydra's
+    .hydra/ copy, which the next start in the same folder rewrites; a zero_shot/ folder has its parent's."""
     for folder in (job, job.parent):
         status = folder / "status.json"
-        if status.is_file():
-            items = json.loads(status.read_text()).get("overrides")
+        items = json.loads(status.read_text()).get("overrides") if status.is_file() else None
         if items is None and (folder / ".hydra" / "overrides.yaml").is_file():
             items = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
         if items is not None:
-            return dict(item.lstrip("+").split("=", 1) for item in items if "=" in item and not item.startswith("hydra."))
-    return {}
+            return list(items)
+    return []
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    items = job_overrides(job)
+    return dict(item.lstrip("+").split("=", 1) for item in items if "=" in item and not item.startswith("hydra."))
 
 
 def load_runs(folder: str | Path) -> pd.DataFrame:

@@ -15,12 +15,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from uae.cache import atomic_path
 from uae.evaluation.metrics import RETRIEVAL_METRICS
+from uae.runs import job_overrides
 
 log = logging.getLogger("uae.sweep")
 
@@ -34,8 +34,7 @@ def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     for job in jobs:
         status = _read_json(job / "status.json") or {"status": "unknown", "error": "no status.json (killed?)"}
-        overrides = status.get("overrides") or _read_yaml(job / ".hydra" / "overrides.yaml") or []  # the job's own first
-        overrides = " ".join(o for o in overrides if not o.startswith(("hydra.", "+experiment")))
+        overrides = " ".join(o for o in job_overrides(job) if not o.startswith(("hydra.", "+experiment")))
         zero_shot = _read_json(job / "zero_shot" / "results.json")
         if zero_shot:
             rows.append(_row(job, overrides, status, zero_shot))
@@ -105,11 +104,4 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
         return None
