@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,16 @@ def test_index_ranks_each_paper_by_inner_product() -> None:
         index.search_paper(queries, "c")
     with pytest.raises(ValueError, match="not contiguous"):
         PassageIndex(vectors[:3], ids[:3], ["a", "b", "a"], use_gpu=False)
+
+
+def test_paper_scope_needs_no_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-paper ranking is a matrix product: a GPU machine without FAISS installed still evaluates."""
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
+    vectors = np.eye(3, dtype=np.float32)
+    index = PassageIndex(vectors, ["a/0", "a/1", "a/2"], ["a"] * 3)
+    assert index.rank_papers(np.array([[0.1, 0.9, 0.5]], dtype=np.float32), ["a"]) == [["a/1", "a/2", "a/0"]]
+    with pytest.raises(ImportError):
+        index.search_corpus(vectors, k=1)
 
 
 def test_bm25_matches_the_lucene_formula(tmp_path: Path) -> None:

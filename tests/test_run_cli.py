@@ -256,6 +256,31 @@ def test_fit_without_a_utility_table_names_the_stage_that_builds_it(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_fit_on_a_given_table_needs_neither_its_llm_nor_its_candidate_encoder(
+    tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path
+) -> None:
+    """utility.table= trains on a table made elsewhere, where the LLM that made it cannot be loaded."""
+    common = [f"data.dir={tiny_raw_dir}", "data.train_split=dev", "utility.splits=[dev]", "candidates.size=3", "logger=none"]
+    made = uae_run(
+        tmp_path, *common, *tiny_model(tiny_encoder_dir), f"llm.scorer.local_path={tiny_lm_dir}",
+        "llm.scorer.model_id=tiny-llama", f"utility.table_dir={tmp_path / 'tables'}", "stages=[utility]", run_dir="made",
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    elsewhere = [
+        f"model.encoder.local_path={tiny_encoder_dir}", "model.encoder.model_id=tiny-bert",
+        "llm.scorer.model_id=no-such/llm", "candidates.base.encoder.model_id=no-such/encoder",
+        f"utility.table_dir={tmp_path / 'empty'}", "stages=[fit]", "train.batch_size=2",
+    ]
+    done = uae_run(tmp_path, *common, *elsewhere, f"utility.table={tmp_path / 'tables' / 'dev.parquet'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert "used as given (scorer tiny-llama" in (tmp_path / "run" / "run.log").read_text()
+
+    missing = uae_run(tmp_path, *common, *elsewhere, f"utility.table={tmp_path / 'nope.parquet'}", run_dir="missing")
+    assert missing.returncode == 2 and "nope.parquet: no utility table" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
 def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_others(
     tmp_path: Path, tiny_encoder_dir: Path, tiny_raw_dir: Path
 ) -> None:

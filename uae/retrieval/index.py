@@ -1,27 +1,34 @@
-"""Exact inner-product search with FAISS, within one paper or over a whole split.
+"""Exact inner-product search within one paper (a matrix product) or over a whole split (FAISS).
 
 QASPER's evidence-selection setting ranks only the question's own paper, so the index keeps each
-paper's rows contiguous and searches that slice; the corpus-wide mode searches every row. Inner
-product on L2-normalised embeddings is cosine similarity. A GPU index is used when faiss-gpu and a
-GPU are present (for the corpus-wide index); results are identical up to float rounding.
+paper's rows contiguous and scores that slice with one matrix product: a paper has at most a few
+hundred paragraphs, so nothing is gained from an index there, and runs in this scope do not need
+FAISS installed. The corpus-wide mode searches every row with a FAISS flat index (imported only
+then), on the GPU when faiss-gpu and a GPU are present. Inner product on L2-normalised embeddings
+is cosine similarity; every path orders equal scores by row, so rankings are deterministic.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 import torch
 
 from uae.errors import DataError
 from uae.retrieval.base import positions_by_paper
 
+if TYPE_CHECKING:
+    import faiss
+
 log = logging.getLogger(__name__)
 
 
 def _gpu_available() -> bool:
+    import faiss
+
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
@@ -42,10 +49,12 @@ class PassageIndex:
             if end != row:
                 raise ValueError(f"passages of paper {paper_id} are not contiguous")
             self.spans[paper_id] = (start, row + 1)
-        self.use_gpu = _gpu_available() if use_gpu is None else use_gpu
+        self.use_gpu = use_gpu
         self._corpus_index: faiss.Index | None = None
 
     def _flat_index(self, vectors: np.ndarray, *, gpu: bool = False) -> faiss.Index:
+        import faiss
+
         index = faiss.IndexFlatIP(vectors.shape[1])
         if gpu:
             self._gpu_resources = getattr(self, "_gpu_resources", None) or faiss.StandardGpuResources()
@@ -61,10 +70,10 @@ class PassageIndex:
                 "Its full text is empty in the data file; drop its questions or repair the file."
             )
         start, end = self.spans[paper_id]
-        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        # A paper has at most a few hundred paragraphs: an exact CPU scan of its slice costs microseconds,
-        # less than a host-device round trip, so the GPU serves only the corpus-wide index.
-        scores, rows = self._flat_index(self.vectors[start:end]).search(q, end - start)
+        q = np.asarray(queries, dtype=np.float32).reshape(-1, self.vectors.shape[1])
+        # An exact CPU scan of one paper's slice costs microseconds, less than a host-device round trip.
+        scores = q @ self.vectors[start:end].T
+        rows = np.broadcast_to(np.arange(end - start), scores.shape)
         scores, rows = _ties_in_document_order(scores, rows)
         ids = [[self.passage_ids[start + r] for r in row if r >= 0] for row in rows]
         return scores, ids
@@ -81,14 +90,15 @@ class PassageIndex:
     def search_corpus(self, queries: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
         """Top ``k`` passages of the whole split for each query."""
         if self._corpus_index is None:
-            self._corpus_index = self._flat_index(self.vectors, gpu=self.use_gpu)
+            gpu = _gpu_available() if self.use_gpu is None else self.use_gpu
+            self._corpus_index = self._flat_index(self.vectors, gpu=gpu)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         scores, rows = _ties_in_document_order(*self._corpus_index.search(q, min(k, len(self.passage_ids))))
         return scores, [[self.passage_ids[r] for r in row if r >= 0] for row in rows]
 
 
 def _ties_in_document_order(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS leaves equal scores in arbitrary order (QASPER papers repeat paragraphs such as
-    "DISPLAYFORM0"); order them by row so rankings are deterministic and match BM25's rule."""
+    """Equal scores in row order: FAISS leaves them in arbitrary order, and QASPER papers repeat paragraphs
+    (such as "DISPLAYFORM0"), so this keeps rankings deterministic and the same as BM25's rule."""
     order = np.lexsort((rows, -scores), axis=1)
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)

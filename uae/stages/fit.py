@@ -7,6 +7,7 @@ it loads a base model, so a fine-tuned encoder is scored by the same code as a z
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from uae.data.datamodule import QasperDataModule, training_groups
 from uae.data.records import QasperSplit
 from uae.errors import UAEError
+from uae.llm.utility import read_table_spec
 from uae.stages.common import build, load_split, max_papers_for
 from uae.stages.utility import (
     find_utility_table,
@@ -31,7 +33,21 @@ log = logging.getLogger("uae.run")
 
 
 def train_table(cfg: DictConfig, split: QasperSplit, question_ids: list[str], state: dict[str, Any]) -> Path:
-    """The utility table for the train split: the one the utility stage just checked, or a matching one."""
+    """The utility table for the train split: ``utility.table`` as given, the one the utility stage just
+    checked, or one in ``utility.table_dir`` made with this config's LLM and candidate settings.
+
+    ``utility.table`` is for a table made elsewhere (another LLM, another machine) where that LLM or
+    the candidates' encoder cannot be loaded to compare settings; its split, data fingerprint and
+    coverage are still checked when the groups are built, and its settings are logged.
+    """
+    if cfg.utility.get("table"):
+        path = Path(cfg.utility.table)
+        spec = read_table_spec(path)
+        log.info(
+            "fit: utility.table=%s used as given (scorer %s, candidates %s)",
+            path, (spec.get("scorer") or {}).get("model_id"), json.dumps(spec.get("candidates"), default=str)[:300],
+        )
+        return path
     made = state.get("utility_tables", {}).get(split.name)
     if made is not None:
         return Path(made)
