@@ -281,6 +281,36 @@ def test_fit_on_a_given_table_needs_neither_its_llm_nor_its_candidate_encoder(
     assert "Traceback" not in missing.stderr
 
 
+def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(
+    tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path
+) -> None:
+    """`python -m uae.read` on a reader=none run gives the answers and F1 the evaluate stage gives with
+    reader=smollm2 (separate answer caches, so neither reuses the other's answers)."""
+    lm = [f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama", "reader.answerer.max_new_tokens=4"]
+    common = [f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir)]
+    plain = uae_run(tmp_path, *common, run_dir="plain")
+    with_reader = uae_run(tmp_path, *common, "reader=smollm2", *lm, f"paths.cache_dir={tmp_path / 'cache2'}", run_dir="read")
+    assert plain.returncode == 0 and with_reader.returncode == 0, plain.stderr[-2000:] + with_reader.stderr[-2000:]
+    assert "token_f1" not in json.loads((tmp_path / "plain" / "results.json").read_text())["metrics"]
+
+    def read(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "uae.read", *args, f"data.dir={tiny_raw_dir}", *lm,
+                   f"paths.cache_dir={tmp_path / 'cache3'}", "retrieval.progress=false"]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+    done = read(str(tmp_path / "plain"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    added, reference = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("plain", "read"))
+    assert added["metrics"]["token_f1"] == pytest.approx(reference["metrics"]["token_f1"])
+    assert json.loads((tmp_path / "plain" / "answers.json").read_text()) == json.loads((tmp_path / "read" / "answers.json").read_text())
+    assert added["reader"]["added_by"] == "python -m uae.read" and f"token_f1={added['metrics']['token_f1']:.4f}" in done.stdout
+
+    again = read(str(tmp_path / "plain"))  # refuses to replace what is there without --force
+    assert again.returncode == 2 and "already has token_f1" in again.stderr
+    other_data = read(str(tmp_path / "plain"), "--force", f"data.dir={tmp_path / 'elsewhere'}")
+    assert other_data.returncode == 2 and "Traceback" not in other_data.stderr
+
+
 def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_others(
     tmp_path: Path, tiny_encoder_dir: Path, tiny_raw_dir: Path
 ) -> None:

@@ -6,10 +6,10 @@ import csv
 import json
 from pathlib import Path
 
-from uae.sweep import write_summary
+from uae.sweep import main, write_summary
 
 
-def _job(sweep: Path, n: int, overrides: list[str], status: str | None, results: dict | None, zero_shot: dict | None = None) -> None:
+def _job(sweep: Path, n: int | str, overrides: list[str], status: str | None, results: dict | None, zero_shot: dict | None = None) -> None:
     job = sweep / str(n)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
@@ -42,3 +42,22 @@ def test_summary_rows_zero_shot_and_dead_jobs(tmp_path: Path) -> None:
     assert [float(r["map"]) for r in table[:2]] == [0.3, 0.5] and table[4]["error"].startswith("no status.json")
     markdown = (sweep / "summary.md").read_text()
     assert markdown.count("- job ") == 2 and "| minilm+uae | 0.2500 | 0.5000 |" in markdown  # job 1 listed once
+
+
+def test_named_runs_side_by_side_and_shared_overrides_said_once(tmp_path: Path, capsys) -> None:
+    """`python -m uae.sweep DIR` on runs started by hand: named folders after numbered ones, and the
+    overrides every job shares moved above the table so the column shows what differs."""
+    runs = tmp_path / "extra"
+    _job(runs, "uae-seed1", ["trainer=gpu", "loss=uae", "seed=1"], "ok", _result("minilm+uae", 0.48))
+    _job(runs, "infonce-seed1", ["trainer=gpu", "loss=infonce", "seed=1"], "ok", _result("minilm+infonce", 0.50))
+    _job(runs, 3, ["trainer=gpu", "loss=uae", "seed=3"], "ok", _result("minilm+uae", 0.47))
+    (runs / "notes").mkdir()  # not a run: no results.json, no status.json
+    assert main([str(runs), "--title", "seeds"]) == 0
+    markdown = (runs / "summary.md").read_text()
+    assert capsys.readouterr().out == markdown
+    assert "Every job: `trainer=gpu`" in markdown
+    jobs = [line.split(" | ")[0:2] for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert jobs == [["| 3", "loss=uae seed=3"], ["| infonce-seed1", "loss=infonce seed=1"], ["| uae-seed1", "loss=uae seed=1"]]
+    with open(runs / "summary.csv") as handle:
+        assert next(csv.DictReader(handle))["overrides"] == "trainer=gpu loss=uae seed=3"  # the CSV keeps all
+    assert main([str(runs / "notes")]) == 2 and "holds no run folders" in capsys.readouterr().err

@@ -5,13 +5,18 @@ Registered as a Hydra callback (conf/hydra/default.yaml), so every multirun gets
 results.json metrics (and one more for its base encoder when the job evaluated it zero-shot). A job
 that failed is a row with its error (``uae.run`` records it in the job's ``status.json`` and lets the
 other jobs run); the multirun then exits with status 1.
+
+``python -m uae.sweep DIR`` writes the same summary for any folder of run folders: a multirun that
+was killed before its end, or runs started by hand side by side (``DIR/uae-seed1/``, ...).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +33,14 @@ METRIC_COLUMNS = (*RETRIEVAL_METRICS, "token_f1")
 
 
 def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job folder (``<sweep dir>/<n>/``), in job order; a job that also evaluated its base
-    encoder (``evaluate.zero_shot=true``) adds that row right before its own, so each gain is in view."""
+    """One row per job folder (``<sweep dir>/<n>/`` in job order, then named run folders by name); a job
+    that also evaluated its base encoder (``evaluate.zero_shot=true``) adds that row right before its
+    own, so each gain is in view."""
     rows = []
-    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    jobs = sorted(
+        (p for p in sweep_dir.iterdir() if p.is_dir() and (p.name.isdigit() or _is_run(p))),
+        key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name),
+    )
     for job in jobs:
         status = _read_json(job / "status.json") or {"status": "unknown", "error": "no status.json (killed?)"}
         overrides = " ".join(o for o in job_overrides(job) if not o.startswith(("hydra.", "+experiment")))
@@ -45,7 +54,7 @@ def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 def _row(job: Path, overrides: str, status: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     metrics = result.get("metrics", {})
     return {
-        "job": int(job.name),
+        "job": int(job.name) if job.name.isdigit() else job.name,
         "overrides": overrides,
         "status": status.get("status", "unknown"),
         "retriever": result.get("retriever", ""),
@@ -58,13 +67,23 @@ def _row(job: Path, overrides: str, status: dict[str, Any], result: dict[str, An
 
 
 def summary_markdown(rows: list[dict[str, Any]], title: str) -> str:
+    """The table of jobs; overrides that every job shares are said once above it, so that the column
+    shows what the jobs differ in (the CSV keeps each job's full list)."""
     columns = ["job", "overrides", "status", "retriever", *[m for m in METRIC_COLUMNS if any(r[m] != "" for r in rows)],
                "ms_per_query", "train_minutes"]
+    common = shared_overrides([r["overrides"] for r in rows])
 
     def cell(value: Any) -> str:
         return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
-    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    def own(overrides: str) -> str:
+        return " ".join(o for o in overrides.split() if o not in common)
+
+    lines = [f"# {title}", ""]
+    if common and len({r["job"] for r in rows}) > 1:
+        lines += ["Every job: `" + " ".join(common) + "`", ""]
+        rows = [{**r, "overrides": own(r["overrides"])} for r in rows]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
     failed = list({r["job"]: r for r in rows if r["status"] != "ok"}.values())
     if failed:
@@ -100,8 +119,41 @@ class SweepSummary(Callback):
             raise SystemExit(1)
 
 
+def shared_overrides(overrides: list[str]) -> list[str]:
+    """The overrides present in every job's list, in the first job's order."""
+    lists = [o.split() for o in overrides]
+    return [o for o in lists[0] if all(o in other for other in lists[1:])] if lists else []
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / "results.json").is_file() or (folder / "status.json").is_file()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m uae.sweep",
+        description="Write summary.md and summary.csv for a folder of runs (a multirun's, or runs side by side).",
+    )
+    parser.add_argument("folder", type=Path, help="folder whose subfolders are runs (0/, 1/, ... or named)")
+    parser.add_argument("--title", help="the summary's title (default: the folder's name)")
+    args = parser.parse_args(argv)
+    if not args.folder.is_dir():
+        print(f"error: {args.folder} is not a folder", file=sys.stderr)
+        return 2
+    if not job_rows(args.folder):
+        print(f"error: {args.folder} holds no run folders (subfolders with results.json or status.json)", file=sys.stderr)
+        return 2
+    write_summary(args.folder, args.title or args.folder.name)
+    print((args.folder / "summary.md").read_text(encoding="utf-8"), end="")
+    return 0
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -64,11 +64,7 @@ def evaluate_into(
     """Evaluate one retriever and write its results.json and rankings.json into ``out_dir``."""
     result = evaluate_retriever(split, retriever, scope=cfg.retrieval.scope, top_k=cfg.retrieval.top_k)
     if cfg.get("reader"):
-        answers = read_answers(cfg, state, split, result.question_ids, result.ranked_ids)
-        questions = {q.question_id: q for q in split.questions}
-        result.metrics["token_f1"] = sum(
-            answer_f1(answers[qid], [a.text for a in questions[qid].answers]) for qid in result.question_ids
-        ) / len(result.question_ids)
+        answers, result.metrics["token_f1"] = reader_token_f1(cfg, state, split, result.question_ids, result.ranked_ids)
         write_json(out_dir / "answers.json", answers)
     payload = {
         "experiment": cfg.experiment,
@@ -93,6 +89,16 @@ def evaluate_into(
         name, result.split, result.n_questions, table, result.latency_ms_per_query, out_dir / "results.json",
     )
     return payload
+
+
+def reader_token_f1(
+    cfg: DictConfig, state: dict[str, Any], split: QasperSplit, question_ids: list[str], rankings: list[list[str]]
+) -> tuple[dict[str, str], float]:
+    """The reader's answers and their mean QASPER token F1 (max over each question's annotators)."""
+    answers = read_answers(cfg, state, split, question_ids, rankings)
+    questions = {q.question_id: q for q in split.questions}
+    f1 = sum(answer_f1(answers[qid], [a.text for a in questions[qid].answers]) for qid in question_ids) / len(question_ids)
+    return answers, f1
 
 
 def read_answers(

@@ -1,0 +1,101 @@
+"""``python -m uae.read RUN_DIR... [overrides]``: answers and token F1 for runs evaluated without a reader.
+
+A run made with ``reader=none`` (on a GPU machine where the LLM was not at hand, or a sweep where
+answers were not wanted yet) keeps its rankings.json. This gives each ranking's top paragraphs to the
+reader of ``+experiment=qasper_minilm`` (the prompts and answer cache every other row of the tables
+uses), writes answers.json beside the rankings and adds ``token_f1`` to results.json, with a note of
+when, where and with which reader. The data file is checked against the run's fingerprint and the
+rankings against its question count first, so the F1 belongs to exactly those rankings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from uae import machine
+from uae.cache import write_json
+from uae.config import ROOT_DIR, register_resolvers
+from uae.errors import UAEError
+from uae.stages.common import load_split
+from uae.stages.evaluate import reader_token_f1
+
+log = logging.getLogger("uae.read")
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The experiment's config with its reader, as `python -m uae.run +experiment=qasper_minilm` composes it."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT_DIR / "conf"), version_base="1.3", job_name="read"):
+        return compose(config_name="config", overrides=["+experiment=qasper_minilm", "reader=smollm2", *overrides])
+
+
+def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bool = False) -> float:
+    """Add the reader's token F1 to one run folder; returns it."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        rankings: dict[str, list[str]] = json.loads((run_dir / "rankings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UAEError(f"{run_dir}: needs a readable results.json and rankings.json from `uae.run` ({exc}).") from exc
+    if "token_f1" in results.get("metrics", {}) and not force:
+        raise UAEError(f"{run_dir} already has token_f1; --force replaces it (answers are cached, so it is cheap).")
+    if len(rankings) != results.get("n_questions"):
+        raise UAEError(f"{run_dir}: rankings.json ranks {len(rankings)} questions, results.json counts {results.get('n_questions')}.")
+    run_cfg = cfg.copy()
+    OmegaConf.update(run_cfg, "data.max_papers", results.get("config", {}).get("data", {}).get("max_papers"), merge=False)
+    split = load_split(run_cfg, results["split"])
+    made_from = results.get("data", {}).get("fingerprint")
+    if split.fingerprint != made_from:
+        raise UAEError(
+            f"{run_dir} was evaluated on data with fingerprint {str(made_from)[:16]}, but {split.source} has "
+            f"{split.fingerprint[:16]}: point data.dir= (or UAE_DATA_DIR) at the files the run used."
+        )
+    question_ids = list(rankings)
+    answers, f1 = reader_token_f1(run_cfg, state, split, question_ids, [rankings[q] for q in question_ids])
+    results["metrics"]["token_f1"] = f1
+    results["reader"] = {
+        "added_by": "python -m uae.read",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "answerer": OmegaConf.to_container(run_cfg.reader.answerer, resolve=True),
+    }
+    write_json(run_dir / "answers.json", answers)
+    write_json(run_dir / "results.json", results)  # last: a run killed before this has no token_f1 yet
+    log.info("%s: token_f1=%.4f (%d questions)", run_dir, f1, len(question_ids))
+    return f1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m uae.read",
+        description="Add the reader's answers and token F1 to runs evaluated with reader=none.",
+        epilog="Overrides (key=value) change the composed config, e.g. reader.answerer.batch_size=16 data.dir=...",
+    )
+    parser.add_argument("items", nargs="+", help="run folders (with results.json and rankings.json), then overrides")
+    parser.add_argument("--force", action="store_true", help="replace a token_f1 the run already has")
+    args = parser.parse_args(argv)
+    runs = [Path(i) for i in args.items if "=" not in i]
+    overrides = [i for i in args.items if "=" in i]
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    try:
+        cfg = compose_config(overrides)
+        state: dict[str, Any] = {}  # one reader for all the runs
+        for run_dir in runs:
+            print(f"{run_dir}\ttoken_f1={read_run(run_dir, cfg, state, force=args.force):.4f}", flush=True)
+    except UAEError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
