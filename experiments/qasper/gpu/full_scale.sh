@@ -1,39 +1,13 @@
 #!/bin/bash
-# Full-scale (all of train, all of dev) trainings and sweeps on one GPU, 4 make targets at a time.
-# Usage from the repo root: bash .dev/run.sh DEADLINE_SECONDS [extra overrides for every run...]
-# Writes $OUT/results.tar.gz (every results.json, rankings.json, run.log, summaries; no weights).
-set -u
-DEADLINE=${1:-520}; shift || true
-EXTRA="$*"
-T0=$SECONDS
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-R=logs/results-gpu
-export PYTHONPATH=/tmp/site:$PWD UAE_DATA_DIR=/tmp/qasper HF_HUB_OFFLINE=1 WANDB_MODE=offline
-export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=3 PYTHONUNBUFFERED=1
-if ! python3 -c "import hydra, omegaconf, bm25s" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/whl/*.whl || exit 1
-fi
-mkdir -p /tmp/qasper /tmp/minilm
-for s in train dev; do [ -s /tmp/qasper/qasper-$s-v0.3.json ] || xz -dc .dev/data/qasper-$s-v0.3.json.xz > /tmp/qasper/qasper-$s-v0.3.json; done
-# The bundled MiniLM travels as fp16 (the transfer limit); training starts from it cast back to fp32.
-cp -r .dev/minilm/. /tmp/minilm/ && rm -f /tmp/minilm/model.fp16.safetensors
-python3 - <<'EOF' || exit 1
-from safetensors.torch import load_file, save_file
-w = load_file(".dev/minilm/model.fp16.safetensors")
-save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in w.items()}, "/tmp/minilm/model.safetensors")
-EOF
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch, transformers, lightning; print(torch.__version__, transformers.__version__, lightning.__version__)"; } > "$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
-echo "setup: $((SECONDS - T0)) s"
-
-TABLE=$PWD/experiments/qasper/utilities/train.parquet
-ARGS="trainer=gpu trainer.precision=32-true logger=csv stages=[fit,evaluate] utility.table=$TABLE model.encoder.local_path=/tmp/minilm retrieval.progress=false $EXTRA"
+# Full-scale (all of train, all of dev) runs on one GPU, four streams at a time: the four losses, and
+# the temperature, sharpness and lambda sweeps. Usage from the repository root:
+#   bash experiments/qasper/gpu/full_scale.sh DEADLINE_SECONDS [overrides for every run...]
+source "$(dirname "$0")/common.sh"
 # What the Makefile's results-train and sweep-* targets run (SWEEP_SCALE=reader=none, ARGS=$ARGS),
 # written out here so that the run does not depend on make being installed on that machine.
 RUN="python3 -m uae.run +experiment=qasper_minilm"
 SWEEP="$RUN stages=[utility,fit,evaluate] train.validate=false skip_done=true evaluate.zero_shot=false reader=none"
 mkdir -p $R
-timed() { local t=$SECONDS; "$@"; local rc=$?; echo "| ${*: -1} | rc=$rc | $((SECONDS - t)) s |" >> $R/walltimes-gpu.md; }
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$OUT/gpu_util.csv" 2>/dev/null &
 pids=()
 ( timed $RUN stages=[evaluate] reader=none model.encoder.local_path=/tmp/minilm retrieval.progress=false $EXTRA hydra.run.dir=$R/minilm
@@ -44,15 +18,5 @@ pids=()
 ( timed $SWEEP +sweep=mix $ARGS hydra.sweep.dir=$R/sweep-mix ) > $R/stream-3.log 2>&1 & pids+=($!)
 ( timed $SWEEP +sweep=temperature $ARGS hydra.sweep.dir=$R/sweep-temperature ) > $R/stream-4.log 2>&1 & pids+=($!)
 
-pack() {
-  tar czf "$OUT/.results.tmp" --exclude='*.ckpt' --exclude='*.safetensors' --exclude=wandb --exclude=encoder \
-    --exclude=checkpoints $R 2>/dev/null && mv "$OUT/.results.tmp" "$OUT/results.tar.gz"
-}
-while [ $((SECONDS - T0)) -lt "$DEADLINE" ]; do
-  alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-  [ $alive = 0 ] && break
-  sleep 10
-  n=$(find $R -name results.json | wc -l); echo "t=$((SECONDS - T0)) s: $n results.json"; pack
-done
-pack
-echo "done at $((SECONDS - T0)) s"; find $R -name results.json | sort; tail -n 3 $R/stream-*.log
+wait_and_pack
+tail -n 3 $R/stream-*.log

@@ -1,33 +1,8 @@
 #!/bin/bash
-# Full-scale (all of train, all of dev) trainings and sweeps on one GPU, 4 make targets at a time.
-# Usage from the repo root: bash .dev/run.sh DEADLINE_SECONDS [extra overrides for every run...]
-# Writes $OUT/results.tar.gz (every results.json, rankings.json, run.log, summaries; no weights).
-set -u
-DEADLINE=${1:-520}; shift || true
-EXTRA="$*"
-T0=$SECONDS
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-R=logs/results-gpu
-export PYTHONPATH=/tmp/site:$PWD UAE_DATA_DIR=/tmp/qasper HF_HUB_OFFLINE=1 WANDB_MODE=offline
-export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=3 PYTHONUNBUFFERED=1
-if ! python3 -c "import hydra, omegaconf, bm25s" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/whl/*.whl || exit 1
-fi
-mkdir -p /tmp/qasper /tmp/minilm
-for s in train dev; do [ -s /tmp/qasper/qasper-$s-v0.3.json ] || xz -dc .dev/data/qasper-$s-v0.3.json.xz > /tmp/qasper/qasper-$s-v0.3.json; done
-# The bundled MiniLM travels as fp16 (the transfer limit); training starts from it cast back to fp32.
-cp -r .dev/minilm/. /tmp/minilm/ && rm -f /tmp/minilm/model.fp16.safetensors
-python3 - <<'EOF' || exit 1
-from safetensors.torch import load_file, save_file
-w = load_file(".dev/minilm/model.fp16.safetensors")
-save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in w.items()}, "/tmp/minilm/model.safetensors")
-EOF
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; python3 -c "import torch, transformers, lightning; print(torch.__version__, transformers.__version__, lightning.__version__)"; } > "$OUT/machine.txt" 2>&1
-cat "$OUT/machine.txt"
-echo "setup: $((SECONDS - T0)) s"
-
-TABLE=$PWD/experiments/qasper/utilities/train.parquet
-ARGS="trainer=gpu trainer.precision=32-true logger=csv stages=[fit,evaluate] utility.table=$TABLE model.encoder.local_path=/tmp/minilm retrieval.progress=false $EXTRA"
+# Seeds, learning rate, the best sharpness and lambda together, and the zero-shot check of the carried
+# weights: all at once on one GPU. Usage from the repository root:
+#   bash experiments/qasper/gpu/tuning.sh DEADLINE_SECONDS [overrides for every run...]
+source "$(dirname "$0")/common.sh"
 # Seeds, learning rate and the best two settings combined; the zero-shot check of the fp16-carried weights.
 # bm25s imports JAX when present, and JAX takes 75% of the GPU at start unless told not to.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_PLATFORMS=cpu OMP_NUM_THREADS=2
@@ -35,7 +10,6 @@ RUN="python3 -m uae.run +experiment=qasper_minilm"
 FIT="$RUN stages=[utility,fit,evaluate] evaluate.zero_shot=false train.validate=false reader=none $ARGS"
 X=$R/extra
 mkdir -p $X
-timed() { local t=$SECONDS; "$@"; local rc=$?; echo "| ${*: -1} | rc=$rc | $((SECONDS - t)) s |" >> $R/walltimes-gpu.md; }
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 > "$OUT/gpu_util.csv" 2>/dev/null &
 pids=()
 ( timed $RUN stages=[evaluate] reader=none model.encoder.local_path=/tmp/minilm retrieval.progress=false $EXTRA hydra.run.dir=$X/minilm ) > $X/minilm.log 2>&1 & pids+=($!)
@@ -47,15 +21,5 @@ for lr in 1.0e-5 5.0e-5; do
 done
 ( timed $FIT loss=uae loss.sharpness=0.1 loss.mix=0.5 hydra.run.dir=$X/uae-beta0.1-mix0.5 ) > $X/uae-beta0.1-mix0.5.log 2>&1 & pids+=($!)
 
-pack() {
-  tar czf "$OUT/.results.tmp" --exclude='*.ckpt' --exclude='*.safetensors' --exclude=wandb --exclude=encoder \
-    --exclude=checkpoints $R 2>/dev/null && mv "$OUT/.results.tmp" "$OUT/results.tar.gz"
-}
-while [ $((SECONDS - T0)) -lt "$DEADLINE" ]; do
-  alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-  [ $alive = 0 ] && break
-  sleep 10
-  n=$(find $R -name results.json | wc -l); echo "t=$((SECONDS - T0)) s: $n results.json"; pack
-done
-pack
-echo "done at $((SECONDS - T0)) s"; find $R -name results.json | sort; tail -n 2 $X/*.log
+wait_and_pack
+tail -n 2 $X/*.log
