@@ -81,3 +81,20 @@ def test_machine_label_for_stored_descriptions() -> None:
     assert label({"cpu_count": 16, "cpu_model": "AMD EPYC 9454", "gpu": "NVIDIA H100 80GB HBM3"}) == "NVIDIA H100 80GB HBM3"
     here = describe()
     assert here["cpu_count"] and here["cpu_model"] and here["torch_threads"] >= 1
+
+
+def test_no_speedup_across_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A GPU row's milliseconds are not divided into a CPU re-ranker's: its speedup stays empty, and the
+    table says which rows ran where."""
+    cpu = _write_run(tmp_path / "cpu", "minilm+uae", 0.3)
+    gpu = _write_run(tmp_path / "gpu", "minilm+atlas_kl", 0.3)
+    rerank = _write_run(tmp_path / "rr", "minilm+llm_rerank@20", 0.35)
+    for folder, ms, device in ((gpu, 0.1, "NVIDIA H200"), (rerank, 300.0, None)):
+        payload = json.loads((folder / "results.json").read_text())
+        payload["latency_ms_per_query"], payload["machine"]["gpu"] = ms, device
+        (folder / "results.json").write_text(json.dumps(payload))
+    assert main([str(cpu), str(gpu), str(rerank), "--speedup-against", "minilm+llm_rerank@20"]) == 0
+    out = capsys.readouterr().out
+    assert "| minilm+uae | dev | 7 | 0.3000 | 0.1000 | 0.5000 | 0.3000 | 0.4000 | 0.4500 | 1.5000 | 200 |" in out
+    assert "| minilm+atlas_kl | dev | 7 | 0.3000 | 0.1000 | 0.5000 | 0.3000 | 0.4000 | 0.4500 | 0.1000 |  |" in out
+    assert "CPU: minilm+uae, minilm+llm_rerank@20; NVIDIA H200: minilm+atlas_kl." in out

@@ -46,6 +46,7 @@ def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
                 "token_f1": result["metrics"].get("token_f1", ""),
                 "ms_per_query": result["latency_ms_per_query"],
                 "train_minutes": result["train_seconds"] / 60 if result.get("train_seconds") else "",
+                "device": result.get("machine", {}).get("gpu") or "CPU",
             }
         )
     return rows
@@ -56,12 +57,17 @@ PAPER_GAINS = {"recall@1": 30.59, "map": 30.16, "token_f1": 17.3}
 
 
 def add_speedup(rows: list[dict[str, Any]], reference: str) -> None:
-    """A ``speedup`` column: the reference retriever's ms/query over each row's (how many times faster)."""
+    """A ``speedup`` column: the reference retriever's ms/query over each row's (how many times faster).
+
+    Only rows timed on the reference's device get one: a GPU row's milliseconds against a CPU
+    re-ranker's would be a ratio of machines, not of methods.
+    """
     ref = next((r for r in rows if r["retriever"] == reference), None)
     if ref is None:
         raise UAEError(f"--speedup-against {reference}: no such retriever among {[r['retriever'] for r in rows]}")
     for row in rows:
-        row["speedup"] = ref["ms_per_query"] / row["ms_per_query"] if row["ms_per_query"] else ""
+        same_device = row.get("device") == ref.get("device")
+        row["speedup"] = ref["ms_per_query"] / row["ms_per_query"] if row["ms_per_query"] and same_device else ""
 
 
 def gains_line(rows: list[dict[str, Any]], pair: str) -> str:
@@ -92,7 +98,14 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     made = sorted({f"{row['date'][:10]} on {row['machine']}" for row in rows})
-    return "\n".join(lines) + f"\n\nRuns made {'; '.join(made)}.\n"
+    note = ""
+    devices = {row.get("device", "CPU") for row in rows}
+    if len(devices) > 1:  # ms_per_query and train_minutes of different devices are not comparable
+        by_device = {d: ", ".join(r["retriever"] for r in rows if r.get("device", "CPU") == d) for d in sorted(devices)}
+        note = " Timed on different devices, so ms_per_query and train_minutes compare only within one: " + "; ".join(
+            f"{device}: {names}" for device, names in by_device.items()
+        ) + "."
+    return "\n".join(lines) + f"\n\nRuns made {'; '.join(made)}.{note}\n"
 
 
 def replace_section(document: str, section: str, body: str) -> str:
