@@ -131,7 +131,7 @@ sweep-mix: setup ## UAE blended with InfoNCE on gold evidence, loss.mix (lambda)
 
 # What decides UAE against InfoNCE beyond one seed: both at three seeds (42 is the default), UAE at half and 2.5 times the
 # learning rate, and the best sharpness and mix of the sweeps together. Full scale, reader=none: about
-# 45 minutes a run on a 2-core CPU, about a minute on one GPU (ARGS='trainer=gpu trainer.precision=32-true').
+# an hour a run on a 2-core CPU (fit and evaluation), about a minute on one GPU (ARGS='trainer=gpu trainer.precision=32-true').
 # Each item is name/override/override...; a run whose results.json exists is skipped.
 TUNING_RUNS := uae-seed42/loss=uae infonce-seed42/loss=infonce uae-seed1/loss=uae/seed=1 uae-seed2/loss=uae/seed=2 infonce-seed1/loss=infonce/seed=1 \
   infonce-seed2/loss=infonce/seed=2 uae-lr1.0e-5/loss=uae/train.lr=1.0e-5 uae-lr5.0e-5/loss=uae/train.lr=5.0e-5 \

@@ -89,6 +89,25 @@ def test_index_ranks_each_paper_by_inner_product() -> None:
         PassageIndex(vectors[:3], ids[:3], ["a", "b", "a"], use_gpu=False)
 
 
+def test_repeated_paragraphs_tie_exactly_in_any_batch() -> None:
+    """QASPER papers repeat paragraphs ("DISPLAYFORM0"): at MiniLM's width, copies scattered through a
+    paper must score exactly alike and keep document order, whether a query comes alone or with others."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(200, 384)).astype(np.float32)
+    copies = [3, 7, 50, 51, 120, 199]
+    vectors[copies] = vectors[copies[0]]
+    ids = [f"p/{i}" for i in range(200)]
+    index = PassageIndex(vectors, ids, ["p"] * 200)
+    queries = rng.normal(size=(7, 384)).astype(np.float32)
+    together = index.search_paper(queries, "p")
+    for i, ranking in enumerate(together[1]):
+        assert [pid for pid in ranking if int(pid[2:]) in copies] == [f"p/{c}" for c in copies]
+        alone = index.search_paper(queries[i], "p")
+        assert alone[1][0] == ranking and np.array_equal(alone[0][0], together[0][i])
+    with pytest.raises(ValueError, match="dimension 384"):
+        index.search_paper(queries[:, :100], "p")
+
+
 def test_paper_scope_needs_no_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
     """Per-paper ranking is a matrix product: a GPU machine without FAISS installed still evaluates."""
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError

@@ -269,12 +269,21 @@ def test_fit_on_a_given_table_needs_neither_its_llm_nor_its_candidate_encoder(
     elsewhere = [
         f"model.encoder.local_path={tiny_encoder_dir}", "model.encoder.model_id=tiny-bert",
         "llm.scorer.model_id=no-such/llm", "candidates.base.encoder.model_id=no-such/encoder",
-        f"utility.table_dir={tmp_path / 'empty'}", "stages=[fit]", "train.batch_size=2",
+        f"utility.table_dir={tmp_path / 'empty'}", "stages=[fit,evaluate]", "train.batch_size=2",
     ]
     done = uae_run(tmp_path, *common, *elsewhere, f"utility.table={tmp_path / 'tables' / 'dev.parquet'}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert "used as given (scorer tiny-llama" in (tmp_path / "run" / "run.log").read_text()
+    recorded = json.loads((tmp_path / "run" / "results.json").read_text())["utility_table"]
+    assert recorded["given"] is True and recorded["scorer"] == "tiny-llama"  # the table's LLM, not llm=
+
+    # Given as is, still checked: the real QASPER dev table is not a table of this tiny data file.
+    real = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"
+    wrong = uae_run(tmp_path, *common, *elsewhere, f"utility.table={real}", run_dir="wrong")
+    assert wrong.returncode == 2 and "data fingerprint" in wrong.stderr and "Traceback" not in wrong.stderr
+    both = uae_run(tmp_path, *common, *elsewhere, f"utility.table={real}", "stages=[utility,fit]", run_dir="both")
+    assert both.returncode == 2 and "drop utility from stages" in both.stderr
 
     missing = uae_run(tmp_path, *common, *elsewhere, f"utility.table={tmp_path / 'nope.parquet'}", run_dir="missing")
     assert missing.returncode == 2 and "nope.parquet: no utility table" in missing.stderr
@@ -294,8 +303,8 @@ def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(
     assert "token_f1" not in json.loads((tmp_path / "plain" / "results.json").read_text())["metrics"]
 
     def read(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "uae.read", *args, f"data.dir={tiny_raw_dir}", *lm,
-                   f"paths.cache_dir={tmp_path / 'cache3'}", "retrieval.progress=false"]
+        command = [sys.executable, "-m", "uae.read", f"data.dir={tiny_raw_dir}", *lm,
+                   f"paths.cache_dir={tmp_path / 'cache3'}", "retrieval.progress=false", *args]  # last wins
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
     done = read(str(tmp_path / "plain"))
@@ -307,8 +316,14 @@ def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(
 
     again = read(str(tmp_path / "plain"))  # refuses to replace what is there without --force
     assert again.returncode == 2 and "already has token_f1" in again.stderr
-    other_data = read(str(tmp_path / "plain"), "--force", f"data.dir={tmp_path / 'elsewhere'}")
-    assert other_data.returncode == 2 and "Traceback" not in other_data.stderr
+    edited = tmp_path / "edited"  # the same questions, one byte more: another data file
+    edited.mkdir()
+    (edited / "qasper-dev-v0.3.json").write_text((tiny_raw_dir / "qasper-dev-v0.3.json").read_text() + "\n")
+    other_data = read(str(tmp_path / "plain"), "--force", f"data.dir={edited}")
+    assert other_data.returncode == 2 and "was evaluated on data with fingerprint" in other_data.stderr
+    bad_override = read(str(tmp_path / "plain"), "--force", "reader=no_such_reader")
+    assert bad_override.returncode == 2 and "do not compose" in bad_override.stderr
+    assert "Traceback" not in other_data.stderr + bad_override.stderr
 
 
 def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_others(

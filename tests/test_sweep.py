@@ -51,13 +51,15 @@ def test_named_runs_side_by_side_and_shared_overrides_said_once(tmp_path: Path, 
     _job(runs, "uae-seed1", ["trainer=gpu", "loss=uae", "seed=1"], "ok", _result("minilm+uae", 0.48))
     _job(runs, "infonce-seed1", ["trainer=gpu", "loss=infonce", "seed=1"], "ok", _result("minilm+infonce", 0.50))
     _job(runs, 3, ["trainer=gpu", "loss=uae", "seed=3"], "ok", _result("minilm+uae", 0.47))
-    (runs / "notes").mkdir()  # not a run: no results.json, no status.json
+    (runs / "notes").mkdir()  # not a run: no .hydra/, results.json or status.json
     assert main([str(runs), "--title", "seeds"]) == 0
     markdown = (runs / "summary.md").read_text()
     assert capsys.readouterr().out == markdown
     assert "Every job: `trainer=gpu`" in markdown
     jobs = [line.split(" | ")[0:2] for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert jobs == [["| 3", "loss=uae seed=3"], ["| infonce-seed1", "loss=infonce seed=1"], ["| uae-seed1", "loss=uae seed=1"]]
+    _job(runs, "uae-seed2", ["trainer=gpu", "loss=uae", "seed=2"], None, None)  # killed before status.json
+    assert main([str(runs)]) == 1 and "| uae-seed2 | loss=uae seed=2 | unknown |" in capsys.readouterr().out
     with open(runs / "summary.csv") as handle:
         assert next(csv.DictReader(handle))["overrides"] == "trainer=gpu loss=uae seed=3"  # the CSV keeps all
     assert main([str(runs / "notes")]) == 2 and "holds no run folders" in capsys.readouterr().err

@@ -60,6 +60,12 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
             f"{split.fingerprint[:16]}: point data.dir= (or UAE_DATA_DIR) at the files the run used."
         )
     question_ids = list(rankings)
+    unknown = set(question_ids) - {q.question_id for q in split.questions}
+    if unknown:
+        raise UAEError(
+            f"{run_dir}: {len(unknown)} ranked questions are not in {split.source} as loaded "
+            f"(data.max_papers={run_cfg.data.max_papers}), e.g. {min(unknown)}."
+        )
     answers, f1 = reader_token_f1(run_cfg, state, split, question_ids, [rankings[q] for q in question_ids])
     results["metrics"]["token_f1"] = f1
     results["reader"] = {
@@ -82,15 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("items", nargs="+", help="run folders (with results.json and rankings.json), then overrides")
     parser.add_argument("--force", action="store_true", help="replace a token_f1 the run already has")
-    args = parser.parse_args(argv)
-    runs = [Path(i) for i in args.items if "=" not in i]
-    overrides = [i for i in args.items if "=" in i]
+    args = parser.parse_intermixed_args(argv)
+    runs = [Path(i) for i in args.items if Path(i).is_dir()]
+    overrides = [i for i in args.items if not Path(i).is_dir()]
+    if not runs or any("=" not in o for o in overrides):
+        missing = [o for o in overrides if "=" not in o]
+        print(f"error: not run folders: {missing or 'none given'} (a run folder holds results.json and rankings.json)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         cfg = compose_config(overrides)
         state: dict[str, Any] = {}  # one reader for all the runs
         for run_dir in runs:
             print(f"{run_dir}\ttoken_f1={read_run(run_dir, cfg, state, force=args.force):.4f}", flush=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"error: the overrides {overrides} do not compose: {exc}", file=sys.stderr)
+        return 2
     except UAEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

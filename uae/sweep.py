@@ -112,7 +112,7 @@ class SweepSummary(Callback):
             return
         rows = write_summary(sweep_dir, f"{config.get('experiment', 'sweep')}: {sweep_dir.name}")
         print("\n" + (sweep_dir / "summary.md").read_text(encoding="utf-8"), flush=True)
-        failed = sorted({r["job"] for r in rows if r["status"] != "ok"})
+        failed = sorted({r["job"] for r in rows if r["status"] != "ok"}, key=str)
         if failed:
             n_jobs = len({r["job"] for r in rows})
             log.error("%d of %d jobs failed (%s); see %s", len(failed), n_jobs, failed, sweep_dir / "summary.md")
@@ -126,7 +126,8 @@ def shared_overrides(overrides: list[str]) -> list[str]:
 
 
 def _is_run(folder: Path) -> bool:
-    return (folder / "results.json").is_file() or (folder / "status.json").is_file()
+    """A run folder, also one killed before it wrote status.json (Hydra writes .hydra/ first)."""
+    return any((folder / name).exists() for name in ("results.json", "status.json", ".hydra"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"error: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    if not job_rows(args.folder):
-        print(f"error: {args.folder} holds no run folders (subfolders with results.json or status.json)", file=sys.stderr)
+    if not any(p.is_dir() and (p.name.isdigit() or _is_run(p)) for p in args.folder.iterdir()):
+        print(f"error: {args.folder} holds no run folders (subfolders with .hydra/, status.json or results.json)", file=sys.stderr)
         return 2
-    write_summary(args.folder, args.title or args.folder.name)
+    rows = write_summary(args.folder, args.title or args.folder.name)
     print((args.folder / "summary.md").read_text(encoding="utf-8"), end="")
-    return 0
+    return 1 if any(r["status"] != "ok" for r in rows) else 0  # as a multirun with a failed job exits
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -70,12 +70,17 @@ class PassageIndex:
                 "Its full text is empty in the data file; drop its questions or repair the file."
             )
         start, end = self.spans[paper_id]
-        q = np.asarray(queries, dtype=np.float32).reshape(-1, self.vectors.shape[1])
+        q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if q.ndim != 2 or q.shape[1] != self.vectors.shape[1]:
+            raise ValueError(f"queries of shape {q.shape} for passages of dimension {self.vectors.shape[1]}")
         # An exact CPU scan of one paper's slice costs microseconds, less than a host-device round trip.
-        scores = q @ self.vectors[start:end].T
+        # einsum sums each score on its own (a BLAS product blocks the sums, so a repeated paragraph
+        # scores a few ulp apart from its copies, and by how many queries share the call): equal
+        # vectors get equal scores, and the tie rule below orders them.
+        scores = np.einsum("qd,pd->qp", q, self.vectors[start:end])
         rows = np.broadcast_to(np.arange(end - start), scores.shape)
         scores, rows = _ties_in_document_order(scores, rows)
-        ids = [[self.passage_ids[start + r] for r in row if r >= 0] for row in rows]
+        ids = [[self.passage_ids[start + r] for r in row] for row in rows]
         return scores, ids
 
     def rank_papers(self, queries: torch.Tensor | np.ndarray, paper_ids: Sequence[str]) -> list[list[str]]:

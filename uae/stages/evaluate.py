@@ -35,7 +35,12 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
             node["encoder"]["passage_local_path"] = str(Path(encoder_dir) / "passage")
         node["encoder"]["name"] = f"{cfg.model.name}+{cfg.loss.name}"
         retriever = build(OmegaConf.create(node), "model.retriever")
-        extra = {"checkpoint": state.get("checkpoint"), "encoder_dir": str(encoder_dir), "train_seconds": state.get("train_seconds")}
+        extra = {
+            "checkpoint": state.get("checkpoint"),
+            "encoder_dir": str(encoder_dir),
+            "train_seconds": state.get("train_seconds"),
+            "utility_table": state.get("utility_table"),
+        }
         state["results"] = evaluate_into(cfg, state, split, retriever, retriever.name, out_dir, extra)
         if cfg.evaluate.zero_shot:
             base = build(cfg.model.retriever, "model.retriever")

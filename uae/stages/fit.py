@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae.data.datamodule import QasperDataModule, training_groups
 from uae.data.records import QasperSplit
+from uae.cache import fingerprint
 from uae.errors import UAEError
 from uae.llm.utility import read_table_spec
 from uae.stages.common import build, load_split, max_papers_for
@@ -70,6 +71,13 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     train_split = load_split(cfg, cfg.data.train_split)
     questions = [q.question_id for q in utility_questions(train_split)]
     table = train_table(cfg, train_split, questions, state)
+    spec = read_table_spec(table)
+    state["utility_table"] = {  # into results.json: the table's own record of its LLM, not the config's
+        "path": str(table),
+        "given": bool(cfg.utility.get("table")),
+        "scorer": (spec.get("scorer") or {}).get("model_id"),
+        "spec": fingerprint(spec),
+    }
     groups = training_groups(train_split, table, questions, subset=max_papers_for(cfg, train_split.name) is not None)
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]

@@ -144,6 +144,11 @@ def _differences(made: dict[str, Any], split: QasperSplit, settings: dict[str, A
 
 
 def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
+    if cfg.utility.get("table"):
+        raise UAEError(
+            f"utility.table={cfg.utility.table} trains on that table as given, where the utility stage would "
+            "load the LLM to build or check one: drop utility from stages (e.g. stages=[fit,evaluate])."
+        )
     shard = Shard.parse(cfg.utility.shard)
     chunk = int(cfg.utility.chunk_questions)
     if chunk < 1:
