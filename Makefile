@@ -114,8 +114,9 @@ results-train: setup ## fine-tune MiniLM with each loss (infonce, atlas_kl, repl
 # summary.md exists (written when its multirun ends) is skipped; one killed half-way is started again
 # and, with skip_done=true, reruns only the jobs without an ok results.json of the same config.
 SWEEP_SCALE ?= 'data.max_papers={train:222}' reader=none
-# Batch 8 here: mpnet (110M) at batch 16 needs more than this machine's 24 GiB for one training step.
-MODELS_SCALE ?= 'data.max_papers={train:89,dev:50}' reader=none train.batch_size=8
+# Gradient checkpointing: without it one mpnet (110M) step of 16 questions needs more than this
+# machine's 24 GiB (killed for memory at batch 16 and at batch 8); it changes no number, only memory and time.
+MODELS_SCALE ?= 'data.max_papers={train:89,dev:50}' reader=none model.encoder.gradient_checkpointing=true
 SWEEP = $(PY) -m uae.run +experiment=qasper_minilm stages=[utility,fit,evaluate] train.validate=false skip_done=true
 
 sweep-temperature: setup ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/

@@ -59,6 +59,25 @@ def test_encoder_matches_unbatched_reference(tiny_encoder_dir: Path, tmp_path: P
     assert torch.allclose(got.norm(dim=-1), torch.ones(3), atol=1e-5)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    """Checkpointing trades compute for memory only: loss and every gradient as without it."""
+    texts = ["a question about cats", "cats sleep at night", "the camera records dogs"]
+    grads = []
+    for checkpointing in (False, True):
+        encoder = _encoder(tiny_encoder_dir, tmp_path, gradient_checkpointing=checkpointing).train()
+        torch.manual_seed(0)  # the same dropout masks in both runs (checkpointing replays the RNG state)
+        q = encoder(encoder.tokenize(texts[:1], "query"), "query")
+        p = encoder(encoder.tokenize(texts[1:], "passage"), "passage")
+        loss = torch.nn.functional.cross_entropy(q @ p.T / 0.05, torch.tensor([0]))
+        loss.backward()
+        grads.append((loss.detach(), {n: w.grad.clone() for n, w in encoder.named_parameters() if w.grad is not None}))
+    assert encoder.query_encoder.encoder.layer[0].forward.__name__ == "checkpointed"
+    assert torch.allclose(grads[0][0], grads[1][0])
+    assert grads[0][1].keys() == grads[1][1].keys() and len(grads[0][1]) > 10
+    for name, grad in grads[0][1].items():
+        assert torch.allclose(grad, grads[1][1][name], atol=1e-6), name
+
+
 def test_encoder_truncates_to_max_length(tiny_encoder_dir: Path, tmp_path: Path) -> None:
     encoder = _encoder(tiny_encoder_dir, tmp_path, passage_max_length=8)
     long = " ".join(["word"] * 50)

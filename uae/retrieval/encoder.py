@@ -60,6 +60,29 @@ class TextTokenizer:
         )
 
 
+def checkpoint_layers(model: nn.Module) -> None:
+    """Recompute each transformer layer's activations in the backward pass instead of keeping them.
+
+    The same gradients for about a third more compute: a base-size encoder's training step of 16
+    questions x 8 passages x 256 tokens otherwise holds over 20 GiB of activations. Done here on the
+    layer list rather than with ``gradient_checkpointing_enable``, which MPNet does not implement.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise TypeError(f"gradient_checkpointing: {type(model).__name__} has no encoder.layer list to checkpoint")
+    for layer in layers:
+        forward = layer.forward
+
+        def checkpointed(*args: object, _forward=forward, _layer=layer, **kwargs: object) -> object:
+            if not (torch.is_grad_enabled() and _layer.training):
+                return _forward(*args, **kwargs)
+            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+
+        layer.forward = checkpointed
+
+
 class DualEncoder(nn.Module):
     """Query and passage towers over a Hugging Face encoder (shared weights unless ``shared=False``)."""
 
@@ -78,6 +101,7 @@ class DualEncoder(nn.Module):
         shared: bool = True,
         passage_local_path: str | os.PathLike | None = None,
         name: str | None = None,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
@@ -106,6 +130,9 @@ class DualEncoder(nn.Module):
         self.max_lengths = {"query": query_max_length, "passage": passage_max_length}
         self.shared = shared
         self.tokenize = TextTokenizer(self.tokenizer, self.instructions, self.max_lengths)
+        if gradient_checkpointing:
+            for encoder in {id(m): m for m in (self.query_encoder, self.passage_encoder)}.values():
+                checkpoint_layers(encoder)
 
     @property
     def device(self) -> torch.device:
