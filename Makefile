@@ -119,17 +119,13 @@ SWEEP_SCALE ?= 'data.max_papers={train:222}' reader=none
 MODELS_SCALE ?= 'data.max_papers={train:89,dev:50}' reader=none model.encoder.gradient_checkpointing=true
 SWEEP = $(PY) -m uae.run +experiment=qasper_minilm stages=[utility,fit,evaluate] train.validate=false skip_done=true
 
-sweep-temperature: setup ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/
+sweep-temperature: ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/
+sweep-sharpness: ## UAE over loss.sharpness (beta)
+sweep-mix: ## UAE blended with InfoNCE on gold evidence, loss.mix (lambda) from 0 (UAE) to 1 (InfoNCE)
+# One recipe for the three: sweep-NAME runs conf/sweep/NAME.yaml into logs/results/sweep-NAME/.
+sweep-temperature sweep-sharpness sweep-mix: sweep-%: setup
 	$(call SKIP_IF,$(R)/$@/summary.md) || { \
-	  $(TIMED) $(SWEEP) +sweep=temperature evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
-
-sweep-sharpness: setup ## UAE over loss.sharpness (beta)
-	$(call SKIP_IF,$(R)/$@/summary.md) || { \
-	  $(TIMED) $(SWEEP) +sweep=sharpness evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
-
-sweep-mix: setup ## UAE blended with InfoNCE on gold evidence, loss.mix (lambda) from 0 (UAE) to 1 (InfoNCE)
-	$(call SKIP_IF,$(R)/$@/summary.md) || { \
-	  $(TIMED) $(SWEEP) +sweep=mix evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
+	  $(TIMED) $(SWEEP) +sweep=$* evaluate.zero_shot=false $(SWEEP_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS) && $(LOG_TIME); }
 
 # What decides UAE against InfoNCE beyond one seed: both at three seeds (42 is the default), UAE at half and 2.5 times the
 # learning rate, and the best sharpness and mix of the sweeps together. Full scale, reader=none: about

@@ -320,7 +320,7 @@ def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(
     edited.mkdir()
     (edited / "qasper-dev-v0.3.json").write_text((tiny_raw_dir / "qasper-dev-v0.3.json").read_text() + "\n")
     other_data = read(str(tmp_path / "plain"), "--force", f"data.dir={edited}")
-    assert other_data.returncode == 2 and "was evaluated on data with fingerprint" in other_data.stderr
+    assert other_data.returncode == 2 and "is not the one this run scored" in other_data.stderr
     bad_override = read(str(tmp_path / "plain"), "--force", "reader=no_such_reader")
     assert bad_override.returncode == 2 and "do not compose" in bad_override.stderr
     assert "Traceback" not in other_data.stderr + bad_override.stderr

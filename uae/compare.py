@@ -37,27 +37,12 @@ def _read(path: Path) -> Any:
 
 def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The run's results.json and {question id: {metric: value}} recomputed from its own files."""
-    from omegaconf import OmegaConf
-
-    from uae.data.qasper import load_qasper
-    from uae.stages.common import max_papers_for  # imports the stages (Lightning): only when a run is read
+    from uae.stages.common import run_split  # imports the stages (Lightning): only when a run is read
 
     result = _read(run_dir / "results.json")
     rankings = _read(run_dir / "rankings.json")
-    if not {"split", "metrics", "data", "config"} <= set(result) or "data" not in result["config"]:
-        raise UAEError(f"{run_dir}/results.json lacks split, metrics, data or config: not a finished run of this version.")
-    cfg = OmegaConf.create(result["config"])
-    split = load_qasper(
-        result["split"], data_dir or cfg.data.dir, version=cfg.data.version, max_papers=max_papers_for(cfg, result["split"])
-    )
-    if split.fingerprint != result["data"]["fingerprint"]:
-        raise UAEError(
-            f"{run_dir}: the data file {split.source} is not the one this run scored (fingerprint "
-            f"{split.fingerprint[:12]}... against {result['data']['fingerprint'][:12]}...). Point --data-dir at that file's folder."
-        )
+    split = run_split(result, rankings, str(run_dir), data_dir)
     questions = {q.question_id: q for q in split.evaluable_questions}
-    if set(rankings) != set(questions):
-        raise UAEError(f"{run_dir}/rankings.json does not rank exactly the split's {len(questions)} counted questions.")
     answers = _read(run_dir / "answers.json") if (run_dir / "answers.json").is_file() else None
     if answers is not None and not set(questions) <= set(answers):
         raise UAEError(f"{run_dir}/answers.json lacks answers to {len(set(questions) - set(answers))} counted questions.")

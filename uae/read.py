@@ -4,8 +4,9 @@ A run made with ``reader=none`` (on a GPU machine where the LLM was not at hand,
 answers were not wanted yet) keeps its rankings.json. This gives each ranking's top paragraphs to the
 reader of ``+experiment=qasper_minilm`` (the prompts and answer cache every other row of the tables
 uses), writes answers.json beside the rankings and adds ``token_f1`` to results.json, with a note of
-when, where and with which reader. The data file is checked against the run's fingerprint and the
-rankings against its question count first, so the F1 belongs to exactly those rankings.
+when, where and with which reader. The data file (``data.dir``, default the usual data folder) is
+checked against the run's fingerprint and the rankings against the split's counted questions first
+(``run_split``, as ``uae.compare`` does), so the F1 belongs to exactly those rankings.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from uae import machine
 from uae.cache import write_json
 from uae.config import ROOT_DIR, register_resolvers
 from uae.errors import UAEError
-from uae.stages.common import load_split
+from uae.stages.common import run_split
 from uae.stages.evaluate import reader_token_f1
 
 log = logging.getLogger("uae.read")
@@ -48,31 +49,15 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
         raise UAEError(f"{run_dir}: needs a readable results.json and rankings.json from `uae.run` ({exc}).") from exc
     if "token_f1" in results.get("metrics", {}) and not force:
         raise UAEError(f"{run_dir} already has token_f1; --force replaces it (answers are cached, so it is cheap).")
-    if len(rankings) != results.get("n_questions"):
-        raise UAEError(f"{run_dir}: rankings.json ranks {len(rankings)} questions, results.json counts {results.get('n_questions')}.")
-    run_cfg = cfg.copy()
-    OmegaConf.update(run_cfg, "data.max_papers", results.get("config", {}).get("data", {}).get("max_papers"), merge=False)
-    split = load_split(run_cfg, results["split"])
-    made_from = results.get("data", {}).get("fingerprint")
-    if split.fingerprint != made_from:
-        raise UAEError(
-            f"{run_dir} was evaluated on data with fingerprint {str(made_from)[:16]}, but {split.source} has "
-            f"{split.fingerprint[:16]}: point data.dir= (or UAE_DATA_DIR) at the files the run used."
-        )
+    split = run_split(results, rankings, str(run_dir), cfg.data.dir)
     question_ids = list(rankings)
-    unknown = set(question_ids) - {q.question_id for q in split.questions}
-    if unknown:
-        raise UAEError(
-            f"{run_dir}: {len(unknown)} ranked questions are not in {split.source} as loaded "
-            f"(data.max_papers={run_cfg.data.max_papers}), e.g. {min(unknown)}."
-        )
-    answers, f1 = reader_token_f1(run_cfg, state, split, question_ids, [rankings[q] for q in question_ids])
+    answers, f1 = reader_token_f1(cfg, state, split, question_ids, [rankings[q] for q in question_ids])
     results["metrics"]["token_f1"] = f1
     results["reader"] = {
         "added_by": "python -m uae.read",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
-        "answerer": OmegaConf.to_container(run_cfg.reader.answerer, resolve=True),
+        "answerer": OmegaConf.to_container(cfg.reader.answerer, resolve=True),
     }
     write_json(run_dir / "answers.json", answers)
     write_json(run_dir / "results.json", results)  # last: a run killed before this has no token_f1 yet

@@ -37,11 +37,7 @@ def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     that also evaluated its base encoder (``evaluate.zero_shot=true``) adds that row right before its
     own, so each gain is in view."""
     rows = []
-    jobs = sorted(
-        (p for p in sweep_dir.iterdir() if p.is_dir() and (p.name.isdigit() or _is_run(p))),
-        key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name),
-    )
-    for job in jobs:
+    for job in run_folders(sweep_dir):
         status = _read_json(job / "status.json") or {"status": "unknown", "error": "no status.json (killed?)"}
         overrides = " ".join(o for o in job_overrides(job) if not o.startswith(("hydra.", "+experiment")))
         zero_shot = _read_json(job / "zero_shot" / "results.json")
@@ -125,9 +121,14 @@ def shared_overrides(overrides: list[str]) -> list[str]:
     return [o for o in lists[0] if all(o in other for other in lists[1:])] if lists else []
 
 
-def _is_run(folder: Path) -> bool:
-    """A run folder, also one killed before it wrote status.json (Hydra writes .hydra/ first)."""
-    return any((folder / name).exists() for name in ("results.json", "status.json", ".hydra"))
+def run_folders(folder: Path) -> list[Path]:
+    """The job folders of a multirun (``<n>/``, in job order), then run folders started by hand beside
+    them, by name; a named folder counts when it has .hydra/ (a run killed before status.json does)."""
+    def is_run(p: Path) -> bool:
+        return p.name.isdigit() or any((p / name).exists() for name in ("results.json", "status.json", ".hydra"))
+
+    runs = [p for p in folder.iterdir() if p.is_dir() and is_run(p)]
+    return sorted(runs, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"error: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    if not any(p.is_dir() and (p.name.isdigit() or _is_run(p)) for p in args.folder.iterdir()):
+    if not run_folders(args.folder):
         print(f"error: {args.folder} holds no run folders (subfolders with .hydra/, status.json or results.json)", file=sys.stderr)
         return 2
     rows = write_summary(args.folder, args.title or args.folder.name)

@@ -7,7 +7,6 @@ it loads a base model, so a fine-tuned encoder is scored by the same code as a z
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from uae.cache import fingerprint
 from uae.data.datamodule import QasperDataModule, training_groups
 from uae.data.records import QasperSplit
-from uae.cache import fingerprint
 from uae.errors import UAEError
 from uae.llm.utility import read_table_spec
 from uae.stages.common import build, load_split, max_papers_for
@@ -42,13 +41,7 @@ def train_table(cfg: DictConfig, split: QasperSplit, question_ids: list[str], st
     coverage are still checked when the groups are built, and its settings are logged.
     """
     if cfg.utility.get("table"):
-        path = Path(cfg.utility.table)
-        spec = read_table_spec(path)
-        log.info(
-            "fit: utility.table=%s used as given (scorer %s, candidates %s)",
-            path, (spec.get("scorer") or {}).get("model_id"), json.dumps(spec.get("candidates"), default=str)[:300],
-        )
-        return path
+        return Path(cfg.utility.table)
     made = state.get("utility_tables", {}).get(split.name)
     if made is not None:
         return Path(made)
@@ -78,6 +71,8 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
         "scorer": (spec.get("scorer") or {}).get("model_id"),
         "spec": fingerprint(spec),
     }
+    if state["utility_table"]["given"]:
+        log.info("fit: utility.table=%s used as given (scorer %s)", table, state["utility_table"]["scorer"])
     groups = training_groups(train_split, table, questions, subset=max_papers_for(cfg, train_split.name) is not None)
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]
