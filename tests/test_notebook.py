@@ -28,7 +28,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path,
         "loss.temperature=0.05,0.5", "reader=none",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return sweep
 

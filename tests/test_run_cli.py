@@ -24,7 +24,7 @@ def uae_run(tmp_path: Path, *overrides: str, run_dir: str = "run") -> subprocess
     ]
     if not any(o.startswith("reader=") for o in overrides):
         args.append("reader=none")  # the reader (real SmolLM2) is tested where a test asks for it
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def tiny_model(path: Path) -> list[str]:
@@ -337,7 +337,7 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
         f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir),
         "model.encoder.pooling=mean,bogus,cls", "reader=none",  # the middle job fails its config check
     ]
-    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 1, done.stderr[-3000:]  # a failed job makes the sweep fail, after the summary
     results = {n: sweep / str(n) / "results.json" for n in range(3)}
     assert results[0].is_file() and results[2].is_file() and not results[1].exists()
@@ -357,7 +357,7 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
     # files live is not a setting: another cache folder (a resumed sweep on another node) is the same job.
     before = {n: results[n].stat().st_mtime_ns for n in (0, 2)}
     moved = [f"paths.cache_dir={tmp_path / 'cache2'}" if a.startswith("paths.cache_dir=") else a for a in args]
-    again = subprocess.run(moved + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(moved + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 1, again.stderr[-3000:]
     assert {n: results[n].stat().st_mtime_ns for n in (0, 2)} == before
     assert (again.stdout + again.stderr).count("skipped (skip_done=true)") == 2
@@ -366,11 +366,12 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
 
     # Another config pointed at the same folder stops with a clear error and leaves the results alone.
     other = [a for a in args if not a.startswith("model.encoder.pooling=")] + ["model.encoder.pooling=mean", "seed=7"]
-    clash = subprocess.run(other + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    clash = subprocess.run(other + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert clash.returncode == 2 and "different config" in clash.stderr and "'seed']" in clash.stderr, clash.stderr[-3000:]
     assert results[0].stat().st_mtime_ns == before[0] and json.loads((sweep / "0" / "status.json").read_text())["status"] == "ok"
-    from uae.runs import load_runs  # job 0 keeps its own overrides (status.json), though Hydra rewrote .hydra/
+    from uae.runs import load_runs
 
+    # job 0 keeps its own overrides (status.json), though Hydra rewrote .hydra/
     assert "seed=7" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()
     job0 = load_runs(sweep).set_index("job").loc["0"]
     assert job0["override:model.encoder.pooling"] == "mean" and "override:seed" not in job0.dropna().index

@@ -44,7 +44,7 @@ def download(data_dir: Path, splits: list[str], version: str = "0.3") -> list[Pa
                 f"{data_dir} by hand, or point UAE_DATA_DIR at a folder that holds them."
             ) from exc
         try:
-            tar = tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz")
+            tar = tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz")  # noqa: SIM115 (closed by the `with tar:` below)
         except tarfile.TarError as exc:
             raise DataError(f"{url} did not give a readable .tgz archive ({exc}); try again later.") from exc
         with tar:

@@ -148,7 +148,7 @@ class RetrieverModule(L.LightningModule):
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=self.lr
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(math.ceil(self.warmup_ratio * total))
+        warmup = math.ceil(self.warmup_ratio * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_warmup_decay(step, warmup, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
