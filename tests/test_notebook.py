@@ -96,6 +96,26 @@ def test_sweep_plot_draws_zero_shot_as_its_own_line(tiny_sweep: Path) -> None:
     plt.close(fig)
 
 
+def test_curves_say_when_no_run_validated() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from uae.plots import plot_curves
+
+    trained = pd.DataFrame({"job": ["0", "0"], "step": [4, 9], "train/loss": [3.9, 3.7]})
+    validated = pd.concat([trained, pd.DataFrame({"job": ["0"], "step": [9], "val/map": [0.41]})], ignore_index=True)
+    for curves, expect_val in ((trained, False), (validated, True)):
+        fig, (ax_loss, ax_val) = plt.subplots(1, 2)
+        plot_curves(curves, ax_loss, ax_val)
+        assert list(ax_loss.lines[0].get_ydata()) == [3.9, 3.7]
+        assert bool(ax_val.lines) == expect_val
+        assert any("no validation" in t.get_text() for t in ax_val.texts) != expect_val
+        plt.close(fig)
+
+
 def test_latest_folder_is_the_newest_run_or_its_sweep(tmp_path: Path) -> None:
     import time
 

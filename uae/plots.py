@@ -29,6 +29,9 @@ def plot_curves(curves: pd.DataFrame, ax_loss, ax_val) -> None:
             ax_val.plot(val["step"], val["val/map"], marker="o", label=str(job))
     ax_loss.set(xlabel="step", ylabel="train/loss", title="training loss")
     ax_val.set(xlabel="step", ylabel="val/map", title="validation MAP")
+    if not ax_val.lines:  # an empty frame would read as a plotting bug
+        ax_val.text(0.5, 0.5, "no validation in these runs\n(train.validate=false)", ha="center", va="center",
+                    transform=ax_val.transAxes)
     for ax in (ax_loss, ax_val):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
