@@ -161,8 +161,11 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 	  $(PY) -m uae.compare $(R)/$$base $(R)/uae --into $(RESULTS) --section compare-$$base || exit 1; done
 	$(PY) -m uae.compare $(R)/tuning/infonce-seed42 $(R)/tuning/uae-beta0.1-mix0.5 --into $(RESULTS) --section compare-tuned-infonce
 	$(PY) -m uae.compare $(R)/tuning/uae-seed42 $(R)/tuning/uae-beta0.1-mix0.5 --into $(RESULTS) --section compare-tuned-uae
-	$(PY) -m uae.compare $(R)/sweep-models/1/zero_shot $(R)/sweep-models/1 --metrics hit@1 recall@1 map --into $(RESULTS) --section compare-mpnet-zero-shot
-	$(PY) -m uae.compare $(R)/sweep-models/0 $(R)/sweep-models/1 --metrics hit@1 recall@1 map --into $(RESULTS) --section compare-mpnet-minilm
+	# sweep-models jobs 0 and 1 are minilm and mpnet (conf/sweep/models.yaml's order; each table names its retrievers)
+	$(PY) -m uae.compare $(R)/sweep-models/1/zero_shot $(R)/sweep-models/1 --metrics hit@1 recall@1 map \
+	  --into $(RESULTS) --section compare-mpnet-zero-shot
+	$(PY) -m uae.compare $(R)/sweep-models/0 $(R)/sweep-models/1 --metrics hit@1 recall@1 map \
+	  --into $(RESULTS) --section compare-mpnet-minilm
 	for split in dev train; do \
 	  $(PY) -m uae.report --insert $(R)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section teacher-$$split || exit 1; done
 	$(PY) -m uae.evaluation.teacher experiments/qasper/utilities/train.parquet > $(R)/target-mass.md

@@ -357,7 +357,8 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
     # files live is not a setting: another cache folder (a resumed sweep on another node) is the same job.
     before = {n: results[n].stat().st_mtime_ns for n in (0, 2)}
     moved = [f"paths.cache_dir={tmp_path / 'cache2'}" if a.startswith("paths.cache_dir=") else a for a in args]
-    again = subprocess.run(moved + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    again = subprocess.run(moved + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                            check=False)
     assert again.returncode == 1, again.stderr[-3000:]
     assert {n: results[n].stat().st_mtime_ns for n in (0, 2)} == before
     assert (again.stdout + again.stderr).count("skipped (skip_done=true)") == 2
@@ -366,7 +367,8 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
 
     # Another config pointed at the same folder stops with a clear error and leaves the results alone.
     other = [a for a in args if not a.startswith("model.encoder.pooling=")] + ["model.encoder.pooling=mean", "seed=7"]
-    clash = subprocess.run(other + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    clash = subprocess.run(other + ["skip_done=true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                            check=False)
     assert clash.returncode == 2 and "different config" in clash.stderr and "'seed']" in clash.stderr, clash.stderr[-3000:]
     assert results[0].stat().st_mtime_ns == before[0] and json.loads((sweep / "0" / "status.json").read_text())["status"] == "ok"
     from uae.runs import load_runs

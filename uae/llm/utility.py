@@ -251,7 +251,7 @@ def _valid_chunk(path: Path, key: str) -> bool:
         return False
     try:
         metadata = pq.read_schema(path).metadata or {}
-    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError; a file that is not parquet was not written by us: redo the chunk
+    except (OSError, ValueError):  # ArrowInvalid is a ValueError: not parquet, so not ours; redo the chunk
         return False
     return metadata.get(FINGERPRINT_KEY, b"").decode() == key
 
