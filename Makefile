@@ -77,7 +77,7 @@ comma := ,
 SKIP_IF = [ -f $(1) ] && echo "$(1) exists: skipped (delete it to redo that part)"
 
 results: results-zero-shot ## the zero-shot table only (BM25, MiniLM), regenerated into RESULTS.md
-	$(PY) -m uae.report $(R)/bm25 $(R)/minilm --into $(RESULTS) --section zero-shot
+	$(PY) -m uae.analysis.report $(R)/bm25 $(R)/minilm --into $(RESULTS) --section zero-shot
 
 # `make reproduce` goes on where it stopped (a CPU session ends before it does): every part below
 # skips what already has its result file and says so. Delete a result (or `make clean`) to redo it.
@@ -116,10 +116,10 @@ results-train: setup ## fine-tune MiniLM with each loss (infonce, atlas_kl, repl
 # takes about an hour here. SWEEP_SCALE= (empty) runs them on all of train and dev. A sweep whose
 # summary.md exists (written when its multirun ends) is skipped; one killed half-way is started again
 # and, with skip_done=true, reruns only the jobs without an ok results.json of the same config.
-SWEEP_SCALE ?= 'data.max_papers={train:222}' reader=none
+SWEEP_SCALE ?= 'data.max_documents={train:222}' reader=none
 # Gradient checkpointing: without it one mpnet (110M) step of 16 questions needs more than this
 # machine's 24 GiB (killed for memory at batch 16 and at batch 8); it changes no number, only memory and time.
-MODELS_SCALE ?= 'data.max_papers={train:89,dev:50}' reader=none model.encoder.gradient_checkpointing=true
+MODELS_SCALE ?= 'data.max_documents={train:89,dev:50}' reader=none model.encoder.gradient_checkpointing=true
 SWEEP = $(PY) -m uae.run +experiment=qasper_minilm stages=[utility,fit,evaluate] train.validate=false skip_done=true
 
 sweep-temperature: ## UAE over loss.temperature (tau); summary in logs/results/sweep-temperature/
@@ -143,7 +143,7 @@ tuning: setup ## UAE and InfoNCE at more seeds, UAE's learning rate, best sharpn
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_minilm stages=[utility,fit,evaluate] evaluate.zero_shot=false \
 	    train.validate=false reader=none $$(echo $${run#*/} | tr / ' ') hydra.run.dir=$(R)/tuning/$$name $(ARGS) || exit 1; \
 	  $(call LOG_TIME,$$name); done
-	$(PY) -m uae.sweep $(R)/tuning --title "tuning: seeds, learning rate, best sharpness and mix together"
+	$(PY) -m uae.analysis.sweep $(R)/tuning --title "tuning: seeds, learning rate, best sharpness and mix together"
 
 # Each base encoder zero-shot and fine-tuned. A model this machine cannot load (BGE without a local
 # copy) is a failed row in the summary and the multirun exits 1: the target accepts that (the other
@@ -154,30 +154,30 @@ sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_s
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; $(LOG_TIME); }
 
 reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models tuning bench ## everything RESULTS.md shows, regenerated into it
-	$(PY) -m uae.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
+	$(PY) -m uae.analysis.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
 	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
 	for base in minilm infonce llm_rerank; do \
-	  $(PY) -m uae.compare $(R)/$$base $(R)/uae --into $(RESULTS) --section compare-$$base || exit 1; done
-	$(PY) -m uae.compare $(R)/tuning/infonce-seed42 $(R)/tuning/uae-beta0.1-mix0.5 --into $(RESULTS) --section compare-tuned-infonce
-	$(PY) -m uae.compare $(R)/tuning/uae-seed42 $(R)/tuning/uae-beta0.1-mix0.5 --into $(RESULTS) --section compare-tuned-uae
+	  $(PY) -m uae.analysis.compare $(R)/$$base $(R)/uae --into $(RESULTS) --section compare-$$base || exit 1; done
+	$(PY) -m uae.analysis.compare $(R)/tuning/infonce-seed42 $(R)/tuning/uae-beta0.1-mix0.5 --into $(RESULTS) --section compare-tuned-infonce
+	$(PY) -m uae.analysis.compare $(R)/tuning/uae-seed42 $(R)/tuning/uae-beta0.1-mix0.5 --into $(RESULTS) --section compare-tuned-uae
 	# sweep-models jobs 0 and 1 are minilm and mpnet (conf/sweep/models.yaml's order; each table names its retrievers)
-	$(PY) -m uae.compare $(R)/sweep-models/1/zero_shot $(R)/sweep-models/1 --metrics hit@1 recall@1 map \
+	$(PY) -m uae.analysis.compare $(R)/sweep-models/1/zero_shot $(R)/sweep-models/1 --metrics hit@1 recall@1 map \
 	  --into $(RESULTS) --section compare-mpnet-zero-shot
-	$(PY) -m uae.compare $(R)/sweep-models/0 $(R)/sweep-models/1 --metrics hit@1 recall@1 map \
+	$(PY) -m uae.analysis.compare $(R)/sweep-models/0 $(R)/sweep-models/1 --metrics hit@1 recall@1 map \
 	  --into $(RESULTS) --section compare-mpnet-minilm
 	for split in dev train; do \
-	  $(PY) -m uae.report --insert $(R)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section teacher-$$split || exit 1; done
+	  $(PY) -m uae.analysis.report --insert $(R)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section teacher-$$split || exit 1; done
 	$(PY) -m uae.evaluation.teacher experiments/qasper/utilities/train.parquet > $(R)/target-mass.md
-	$(PY) -m uae.report --insert $(R)/target-mass.md --into $(RESULTS) --section target-mass
+	$(PY) -m uae.analysis.report --insert $(R)/target-mass.md --into $(RESULTS) --section target-mass
 	for part in sweep-temperature sweep-sharpness sweep-mix sweep-models tuning; do \
-	  $(PY) -m uae.report --insert $(R)/$$part/summary.md --into $(RESULTS) --section $$part || exit 1; done
+	  $(PY) -m uae.analysis.report --insert $(R)/$$part/summary.md --into $(RESULTS) --section $$part || exit 1; done
 	for part in $(BENCHMARKS); do \
-	  $(PY) -m uae.report --insert $(R)/bench-$$part.md --into $(RESULTS) --section bench-$$part || exit 1; done
-	$(PY) -m uae.report --insert $(R)/walltimes.md --into $(RESULTS) --section walltimes
-	$(PY) -m uae.plots $(R)/uae $(R)/sweep-temperature $(R)/sweep-sharpness $(R)/sweep-mix $(R)/sweep-models \
+	  $(PY) -m uae.analysis.report --insert $(R)/bench-$$part.md --into $(RESULTS) --section bench-$$part || exit 1; done
+	$(PY) -m uae.analysis.report --insert $(R)/walltimes.md --into $(RESULTS) --section walltimes
+	$(PY) -m uae.analysis.plots $(R)/uae $(R)/sweep-temperature $(R)/sweep-sharpness $(R)/sweep-mix $(R)/sweep-models \
 	  --out experiments/qasper/plots
-	$(PY) -m uae.plots $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
+	$(PY) -m uae.analysis.plots $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --together main --out experiments/qasper/plots
 
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb

@@ -36,8 +36,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def time_per_question(retriever, split, questions) -> list[float]:
-    retriever.rank(split, questions[:1], scope="paper", top_k=100)  # warm-up
-    return [1000 * retriever.rank(split, [q], scope="paper", top_k=100).query_seconds for q in questions]
+    retriever.rank(split, questions[:1], scope="document", top_k=100)  # warm-up
+    return [1000 * retriever.rank(split, [q], scope="document", top_k=100).query_seconds for q in questions]
 
 
 def main() -> int:
@@ -61,7 +61,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data_dir = os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper"))
-    split = load_qasper("dev", data_dir, max_papers=args.papers)
+    split = load_qasper("dev", data_dir, max_documents=args.documents)
     questions = split.evaluable_questions[: args.questions]
     cache = ROOT / ".cache"
     encoder = DualEncoder(
@@ -78,7 +78,7 @@ def main() -> int:
         rows.append((name, statistics.median(ms), percentile(ms, 0.95), statistics.fmean(ms)))
 
     machine = f"{machine_label(device=args.device)}, {torch.get_num_threads()} torch threads"
-    print(f"\nPer-query latency on QASPER dev, {len(questions)} questions from the first {args.papers} papers, {machine}\n")
+    print(f"\nPer-query latency on QASPER dev, {len(questions)} questions from the first {args.documents} papers, {machine}\n")
     print("| retriever | median ms | p95 ms | mean ms |")
     print("|---|---|---|---|")
     for name, median, p95, mean in rows:

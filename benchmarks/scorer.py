@@ -41,7 +41,7 @@ def build_triples(data_dir: str, n: int, contexts: int, seed: int, tokenizer_len
     for q in split.questions:
         if not q.answerable:
             continue
-        passages = split.passages(q.paper_id)
+        passages = split.passages(q.document_id)
         gold = [p for p in passages if p.passage_id in q.gold_ids][:contexts]
         others = [p for p in passages if p.passage_id not in q.gold_ids]
         rng.shuffle(others)

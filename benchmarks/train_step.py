@@ -6,7 +6,7 @@ Both fine-tune the same all-MiniLM-L6-v2 on the same training groups (QASPER dev
 committed utility table: 8 candidates each), with the same batch (questions per step), max length,
 optimizer (AdamW, same lr) and fp32 on the same device, for the same number of steps:
 
-- UAE: ``lightning.Trainer.fit`` on ``RetrieverModule`` + ``QasperDataModule`` (loss=uae: soft targets
+- UAE: ``lightning.Trainer.fit`` on ``RetrieverModule`` + ``TrainingDataModule`` (loss=uae: soft targets
   over each question's candidates plus in-batch negatives), no validation, logging or checkpoints.
 - sentence-transformers: ``SentenceTransformerTrainer`` with ``DistillKLDivLoss`` (its closest loss:
   KL between the teacher's scores over the same candidates, here the utilities, and the student's),
@@ -41,7 +41,7 @@ def load_groups(n_groups: int):
 
     split = load_qasper("dev", os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper")))
     table = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"
-    questions = [q.question_id for q in split.questions if q.answerable and split.passages(q.paper_id)]
+    questions = [q.question_id for q in split.questions if q.answerable and split.passages(q.document_id)]
     groups = training_groups(split, table, questions, subset=False)
     groups = [g for g in groups if len(g.passages) == 8]  # ST needs a fixed number of columns
     return groups[:n_groups]
@@ -62,7 +62,7 @@ def run_uae(args: argparse.Namespace) -> dict:
     import lightning as L
     import torch
 
-    from uae.data.datamodule import QasperDataModule
+    from uae.data.datamodule import TrainingDataModule
     from uae.hub import resolve_model
     from uae.retrieval.encoder import DualEncoder
     from uae.training.losses import utility_infonce
@@ -75,7 +75,7 @@ def run_uae(args: argparse.Namespace) -> dict:
     )
     loss = lambda *a: utility_infonce(*a, temperature=0.05, sharpness=0.5)
     module = RetrieverModule(encoder, loss, lr=args.lr, warmup_ratio=0.0)
-    data = QasperDataModule(groups, None, encoder.tokenize, batch_size=args.batch_size, passage_chunk=args.passage_chunk)
+    data = TrainingDataModule(groups, None, encoder.tokenize, batch_size=args.batch_size, passage_chunk=args.passage_chunk)
     timer = StepTimer()
 
     class Timing(L.Callback):

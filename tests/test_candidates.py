@@ -60,4 +60,4 @@ def test_on_a_split_sets_do_not_depend_on_other_questions(tiny_raw_dir: Path) ->
     assert alone[0] == full[-1]
     for s, q in zip(full, questions):
         assert set(q.gold_ids) <= set(s.passage_ids)
-        assert all(pid.startswith(q.paper_id + "/") for pid in s.passage_ids)
+        assert all(pid.startswith(q.document_id + "/") for pid in s.passage_ids)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from uae.cache import fingerprint
-from uae.data.datamodule import GroupCollator, QasperDataModule, training_groups
+from uae.data.datamodule import GroupCollator, TrainingDataModule, training_groups
 from uae.data.qasper import load_qasper
 from uae.errors import CacheMismatchError, UAEError
 from uae.llm.utility import FINGERPRINT_KEY, SCHEMA, SPEC_KEY
@@ -44,11 +44,11 @@ def table_rows(split) -> list[dict]:
     questions = {q.question_id: q for q in split.questions}
     for qid in answerable(split):
         q = questions[qid]
-        ids = [p.passage_id for p in split.passages(q.paper_id)]
+        ids = [p.passage_id for p in split.passages(q.document_id)]
         first = min(q.gold_ids) if q.gold_ids else ids[0]
         for position, pid in enumerate(dict.fromkeys([first, ids[-1]])):
             rows.append(
-                {"question_id": qid, "paper_id": q.paper_id, "passage_id": pid, "position": position,
+                {"question_id": qid, "document_id": q.document_id, "passage_id": pid, "position": position,
                  "source": "gold" if pid in q.gold_ids else "random", "is_gold": pid in q.gold_ids,
                  "utility": 0.5 - position, "ll_context": -1.0, "ll_closed": -1.5, "n_answers": 1}
             )
@@ -59,7 +59,7 @@ def test_groups_join_texts_utilities_and_gold(tmp_path: Path, split) -> None:
     rows = table_rows(split)
     groups = training_groups(split, write_table(tmp_path / "t.parquet", split, rows), answerable(split), subset=False)
     assert [g.question_id for g in groups] == answerable(split)
-    texts = {p.passage_id: p.text for paper in split.papers.values() for p in paper.passages}
+    texts = {p.passage_id: p.text for paper in split.documents.values() for p in paper.passages}
     for g in groups:
         mine = [r for r in rows if r["question_id"] == g.question_id]
         assert g.passage_ids == tuple(r["passage_id"] for r in mine)
@@ -73,7 +73,7 @@ def test_groups_join_texts_utilities_and_gold(tmp_path: Path, split) -> None:
     [
         (lambda rows: rows[2:], "lacks 1 of the"),  # a question's rows missing
         (lambda rows: rows + [{**rows[0], "question_id": "q3", "position": 0}], "not an answerable question"),
-        (lambda rows: rows + [{**rows[0], "paper_id": "p9"}], "paper p9"),
+        (lambda rows: rows + [{**rows[0], "document_id": "p9"}], "paper p9"),
         (lambda rows: [{**r, "utility": math.nan} if i == 1 else r for i, r in enumerate(rows)], "NaN or inf"),
         (lambda rows: [{**r, "utility": math.inf} if i == 0 else r for i, r in enumerate(rows)], "NaN or inf"),
         (lambda rows: [{**r, "passage_id": "p1/999"} if i == 0 else r for i, r in enumerate(rows)], "p1/999"),
@@ -99,7 +99,7 @@ def test_table_of_another_data_file_or_split_is_refused(tmp_path: Path, split) -
 
 def test_subset_skips_rows_of_papers_not_loaded(tmp_path: Path, split, tiny_raw_dir: Path) -> None:
     path = write_table(tmp_path / "t.parquet", split, table_rows(split))
-    first = load_qasper("dev", tiny_raw_dir, max_papers=1, allow_hub=False)
+    first = load_qasper("dev", tiny_raw_dir, max_documents=1, allow_hub=False)
     groups = training_groups(first, path, answerable(first), subset=True)
     assert {g.question_id for g in groups} == set(answerable(first)) and len(groups) < len(answerable(split))
     with pytest.raises(CacheMismatchError, match="which QASPER dev lacks"):
@@ -124,7 +124,7 @@ def test_collated_chunks_give_the_embeddings_of_one_padded_batch(tmp_path: Path,
 def test_datamodule_refuses_a_batch_larger_than_the_data(split, tmp_path: Path) -> None:
     groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split), subset=False)
     with pytest.raises(UAEError, match="larger than the 4 training questions"):
-        QasperDataModule(groups, split, lambda texts, side: {}, batch_size=5)
-    loader = QasperDataModule(groups, split, lambda texts, side: {"n": torch.tensor(len(texts))}, batch_size=3, seed=1)
+        TrainingDataModule(groups, split, lambda texts, side: {}, batch_size=5)
+    loader = TrainingDataModule(groups, split, lambda texts, side: {"n": torch.tensor(len(texts))}, batch_size=3, seed=1)
     batches = list(loader.train_dataloader())
     assert len(batches) == 1 and len(batches[0]["question_ids"]) == 3  # drop_last: equal in-batch negatives

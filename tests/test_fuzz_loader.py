@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from uae.data.qasper import load_qasper, parse_raw, raw_from_hf_rows
-from uae.data.records import QasperSplit
+from uae.data.records import Split
 from uae.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -63,7 +63,7 @@ def mutate(document: Any, data: st.DataObject, n: int) -> Any:
     return document
 
 
-def parse(raw: Any) -> QasperSplit | None:
+def parse(raw: Any) -> Split | None:
     try:
         return parse_raw(raw, split="dev", source="fuzz.json", fingerprint="f")
     except DataError as exc:
@@ -77,7 +77,7 @@ def test_mutated_raw_documents(data: st.DataObject, n: int) -> None:
     split = parse(mutate(RAW, data, n))
     if split is not None:  # what loads is coherent: every gold id is a paragraph of its paper
         for q in split.questions:
-            assert q.gold_ids <= {p.passage_id for p in split.passages(q.paper_id)}
+            assert q.gold_ids <= {p.passage_id for p in split.passages(q.document_id)}
 
 
 @FUZZ

@@ -45,13 +45,13 @@ def load_reference_questions(path: Path, n_papers: int) -> tuple[dict, list[dict
         raw = json.load(fh)  # dicts keep file order
     papers: dict[str, list[str]] = {}
     questions: list[dict] = []
-    for paper_id, paper in list(raw.items())[:n_papers]:
+    for document_id, paper in list(raw.items())[:n_papers]:
         paragraphs: list[str] = []
         for section in paper.get("full_text") or []:
             for para in section.get("paragraphs") or []:
                 if para is not None and para.strip():
                     paragraphs.append(para)
-        papers[paper_id] = paragraphs
+        papers[document_id] = paragraphs
         collapsed = [_collapse(p) for p in paragraphs]
         for qa in paper.get("qas") or []:
             evidence: set[str] = set()
@@ -60,10 +60,10 @@ def load_reference_questions(path: Path, n_papers: int) -> tuple[dict, list[dict
                     ev_c = _collapse(ev)
                     if ev_c and not ev_c.startswith("FLOAT SELECTED"):
                         evidence.add(ev_c)
-            gold = {f"{paper_id}/{i}" for i, p in enumerate(collapsed) if p in evidence}
+            gold = {f"{document_id}/{i}" for i, p in enumerate(collapsed) if p in evidence}
             if gold:
                 questions.append(
-                    {"qid": qa["question_id"], "paper_id": paper_id, "question": qa["question"], "gold": gold}
+                    {"qid": qa["question_id"], "document_id": document_id, "question": qa["question"], "gold": gold}
                 )
     return papers, questions
 
@@ -100,8 +100,8 @@ def reference_rankings(papers: dict, questions: list[dict]) -> tuple[dict, dict]
     model = SentenceTransformer(str(MODEL_DIR), device="cpu")
     assert model.max_seq_length == 256
     rankings, scores = {}, {}
-    for paper_id, paragraphs in papers.items():
-        qs = [q for q in questions if q["paper_id"] == paper_id]
+    for document_id, paragraphs in papers.items():
+        qs = [q for q in questions if q["document_id"] == document_id]
         if not qs:
             continue
         p_emb = model.encode(paragraphs, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
@@ -109,8 +109,8 @@ def reference_rankings(papers: dict, questions: list[dict]) -> tuple[dict, dict]
         sims = q_emb @ p_emb.T
         for q, row in zip(qs, sims):
             order = np.argsort(-row, kind="stable")  # ties -> paragraph order
-            rankings[q["qid"]] = [f"{paper_id}/{i}" for i in order]
-            scores[q["qid"]] = {f"{paper_id}/{i}": float(s) for i, s in enumerate(row)}
+            rankings[q["qid"]] = [f"{document_id}/{i}" for i in order]
+            scores[q["qid"]] = {f"{document_id}/{i}": float(s) for i, s in enumerate(row)}
     return rankings, scores
 
 
@@ -145,7 +145,7 @@ def test_zero_shot_minilm_matches_independent_reimplementation(tmp_path: Path) -
     proc = subprocess.run(
         [
             sys.executable, "-m", "uae.run", "+experiment=qasper_minilm", "stages=[evaluate]", "reader=none",
-            f"data.max_papers={N_PAPERS}", f"hydra.run.dir={tmp_path}",
+            f"data.max_documents={N_PAPERS}", f"hydra.run.dir={tmp_path}",
             f"paths.cache_dir={tmp_path}/cache", "retrieval.progress=false",
         ],
         cwd=str(ROOT), env=env, capture_output=True, text=True, check=False,

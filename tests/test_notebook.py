@@ -64,7 +64,7 @@ def test_notebook_table_holds_every_jobs_numbers(tiny_sweep: Path) -> None:
 
 
 def test_plots_cli_writes_pngs(tiny_sweep: Path, tmp_path: Path) -> None:
-    from uae.plots import main
+    from uae.analysis.plots import main
 
     assert main([str(tiny_sweep), "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.glob("*.png"))
@@ -81,8 +81,8 @@ def test_sweep_plot_draws_zero_shot_as_its_own_line(tiny_sweep: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from uae.plots import plot_sweep
-    from uae.runs import load_runs
+    from uae.analysis.plots import plot_sweep
+    from uae.analysis.runs import load_runs
 
     table = load_runs(tiny_sweep)
     fig, ax = plt.subplots()
@@ -103,7 +103,7 @@ def test_curves_say_when_no_run_validated() -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from uae.plots import plot_curves
+    from uae.analysis.plots import plot_curves
 
     trained = pd.DataFrame({"job": ["0", "0"], "step": [4, 9], "train/loss": [3.9, 3.7]})
     validated = pd.concat([trained, pd.DataFrame({"job": ["0"], "step": [9], "val/map": [0.41]})], ignore_index=True)
@@ -119,7 +119,7 @@ def test_curves_say_when_no_run_validated() -> None:
 def test_latest_folder_is_the_newest_run_or_its_sweep(tmp_path: Path) -> None:
     import time
 
-    from uae.runs import latest_folder
+    from uae.analysis.runs import latest_folder
 
     with pytest.raises(FileNotFoundError, match="make run"):
         latest_folder(tmp_path)

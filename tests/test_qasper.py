@@ -15,27 +15,27 @@ from uae.errors import DataError
 def test_counts_on_shared_files(shared_data: Path) -> None:
     train = load_qasper("train", shared_data, allow_hub=False)
     dev = load_qasper("dev", shared_data, allow_hub=False)
-    assert (len(train.papers), len(train.questions)) == (888, 2593)
-    assert (len(dev.papers), len(dev.questions)) == (281, 1005)
+    assert (len(train.documents), len(train.questions)) == (888, 2593)
+    assert (len(dev.documents), len(dev.questions)) == (281, 1005)
     for split in (train, dev):
         stats = split.alignment
         assert stats.evidence == stats.aligned + stats.figures_tables + stats.unaligned
         # The shared README: about 92% of non-figure evidence matches exactly; whitespace-insensitive
         # matching can only add to that.
         assert stats.aligned / (stats.evidence - stats.figures_tables) > 0.9
-        assert all(pid.split("/")[0] == q.paper_id for q in split.questions for pid in q.gold_ids)
+        assert all(pid.split("/")[0] == q.document_id for q in split.questions for pid in q.gold_ids)
 
 
-def test_max_papers_keeps_first_papers_in_file_order(shared_data: Path) -> None:
+def test_max_documents_keeps_first_papers_in_file_order(shared_data: Path) -> None:
     raw = json.loads((shared_data / "qasper-dev-v0.3.json").read_text())
-    split = load_qasper("dev", shared_data, max_papers=3, allow_hub=False)
-    assert list(split.papers) == list(raw)[:3]
-    assert {q.paper_id for q in split.questions} <= set(list(raw)[:3])
+    split = load_qasper("dev", shared_data, max_documents=3, allow_hub=False)
+    assert list(split.documents) == list(raw)[:3]
+    assert {q.document_id for q in split.questions} <= set(list(raw)[:3])
 
 
 def test_tiny_fixture_records(tiny_raw_dir: Path) -> None:
     split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
-    assert list(split.papers) == ["p1", "p2"]
+    assert list(split.documents) == ["p1", "p2"]
     # The empty paragraph of p1 is dropped; ids stay dense.
     assert [p.passage_id for p in split.passages("p1")] == ["p1/0", "p1/1", "p1/2", "p1/3"]
     assert split.passages("p1")[3].section == "Method"
@@ -58,7 +58,7 @@ def test_hf_layout_gives_the_same_records(tiny_raw_dir: Path, tiny_hf_dir: Path)
     raw = load_qasper("dev", tiny_raw_dir, allow_hub=False)
     hf = load_qasper("dev", tiny_hf_dir, allow_hub=False)
     assert hf.source.endswith("validation.jsonl")
-    assert hf.papers == raw.papers
+    assert hf.documents == raw.documents
     assert hf.questions == raw.questions
     assert vars(hf.alignment) == vars(raw.alignment)
 

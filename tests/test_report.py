@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from uae.analysis.report import load_results, main, replace_section
 from uae.errors import UAEError
-from uae.report import load_results, main, replace_section
 
 
 def _write_run(folder: Path, retriever: str, hit: float) -> Path:

@@ -19,7 +19,7 @@ class ReversedBase(Retriever):
     name = "reversed"
 
     def rank(self, split, questions, *, scope, top_k):
-        return Ranking([[p.passage_id for p in reversed(split.passages(q.paper_id))] for q in questions], 0.5, 0.0)
+        return Ranking([[p.passage_id for p in reversed(split.passages(q.document_id))] for q in questions], 0.5, 0.0)
 
 
 class OverlapTargetScorer:
@@ -40,7 +40,7 @@ def test_reranks_top_k_only(tiny_raw_dir: Path) -> None:
     q4 = next(q for q in split.questions if q.question_id == "q4")  # "How long did training take?"
     scorer = OverlapTargetScorer()
     reranker = LLMReranker(ReversedBase(), scorer, k=2, prompt="Passage: {passage} Question:")
-    ranking = reranker.rank(split, [q4], scope="paper", top_k=10)
+    ranking = reranker.rank(split, [q4], scope="document", top_k=10)
     # base order p2/2, p2/1, p2/0; the top-2 are rescored: p2/1 ("Training took ...") shares "training".
     assert ranking.ranked_ids == [["p2/1", "p2/2", "p2/0"]]
     assert [s[2] for s in scorer.seen] == [split.passages("p2")[2].text, split.passages("p2")[1].text]

@@ -92,7 +92,7 @@ def test_index_ranks_each_paper_by_inner_product() -> None:
     ids = [f"a/{i}" for i in range(4)] + [f"b/{i}" for i in range(3)]
     index = PassageIndex(vectors, ids, ["a"] * 4 + ["b"] * 3, use_gpu=False)
     queries = rng.normal(size=(2, 4)).astype(np.float32)
-    scores, ranked = index.search_paper(queries, "b")
+    scores, ranked = index.search_document(queries, "b")
     for q, row in zip(queries, ranked):
         expected = [ids[4 + i] for i in np.argsort(-(vectors[4:] @ q))]
         assert row == expected
@@ -101,9 +101,9 @@ def test_index_ranks_each_paper_by_inner_product() -> None:
     assert top[0] == [ids[i] for i in np.argsort(-(vectors @ queries[0]))[:3]]
     # Identical passages (QASPER repeats "DISPLAYFORM0") tie exactly: document order decides.
     dup = PassageIndex(np.repeat(vectors[:1], 5, axis=0), ids[:5], ["a"] * 4 + ["b"], use_gpu=False)
-    assert dup.search_paper(queries, "a")[1] == [ids[:4], ids[:4]]
-    with pytest.raises(DataError, match="Paper c has no paragraphs"):
-        index.search_paper(queries, "c")
+    assert dup.search_document(queries, "a")[1] == [ids[:4], ids[:4]]
+    with pytest.raises(DataError, match="Document c has no paragraphs"):
+        index.search_document(queries, "c")
     with pytest.raises(ValueError, match="not contiguous"):
         PassageIndex(vectors[:3], ids[:3], ["a", "b", "a"], use_gpu=False)
 
@@ -118,13 +118,13 @@ def test_repeated_paragraphs_tie_exactly_in_any_batch() -> None:
     ids = [f"p/{i}" for i in range(200)]
     index = PassageIndex(vectors, ids, ["p"] * 200)
     queries = rng.normal(size=(7, 384)).astype(np.float32)
-    together = index.search_paper(queries, "p")
+    together = index.search_document(queries, "p")
     for i, ranking in enumerate(together[1]):
         assert [pid for pid in ranking if int(pid[2:]) in copies] == [f"p/{c}" for c in copies]
-        alone = index.search_paper(queries[i], "p")
+        alone = index.search_document(queries[i], "p")
         assert alone[1][0] == ranking and np.array_equal(alone[0][0], together[0][i])
     with pytest.raises(ValueError, match="dimension 384"):
-        index.search_paper(queries[:, :100], "p")
+        index.search_document(queries[:, :100], "p")
 
 
 def test_paper_scope_needs_no_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +132,7 @@ def test_paper_scope_needs_no_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
     vectors = np.eye(3, dtype=np.float32)
     index = PassageIndex(vectors, ["a/0", "a/1", "a/2"], ["a"] * 3)
-    assert index.rank_papers(np.array([[0.1, 0.9, 0.5]], dtype=np.float32), ["a"]) == [["a/1", "a/2", "a/0"]]
+    assert index.rank_documents(np.array([[0.1, 0.9, 0.5]], dtype=np.float32), ["a"]) == [["a/1", "a/2", "a/0"]]
     with pytest.raises(ImportError):
         index.search_corpus(vectors, k=1)
 
@@ -173,7 +173,7 @@ def test_bm25_matches_the_lucene_formula(tmp_path: Path) -> None:
 
     expected_scores = [score(d) for d in docs]
     expected = [f"p/{i}" for i in sorted(range(4), key=lambda i: (-expected_scores[i], i))]
-    ranking = BM25Retriever(k1=k1, b=b).rank(split, split.questions, scope="paper", top_k=10)
+    ranking = BM25Retriever(k1=k1, b=b).rank(split, split.questions, scope="document", top_k=10)
     assert ranking.ranked_ids == [expected]
     assert expected[0] == "p/2"  # the only paragraph with both terms
     assert ranking.ranked_ids[0][-1] == "p/3"  # no shared term: score 0, last
@@ -182,7 +182,7 @@ def test_bm25_matches_the_lucene_formula(tmp_path: Path) -> None:
 def test_dense_retriever_caches_passage_embeddings(tiny_encoder_dir: Path, tiny_raw_dir: Path, tmp_path: Path) -> None:
     split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
     retriever = DenseRetriever(_encoder(tiny_encoder_dir, tmp_path), cache_dir=tmp_path, progress=False)
-    first = retriever.rank(split, split.evaluable_questions, scope="paper", top_k=10)
+    first = retriever.rank(split, split.evaluable_questions, scope="document", top_k=10)
     assert retriever.cache_hit is False
     files = list((tmp_path / "embeddings").glob("*.pt"))
     assert len(files) == 1 and not list((tmp_path / "embeddings").glob(".*tmp"))
@@ -190,22 +190,22 @@ def test_dense_retriever_caches_passage_embeddings(tiny_encoder_dir: Path, tiny_
     calls = []
     original = retriever.encoder.encode
     retriever.encoder.encode = lambda texts, side, **kw: calls.append(side) or original(texts, side, **kw)  # type: ignore[method-assign]
-    second = retriever.rank(split, split.evaluable_questions, scope="paper", top_k=10)
+    second = retriever.rank(split, split.evaluable_questions, scope="document", top_k=10)
     assert retriever.cache_hit is True and "passage" not in calls  # passages came from the cache (queries: warm-up + all)
     assert second.ranked_ids == first.ranked_ids
     # Each question's ranking is its own paper's passages, all of them.
     for question, ranked in zip(split.evaluable_questions, first.ranked_ids):
-        assert sorted(ranked) == sorted(p.passage_id for p in split.passages(question.paper_id))
+        assert sorted(ranked) == sorted(p.passage_id for p in split.passages(question.document_id))
 
     # Another passage set (fewer papers) is another cache entry, not a stale hit.
-    smaller = load_qasper("dev", tiny_raw_dir, max_papers=1, allow_hub=False)
-    retriever.rank(smaller, smaller.evaluable_questions, scope="paper", top_k=10)
+    smaller = load_qasper("dev", tiny_raw_dir, max_documents=1, allow_hub=False)
+    retriever.rank(smaller, smaller.evaluable_questions, scope="document", top_k=10)
     assert retriever.cache_hit is False and len(list((tmp_path / "embeddings").glob("*.pt"))) == 2
 
     # A corrupted cache file is refused with a message, never read.
     files[0].write_bytes(b"not a torch file")
     with pytest.raises(CacheMismatchError, match="not a readable UAE cache"):
-        retriever.rank(split, split.evaluable_questions, scope="paper", top_k=10)
+        retriever.rank(split, split.evaluable_questions, scope="document", top_k=10)
 
 
 def test_cache_refuses_other_fingerprint(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def test_zero_shot_evaluation_end_to_end(tmp_path: Path, tiny_encoder_dir: Path,
     rankings = json.loads((tmp_path / "run" / "rankings.json").read_text())
     per_question = []
     for question in split.evaluable_questions:
-        passages = split.passages(question.paper_id)
+        passages = split.passages(question.document_id)
         q = embed(question.text, 256)
         scores = [float(q @ embed(p.text, 256)) for p in passages]
         expected = [passages[i].passage_id for i in sorted(range(len(passages)), key=lambda i: -scores[i])]
@@ -94,8 +94,8 @@ def test_zero_shot_evaluation_end_to_end(tmp_path: Path, tiny_encoder_dir: Path,
     assert json.loads((tmp_path / "run2" / "results.json").read_text())["metrics"] == result["metrics"]
 
 
-def test_bm25_and_max_papers(tmp_path: Path, tiny_raw_dir: Path) -> None:
-    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "model=bm25", "data.max_papers=1")
+def test_bm25_and_max_documents(tmp_path: Path, tiny_raw_dir: Path) -> None:
+    done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "model=bm25", "data.max_documents=1")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert result["retriever"] == "bm25" and result["n_questions"] == 2  # q1, q2 of the first paper
@@ -177,10 +177,10 @@ def test_utility_stage_then_rerank(tmp_path: Path, tiny_encoder_dir: Path, tiny_
     assert json.loads((tmp_path / "run4" / "teacher_dev.json").read_text()) == teacher
     assert (tmp_path / "run4" / "teacher_dev.md").read_text() == (tmp_path / "run" / "teacher_dev.md").read_text()
     # A subset run reuses the split's full table: its report counts the subset's rows only.
-    subset = uae_run(tmp_path, *common, *stage, "utility.report=true", "data.max_papers=1", run_dir="run5")
+    subset = uae_run(tmp_path, *common, *stage, "utility.report=true", "data.max_documents=1", run_dir="run5")
     assert subset.returncode == 0 and "nothing to score" in subset.stdout + subset.stderr, subset.stderr[-3000:]
     assert not (tmp_path / "tables" / "dev-first1.parquet").exists()
-    first_paper = {q for q, p in zip(table["question_id"].to_pylist(), table["paper_id"].to_pylist()) if p == table["paper_id"][0].as_py()}
+    first_paper = {q for q, p in zip(table["question_id"].to_pylist(), table["document_id"].to_pylist()) if p == table["document_id"][0].as_py()}
     assert 0 < len(first_paper) < 4
     assert json.loads((tmp_path / "run5" / "teacher_dev.json").read_text())["n_candidates"] == 3 * len(first_paper)
 
@@ -293,7 +293,7 @@ def test_fit_on_a_given_table_needs_neither_its_llm_nor_its_candidate_encoder(
 def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(
     tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path
 ) -> None:
-    """`python -m uae.read` on a reader=none run gives the answers and F1 the evaluate stage gives with
+    """`python -m uae.analysis.read` on a reader=none run gives the answers and F1 the evaluate stage gives with
     reader=smollm2 (separate answer caches, so neither reuses the other's answers)."""
     lm = [f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama", "reader.answerer.max_new_tokens=4"]
     common = [f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir)]
@@ -303,7 +303,7 @@ def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(
     assert "token_f1" not in json.loads((tmp_path / "plain" / "results.json").read_text())["metrics"]
 
     def read(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "uae.read", f"data.dir={tiny_raw_dir}", *lm,
+        command = [sys.executable, "-m", "uae.analysis.read", f"data.dir={tiny_raw_dir}", *lm,
                    f"paths.cache_dir={tmp_path / 'cache3'}", "retrieval.progress=false", *args]  # last wins
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
@@ -312,7 +312,7 @@ def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(
     added, reference = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("plain", "read"))
     assert added["metrics"]["token_f1"] == pytest.approx(reference["metrics"]["token_f1"])
     assert json.loads((tmp_path / "plain" / "answers.json").read_text()) == json.loads((tmp_path / "read" / "answers.json").read_text())
-    assert added["reader"]["added_by"] == "python -m uae.read" and f"token_f1={added['metrics']['token_f1']:.4f}" in done.stdout
+    assert added["reader"]["added_by"] == "python -m uae.analysis.read" and f"token_f1={added['metrics']['token_f1']:.4f}" in done.stdout
 
     again = read(str(tmp_path / "plain"))  # refuses to replace what is there without --force
     assert again.returncode == 2 and "already has token_f1" in again.stderr
@@ -371,7 +371,7 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
                             check=False)
     assert clash.returncode == 2 and "different config" in clash.stderr and "'seed']" in clash.stderr, clash.stderr[-3000:]
     assert results[0].stat().st_mtime_ns == before[0] and json.loads((sweep / "0" / "status.json").read_text())["status"] == "ok"
-    from uae.runs import load_runs
+    from uae.analysis.runs import load_runs
 
     # job 0 keeps its own overrides (status.json), though Hydra rewrote .hydra/
     assert "seed=7" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()

@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+import uae.llm.prefix as prefix_module
 import uae.llm.scorer as scorer_module
+from uae.config import register_resolvers
 from uae.errors import UAEError
-from uae.llm.scorer import AnswerScorer, PromptTemplate, ScoringError, _radix_tree
+from uae.llm.prefix import pass_width, radix_tree
+from uae.llm.scorer import AnswerScorer, PromptTemplate, ScoringError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -104,9 +107,72 @@ def test_batch_size_one_and_no_sharing_give_the_same_numbers(
     assert one.stats.batches == len(ITEMS) - 1  # one forward per (de-duplicated) item
 
 
+def test_plain_padded_batches_give_the_shared_numbers(
+    scorer: AnswerScorer, tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    """share_prefixes=False: the same items (two answers to one prompt, one passage asked two questions,
+    closed-book items, a duplicate) scored in one plain right-padded forward, one row per distinct item.
+
+    Tolerance: both paths run the same float32 weights on the same tokens; they differ only in
+    summation order (other padded shapes, masked attention over a re-indexed key/value cache against
+    plain causal attention), which moves a log-probability by ~1e-6 on this 2-layer model (~3e-5 on
+    SmolLM2's 30 layers, benchmarks/scorer.py). 1e-5 nats/token is still far below what a wrong
+    position, mask or row would do: the items differ by more than 0.5 nats/token.
+    """
+    plain = make_scorer(tiny_lm_dir, tmp_path, share_prefixes=False)
+    assert scorer.share_prefixes and not plain.share_prefixes
+    scorer.reset_stats()
+    shared = scorer.score_answers(ITEMS)
+    got = plain.score_answers(ITEMS)
+    assert np.ptp(shared) > 0.5
+    np.testing.assert_allclose(got, shared, atol=1e-5, rtol=0)
+    # and it was the plain path: every distinct item's prompt + answer encoded in full, in one pass
+    distinct = list(dict.fromkeys(plain.build_request(*item) for item in ITEMS))
+    seqs = [it.seq for it in plain._encode(distinct, None)]
+    assert len(seqs) == len(ITEMS) - 1 and plain.stats.duplicates == 1
+    assert plain.stats.encoded_tokens == sum(map(len, seqs))
+    assert plain.stats.padded_tokens == len(seqs) * max(map(len, seqs))
+    assert plain.stats.passes == plain.stats.batches == 1
+    assert scorer.stats.encoded_tokens < sum(map(len, seqs))  # sharing ran fewer tokens for the same items
+
+
+def test_plain_batches_keep_the_token_budget_with_padding(
+    tiny_lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = make_scorer(tiny_lm_dir, tmp_path, share_prefixes=False, max_length=64)
+    seqs = [it.seq for it in plain._encode([plain.build_request(*item) for item in ITEMS[:4]], None)]
+    budget = max(map(len, seqs)) * 2  # room for two rows of the longest item, padding counted
+    monkeypatch.setattr(scorer_module, "_CPU_TOKEN_BUDGET", budget)
+    plain.reset_stats()
+    got = plain.score_answers(ITEMS[:4])
+    assert plain.stats.batches == 2 and plain.stats.padded_tokens <= 2 * budget
+    want = make_scorer(tiny_lm_dir, tmp_path, max_length=64).score_answers(ITEMS[:4])
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_share_prefixes_is_a_setting_outside_the_fingerprint(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    """llm.scorer.share_prefixes (default true) changes only the rounding, like dtype: a utility table
+    scored either way matches the same fingerprint."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama",
+            f"paths.cache_dir={tmp_path}", "llm.scorer.device=cpu", "llm.scorer.progress=false",
+        ])  # fmt: skip
+    assert cfg.llm.scorer.share_prefixes is True
+    on = instantiate(cfg.llm.scorer)
+    off = instantiate(cfg.llm.scorer, share_prefixes=False)
+    assert on.share_prefixes and not off.share_prefixes
+    assert "share_prefixes" not in json.dumps(on.fingerprint_spec())
+    assert json.dumps(off.fingerprint_spec(), sort_keys=True) == json.dumps(on.fingerprint_spec(), sort_keys=True)
+
+
 def test_radix_tree_shares_runs_and_rebuilds_every_sequence() -> None:
     seqs = [[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 9], [7], [1, 2, 3, 4]]
-    nodes, paths = _radix_tree(seqs, share=True)
+    nodes, paths = radix_tree(seqs)
     assert sorted(n.tokens for n in nodes if n.level == 0) == [[1, 2], [7]]
     for seq, path in zip(seqs, paths, strict=True):
         assert [t for n in path for t in nodes[n].tokens] == seq
@@ -117,27 +183,22 @@ def test_radix_tree_shares_runs_and_rebuilds_every_sequence() -> None:
             assert nodes[n].parent == (path[depth - 1] if depth else -1)
     assert paths[0] == paths[4] and len(nodes) == 6  # [1,2] [7] [3] [9] [4] [5,6]
     # a shared run saving fewer tokens than min_saving is repeated in each branch instead
-    nodes, paths = _radix_tree([[1, 2, 3], [1, 2, 4]], share=True, min_saving=3)
+    nodes, paths = radix_tree([[1, 2, 3], [1, 2, 4]], min_saving=3)
     assert [n.tokens for n in nodes] in ([[1, 2, 3], [1, 2, 4]], [[1, 2, 4], [1, 2, 3]])
     assert all(n.level == 0 for n in nodes)
-    nodes, _ = _radix_tree(seqs, share=False)
-    assert [n.tokens for n in nodes] == seqs
 
 
-def test_pass_width_trades_padding_against_passes(
-    scorer: AnswerScorer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(scorer_module._PASS_COST_TOKENS, "cpu", 0)
-    assert scorer._pass_width([10, 10, 10, 2]) == 2  # two passes, no padding: 4*2 + 3*8 < 4*10
-    monkeypatch.setitem(scorer_module._PASS_COST_TOKENS, "cpu", 100)
-    assert scorer._pass_width([10, 10, 10, 2]) == 10  # one pass: padding is cheaper than a pass
+def test_pass_width_trades_padding_against_passes() -> None:
+    assert pass_width([10, 10, 10, 2], overhead=0) == 2  # two passes, no padding: 4*2 + 3*8 < 4*10
+    assert pass_width([10, 10, 10, 2], overhead=100) == 10  # one pass: padding is cheaper than a pass
+    assert pass_width([7], overhead=0) == 7
 
 
 def test_rows_split_over_many_passes_give_the_same_numbers(
     scorer: AnswerScorer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     want = scorer.score_answers(ITEMS)
-    monkeypatch.setitem(scorer_module._PASS_COST_TOKENS, "cpu", 0)  # no padding at all: many passes
+    monkeypatch.setitem(prefix_module.PASS_COST_TOKENS, "cpu", 0)  # no padding at all: many passes
     scorer.reset_stats()
     np.testing.assert_allclose(scorer.score_answers(ITEMS), want, atol=1e-5, rtol=0)
     assert scorer.stats.padded_tokens == scorer.stats.encoded_tokens

@@ -58,12 +58,12 @@ def _run(folder: Path, data_dir: Path, gold_first: bool) -> Path:
     split = load_qasper("dev", data_dir)
     rankings = {}
     for q in split.evaluable_questions:
-        ids = [p.passage_id for p in split.passages(q.paper_id)]
+        ids = [p.passage_id for p in split.passages(q.document_id)]
         gold = [i for i in ids if i in q.gold_ids]
         rest = [i for i in ids if i not in q.gold_ids]
         rankings[q.question_id] = gold + rest if gold_first else rest + gold
     folder.mkdir()
-    config = {"data": {"dir": str(data_dir), "version": "0.3", "max_papers": None}}
+    config = {"data": {"dir": str(data_dir), "version": "0.3", "max_documents": None}}
     metrics = retrieval_metrics(list(rankings.values()), [q.gold_ids for q in split.evaluable_questions])
     # the reader "answers" with an annotator's own answer from gold, and with nothing from the rest
     answers = {q.question_id: q.answers[0].text if gold_first else "" for q in split.evaluable_questions}
@@ -77,7 +77,7 @@ def _run(folder: Path, data_dir: Path, gold_first: bool) -> Path:
 
 
 def test_compare_cli_pairs_the_runs_own_questions(tmp_path: Path, tiny_raw_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from uae.compare import main
+    from uae.analysis.compare import main
 
     worse, better = _run(tmp_path / "a", tiny_raw_dir, False), _run(tmp_path / "b", tiny_raw_dir, True)
     doc = tmp_path / "R.md"

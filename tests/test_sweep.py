@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from uae.sweep import main, write_summary
+from uae.analysis.sweep import main, write_summary
 
 
 def _job(sweep: Path, n: int | str, overrides: list[str], status: str | None, results: dict | None, zero_shot: dict | None = None) -> None:
@@ -45,7 +45,7 @@ def test_summary_rows_zero_shot_and_dead_jobs(tmp_path: Path) -> None:
 
 
 def test_named_runs_side_by_side_and_shared_overrides_said_once(tmp_path: Path, capsys) -> None:
-    """`python -m uae.sweep DIR` on runs started by hand: named folders after numbered ones, and the
+    """`python -m uae.analysis.sweep DIR` on runs started by hand: named folders after numbered ones, and the
     overrides every job shares moved above the table so the column shows what differs."""
     runs = tmp_path / "extra"
     _job(runs, "uae-seed1", ["trainer=gpu", "loss=uae", "seed=1"], "ok", _result("minilm+uae", 0.48))

@@ -14,7 +14,7 @@ from uae.llm.utility import SCHEMA
 def _table(rows: list[tuple[str, str, int, bool, float]]) -> pa.Table:
     columns = {name: [] for name in SCHEMA.names}
     for qid, pid, position, is_gold, utility in rows:
-        values = {"question_id": qid, "paper_id": "p", "passage_id": pid, "position": position, "source": "x",
+        values = {"question_id": qid, "document_id": "p", "passage_id": pid, "position": position, "source": "x",
                   "is_gold": is_gold, "utility": utility, "ll_context": utility - 1, "ll_closed": -1.0, "n_answers": 1}
         for name in SCHEMA.names:
             columns[name].append(values[name])

@@ -9,7 +9,7 @@ Examples::
 
     python -m uae.run +experiment=qasper_minilm stages=[evaluate]
     python -m uae.run +experiment=qasper_minilm model=bm25
-    python -m uae.run +experiment=qasper_minilm data.eval_split=test data.max_papers=20
+    python -m uae.run +experiment=qasper_minilm data.eval_split=test data.max_documents=20
     python -m uae.run --help            # Hydra's help: config groups and overrides
 """
 
@@ -37,7 +37,7 @@ def validate(cfg: DictConfig) -> None:
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
         raise UAEError(f"stages={list(cfg.stages)}: unknown stage(s) {unknown}. Known stages: {list(STAGES)}.")
-    if cfg.retrieval.scope not in ("paper", "corpus"):
+    if cfg.retrieval.scope not in ("document", "corpus"):
         raise UAEError(f"retrieval.scope={cfg.retrieval.scope!r}: use 'paper' or 'corpus'.")
     if int(cfg.retrieval.top_k) < 1 or int(cfg.retrieval.batch_size) < 1:
         raise UAEError("retrieval.top_k and retrieval.batch_size must be positive integers.")

@@ -13,7 +13,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from uae.data.records import QasperSplit, Question
+from uae.data.records import Question, Split
 from uae.errors import DataError
 
 SOURCES = ("gold", "bm25", "dense", "random")
@@ -22,7 +22,7 @@ SOURCES = ("gold", "bm25", "dense", "random")
 @dataclass(frozen=True)
 class CandidateSet:
     question_id: str
-    paper_id: str
+    document_id: str
     passage_ids: tuple[str, ...]
     sources: tuple[str, ...]  # where each candidate came from, one of SOURCES
 
@@ -33,7 +33,7 @@ class CandidateSet:
 
 def build_candidate_set(
     question: Question,
-    paper_passage_ids: Sequence[str],
+    document_passage_ids: Sequence[str],
     *,
     size: int,
     hard_rankings: Mapping[str, Sequence[str]],
@@ -47,13 +47,13 @@ def build_candidate_set(
     """
     if size < 1:
         raise DataError(f"candidates.size={size}: a candidate set needs at least one passage.")
-    if not paper_passage_ids:
+    if not document_passage_ids:
         raise DataError(
-            f"Question {question.question_id}: its paper {question.paper_id} has no paragraphs, so it has "
+            f"Question {question.question_id}: its paper {question.document_id} has no paragraphs, so it has "
             "no candidates. Leave it out (it has no evidence either) or repair the data file."
         )
     chosen: dict[str, str] = {}
-    for pid in paper_passage_ids:  # gold in document order, so the set does not depend on set iteration
+    for pid in document_passage_ids:  # gold in document order, so the set does not depend on set iteration
         if pid in question.gold_ids and len(chosen) < size:
             chosen[pid] = "gold"
     for source, ranking in hard_rankings.items():
@@ -64,15 +64,15 @@ def build_candidate_set(
             if pid not in chosen:
                 chosen[pid] = source
                 taken += 1
-    rest = [pid for pid in paper_passage_ids if pid not in chosen]
+    rest = [pid for pid in document_passage_ids if pid not in chosen]
     rng = random.Random(f"{seed}:{question.question_id}")
     for pid in rng.sample(rest, min(len(rest), size - len(chosen))):
         chosen[pid] = "random"
-    return CandidateSet(question.question_id, question.paper_id, tuple(chosen), tuple(chosen.values()))
+    return CandidateSet(question.question_id, question.document_id, tuple(chosen), tuple(chosen.values()))
 
 
 def build_candidates(
-    split: QasperSplit,
+    split: Split,
     questions: Sequence[Question],
     *,
     size: int = 8,
@@ -87,7 +87,7 @@ def build_candidates(
             raise ValueError(f"{source}: {len(rankings)} rankings for {len(questions)} questions")
     sets = []
     for i, question in enumerate(questions):
-        ids = [p.passage_id for p in split.passages(question.paper_id)]
+        ids = [p.passage_id for p in split.passages(question.document_id)]
         sets.append(
             build_candidate_set(
                 question,

@@ -1,4 +1,4 @@
-"""Training groups from QASPER and the utility table, served to Lightning.
+"""Training groups (uae.data.utility_table) served to Lightning, and full-document validation.
 
 A training group is one question with its candidate set C(q): the passages, the teacher's utility of
 each, and which are gold evidence. Batches are tokenized in the collate function (so workers do it in
@@ -11,107 +11,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from uae.data.records import QasperSplit
-from uae.errors import CacheMismatchError, UAEError
-from uae.llm.utility import read_table_spec
+from uae.data.records import Split, TrainingGroup
+from uae.errors import UAEError
 
 log = logging.getLogger(__name__)
 
 Tokenize = Callable[[Sequence[str], str], Mapping[str, torch.Tensor]]
-
-_REBUILD = "Rebuild it with the utility stage: python -m uae.run +experiment=NAME stages=[utility] (or make utilities)."
-
-
-@dataclass(frozen=True)
-class TrainingGroup:
-    """One question and its candidate set, in the candidate order of the utility table."""
-
-    question_id: str
-    query: str
-    passage_ids: tuple[str, ...]
-    passages: tuple[str, ...]
-    utility: tuple[float, ...]
-    gold: tuple[bool, ...]
-
-
-def training_groups(split: QasperSplit, table_path: Path, questions: Sequence[str], *, subset: bool) -> list[TrainingGroup]:
-    """Join the utility table with the split's texts, refusing a table that does not fit the split.
-
-    ``questions`` are the ids that must have utilities (answerable questions with paragraphs). With
-    ``subset`` (the split was cut by ``data.max_papers``) rows of papers not loaded are skipped; any
-    other row the split cannot explain is an error, as is a missing question or a non-finite utility.
-    """
-    spec = read_table_spec(table_path)
-    where = f"utility table {table_path}"
-    if spec.get("split") != split.name or spec.get("data") != split.fingerprint:
-        raise CacheMismatchError(
-            f"The {where} was made from QASPER {spec.get('split')} with data fingerprint "
-            f"{str(spec.get('data'))[:16]}, not from {split.name} ({split.source}, {split.fingerprint[:16]}). {_REBUILD}"
-        )
-    table = pq.read_table(table_path, columns=["question_id", "paper_id", "passage_id", "position", "is_gold", "utility"])
-    columns = {name: table[name].to_pylist() for name in table.column_names}
-    utility = table["utility"].to_numpy()
-    bad = np.flatnonzero(~np.isfinite(utility))
-    if bad.size:
-        raise CacheMismatchError(
-            f"The {where} has {bad.size} NaN or inf utilities (first: question {columns['question_id'][bad[0]]}, "
-            f"passage {columns['passage_id'][bad[0]]}). {_REBUILD}"
-        )
-    texts = {q.question_id: q.text for q in split.questions}
-    wanted = set(questions)
-    rows: dict[str, list[int]] = {}
-    for i, (qid, paper_id) in enumerate(zip(columns["question_id"], columns["paper_id"])):
-        if paper_id not in split.papers:
-            if subset:
-                continue
-            raise CacheMismatchError(f"The {where} has rows for paper {paper_id}, which QASPER {split.name} lacks. {_REBUILD}")
-        if qid not in wanted:
-            raise CacheMismatchError(
-                f"The {where} has rows for question {qid}, which is not an answerable question of QASPER "
-                f"{split.name} paper {paper_id}. {_REBUILD}"
-            )
-        rows.setdefault(qid, []).append(i)
-    missing = [qid for qid in questions if qid not in rows]
-    if missing:
-        raise CacheMismatchError(
-            f"The {where} lacks {len(missing)} of the {len(wanted)} questions that QASPER {split.name} needs "
-            f"utilities for (first: {missing[0]}). {_REBUILD}"
-        )
-    paper_texts: dict[str, dict[str, str]] = {}  # built once per paper, not once per question
-    groups = []
-    for qid in questions:
-        index = rows[qid]
-        paper_id = columns["paper_id"][index[0]]
-        if paper_id not in paper_texts:
-            paper_texts[paper_id] = {p.passage_id: p.text for p in split.passages(paper_id)}
-        passage_text = paper_texts[paper_id]
-        ids = tuple(columns["passage_id"][i] for i in index)
-        if [columns["position"][i] for i in index] != list(range(len(index))) or len(set(ids)) != len(ids):
-            raise CacheMismatchError(f"The {where} has duplicate or out-of-order candidates for question {qid}. {_REBUILD}")
-        unknown = [pid for pid in ids if pid not in passage_text]
-        if unknown:
-            raise CacheMismatchError(f"The {where} names paragraph {unknown[0]}, which paper {paper_id} lacks. {_REBUILD}")
-        groups.append(
-            TrainingGroup(
-                question_id=qid,
-                query=texts[qid],
-                passage_ids=ids,
-                passages=tuple(passage_text[pid] for pid in ids),
-                utility=tuple(float(utility[i]) for i in index),
-                gold=tuple(bool(columns["is_gold"][i]) for i in index),
-            )
-        )
-    return groups
-
 
 class GroupCollator:
     """Tokenizes a list of groups into one batch; passages of all groups are flattened, ``owner`` says whose.
@@ -147,26 +58,26 @@ class ValidationSet:
     """What full-paper validation ranks: every passage of the papers asked about, and the questions."""
 
     passage_ids: list[str]
-    passage_papers: list[str]
+    passage_documents: list[str]
     passage_texts: list[str]
     question_ids: list[str]
-    question_papers: list[str]
+    question_documents: list[str]
     question_texts: list[str]
     gold_ids: list[frozenset[str]]
 
     @classmethod
-    def from_split(cls, split: QasperSplit) -> ValidationSet:
+    def from_split(cls, split: Split) -> ValidationSet:
         questions = split.evaluable_questions
         if not questions:
-            raise UAEError(f"QASPER {split.name} has no question with aligned evidence to validate on.")
-        papers = dict.fromkeys(q.paper_id for q in questions)
-        passages = [p for paper_id in papers for p in split.passages(paper_id)]
+            raise UAEError(f"{split.dataset} {split.name} has no question with gold passages to validate on.")
+        papers = dict.fromkeys(q.document_id for q in questions)
+        passages = [p for document_id in papers for p in split.passages(document_id)]
         return cls(
             passage_ids=[p.passage_id for p in passages],
-            passage_papers=[p.paper_id for p in passages],
+            passage_documents=[p.document_id for p in passages],
             passage_texts=[p.text for p in passages],
             question_ids=[q.question_id for q in questions],
-            question_papers=[q.paper_id for q in questions],
+            question_documents=[q.document_id for q in questions],
             question_texts=[q.text for q in questions],
             gold_ids=[q.gold_ids for q in questions],
         )
@@ -222,17 +133,17 @@ class EpochSeededSampler(torch.utils.data.Sampler[int]):
         return self.n
 
 
-class QasperDataModule(L.LightningDataModule):
+class TrainingDataModule(L.LightningDataModule):
     """Training groups of the train split (from its utility table) and full-paper validation on eval.
 
     The splits are loaded by the fit stage and handed in, so the datamodule never re-reads or re-parses
-    QASPER and tests can pass tiny splits.
+    the data and tests can pass tiny splits.
     """
 
     def __init__(
         self,
         train_groups: Sequence[TrainingGroup],
-        val_split: QasperSplit | None,
+        val_split: Split | None,
         tokenize: Tokenize,
         *,
         batch_size: int = 16,
@@ -247,7 +158,7 @@ class QasperDataModule(L.LightningDataModule):
         if batch_size > len(train_groups):
             raise UAEError(
                 f"train.batch_size={batch_size} is larger than the {len(train_groups)} training questions; "
-                "lower it or use more papers (data.max_papers)."
+                "lower it or use more documents (data.max_documents)."
             )
         self.train_groups = list(train_groups)
         self.val_set = ValidationSet.from_split(val_split) if val_split is not None else None

@@ -9,7 +9,6 @@ the file and what to do.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from uae.data.records import AlignmentStats, Answer, Paper, Passage, QasperSplit, Question
+from uae.data.files import file_sha256
+from uae.data.records import AlignmentStats, Answer, Document, Passage, Question, Split
 from uae.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,10 @@ def load_qasper(
     data_dir: str | os.PathLike,
     *,
     version: str = "0.3",
-    max_papers: int | None = None,
+    max_documents: int | None = None,
     allow_hub: bool | None = None,
-) -> QasperSplit:
-    """Load one split; ``max_papers`` keeps the first N papers in file order (for quick runs)."""
+) -> Split:
+    """Load one split; ``max_documents`` keeps the first N papers in file order (for quick runs)."""
     data_dir = Path(data_dir)
     raw_path = data_dir / RAW_FILE.format(split=split, version=version)
     if raw_path.is_file():
@@ -52,7 +52,7 @@ def load_qasper(
         raw, fingerprint, source = _load_from_hub(split)
     else:
         raise DataError(_missing_split_message(split, data_dir, raw_path))
-    return parse_raw(raw, split=split, source=source, fingerprint=fingerprint, max_papers=max_papers)
+    return parse_raw(raw, split=split, source=source, fingerprint=fingerprint, max_documents=max_documents)
 
 
 def parse_raw(
@@ -61,37 +61,37 @@ def parse_raw(
     split: str,
     source: str,
     fingerprint: str,
-    max_papers: int | None = None,
-) -> QasperSplit:
-    """Turn the official raw layout ``{paper_id: {title, abstract, full_text, qas}}`` into records."""
+    max_documents: int | None = None,
+) -> Split:
+    """Turn the official raw layout ``{document_id: {title, abstract, full_text, qas}}`` into records."""
     if not isinstance(raw, Mapping):
         raise DataError(
             f"{source}: expected a JSON object mapping paper ids to papers (the official QASPER layout), "
             f"got {type(raw).__name__}. Check that this is a qasper-*-v0.3.json file."
         )
-    if max_papers is not None and max_papers < 1:
-        raise DataError(f"data.max_papers={max_papers}: must be a positive number of papers, or null for all.")
-    papers: dict[str, Paper] = {}
+    if max_documents is not None and max_documents < 1:
+        raise DataError(f"data.max_documents={max_documents}: must be a positive number of papers, or null for all.")
+    papers: dict[str, Document] = {}
     questions: list[Question] = []
     stats = AlignmentStats()
     seen_questions: dict[str, str] = {}
     empty_papers: list[str] = []
-    for paper_id, entry in raw.items():
-        if max_papers is not None and len(papers) >= max_papers:
+    for document_id, entry in raw.items():
+        if max_documents is not None and len(papers) >= max_documents:
             break
-        paper = _parse_paper(paper_id, entry, source)
+        paper = _parse_paper(document_id, entry, source)
         if not paper.passages:
-            empty_papers.append(paper_id)
-        papers[paper_id] = paper
-        for qa in _field(entry, "qas", list, source, paper_id):
+            empty_papers.append(document_id)
+        papers[document_id] = paper
+        for qa in _field(entry, "qas", list, source, document_id):
             question = _parse_question(qa, paper, source, stats)
             if question.question_id in seen_questions:
                 raise DataError(
                     f"{source}: question id {question.question_id} appears twice (papers "
-                    f"{seen_questions[question.question_id]} and {paper_id}). Question ids must be unique "
+                    f"{seen_questions[question.question_id]} and {document_id}). Question ids must be unique "
                     "within a split; the file is corrupt or two splits were concatenated."
                 )
-            seen_questions[question.question_id] = paper_id
+            seen_questions[question.question_id] = document_id
             questions.append(question)
     if not papers:
         raise DataError(f"{source}: the file holds no papers. Point data.dir at a complete QASPER split.")
@@ -110,8 +110,9 @@ def parse_raw(
             len(empty_papers),
             ", ".join(empty_papers[:5]),
         )
-    return QasperSplit(
-        name=split, source=source, fingerprint=fingerprint, papers=papers, questions=questions, alignment=stats
+    return Split(
+        name=split, source=source, fingerprint=fingerprint, documents=papers, questions=questions,
+        dataset="QASPER", alignment=stats, limited=max_documents is not None,
     )
 
 
@@ -179,15 +180,6 @@ def raw_from_hf_rows(rows: Iterable[Mapping[str, Any]], source: str = "HF datase
     return raw
 
 
-def file_sha256(path: Path) -> str:
-    """Content hash of a data file: the root of every cache fingerprint derived from it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def normalize_text(text: str) -> str:
     """Whitespace-insensitive form used to match evidence strings to paragraphs."""
     return " ".join(text.split())
@@ -196,34 +188,34 @@ def normalize_text(text: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _parse_paper(paper_id: str, entry: Any, source: str) -> Paper:
+def _parse_paper(document_id: str, entry: Any, source: str) -> Document:
     if not isinstance(entry, Mapping):
-        raise DataError(f"{source}: paper {paper_id} is a {type(entry).__name__}, expected an object.")
+        raise DataError(f"{source}: paper {document_id} is a {type(entry).__name__}, expected an object.")
     passages: list[Passage] = []
-    for section in _field(entry, "full_text", list, source, paper_id):
+    for section in _field(entry, "full_text", list, source, document_id):
         if not isinstance(section, Mapping) or not isinstance(section.get("paragraphs"), list):
             raise DataError(
-                f"{source}: paper {paper_id} has a full_text section without a 'paragraphs' list. "
+                f"{source}: paper {document_id} has a full_text section without a 'paragraphs' list. "
                 "The file is malformed."
             )
         name = section.get("section_name") or ""
         for text in section["paragraphs"]:
             if not isinstance(text, str):
-                raise DataError(f"{source}: paper {paper_id} has a paragraph that is not a string ({text!r:.80}).")
+                raise DataError(f"{source}: paper {document_id} has a paragraph that is not a string ({text!r:.80}).")
             if not text.strip():
                 continue
             index = len(passages)
-            passages.append(Passage(f"{paper_id}/{index}", paper_id, index, name, text))
-    return Paper(
-        paper_id=paper_id,
+            passages.append(Passage(f"{document_id}/{index}", document_id, index, name, text))
+    return Document(
+        document_id=document_id,
         title=str(entry.get("title") or ""),
         abstract=str(entry.get("abstract") or ""),
         passages=tuple(passages),
     )
 
 
-def _parse_question(qa: Any, paper: Paper, source: str, stats: AlignmentStats) -> Question:
-    where = f"{source}: paper {paper.paper_id}"
+def _parse_question(qa: Any, paper: Document, source: str, stats: AlignmentStats) -> Question:
+    where = f"{source}: paper {paper.document_id}"
     if not isinstance(qa, Mapping) or not isinstance(qa.get("question_id"), str) or not qa["question_id"]:
         raise DataError(f"{where} has a question without a question_id string. The file is malformed.")
     qid = qa["question_id"]
@@ -263,14 +255,14 @@ def _parse_question(qa: Any, paper: Paper, source: str, stats: AlignmentStats) -
             else:
                 stats.unaligned += 1
         answers.append(Answer(answer_text, answer_type, evidence, tuple(evidence_ids)))
-    return Question(qid, paper.paper_id, text, tuple(answers))
+    return Question(qid, paper.document_id, text, tuple(answers))
 
 
-def _field(entry: Mapping[str, Any], name: str, kind: type, source: str, paper_id: str) -> Any:
+def _field(entry: Mapping[str, Any], name: str, kind: type, source: str, document_id: str) -> Any:
     value = entry.get(name)
     if not isinstance(value, kind):
         raise DataError(
-            f"{source}: paper {paper_id} has no '{name}' {kind.__name__} (got {type(value).__name__}). "
+            f"{source}: paper {document_id} has no '{name}' {kind.__name__} (got {type(value).__name__}). "
             "The file is malformed or not in the official QASPER layout."
         )
     return value

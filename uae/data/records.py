@@ -1,8 +1,9 @@
-"""Typed QASPER records shared by every stage.
+"""Typed records shared by every stage, whatever dataset a split came from.
 
-Both input layouts (official raw JSON and the Hugging Face ``allenai/qasper`` columns) are turned into
-these records, so nothing downstream knows which layout a split came from. Records are frozen: a
-stage that needs other data builds new records instead of mutating shared ones.
+A split is documents split into passages, and questions with answer strings and, where annotated,
+gold passage ids. Each loader (QASPER, SQuAD, a BEIR folder) turns its files into these records, so
+retrieval, the utility stage, training and evaluation never know which dataset they run on. Records
+are frozen: a stage that needs other data builds new records instead of mutating shared ones.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Passage:
-    """One paragraph of a paper's full text: the unit that is retrieved and scored.
+    """The unit that is retrieved and scored (a QASPER paragraph, a SQuAD paragraph, a BEIR document).
 
-    ``passage_id`` is ``"{paper_id}/{index}"`` so that it is unique across a split and stable across runs.
+    ``passage_id`` is unique across a split and stable across runs: caches and tables are keyed by it.
     """
 
     passage_id: str
-    paper_id: str
+    document_id: str
     index: int
     section: str
     text: str
@@ -28,9 +29,8 @@ class Passage:
 class Answer:
     """One annotator's answer.
 
-    ``text`` is the gold answer string as QASPER's official evaluator builds it: extractive spans joined
-    by ", ", else the free-form answer, else "Yes"/"No"; "Unanswerable" for unanswerable answers.
-    ``evidence_ids`` are the passages that this annotator's evidence strings were aligned to.
+    ``text`` is the gold answer string (for QASPER, as its official evaluator builds it; "Unanswerable"
+    for unanswerable answers). ``evidence_ids`` are the passages this annotator marked as evidence.
     """
 
     text: str
@@ -45,17 +45,24 @@ class Answer:
 
 @dataclass(frozen=True)
 class Question:
-    """A question about one paper, with every annotator's answer."""
+    """A question, with every annotator's answer.
+
+    ``document_id`` names the document whose passages it ranks (within-document retrieval, as in QASPER
+    and SQuAD); ``None`` means it ranks the whole split (open retrieval, a BEIR query without one).
+    ``evidence_ids`` are gold passages given for the question as a whole rather than per annotator
+    (BEIR's qrels), so that a question without answers can still be evaluated.
+    """
 
     question_id: str
-    paper_id: str
+    document_id: str | None
     text: str
     answers: tuple[Answer, ...]
+    evidence_ids: tuple[str, ...] = ()
 
     @property
     def gold_ids(self) -> frozenset[str]:
-        """Gold evidence: the union over annotators of aligned evidence paragraphs."""
-        return frozenset(pid for answer in self.answers for pid in answer.evidence_ids)
+        """Gold evidence: the union over annotators of their evidence passages, and the question's own."""
+        return frozenset(pid for answer in self.answers for pid in answer.evidence_ids) | frozenset(self.evidence_ids)
 
     @property
     def gold_answers(self) -> tuple[str, ...]:
@@ -68,8 +75,8 @@ class Question:
 
 
 @dataclass(frozen=True)
-class Paper:
-    paper_id: str
+class Document:
+    document_id: str
     title: str
     abstract: str
     passages: tuple[Passage, ...]
@@ -77,7 +84,7 @@ class Paper:
 
 @dataclass
 class AlignmentStats:
-    """How the split's evidence strings mapped onto paragraphs (reported by every load)."""
+    """How the split's evidence strings mapped onto passages (for datasets that give evidence as text)."""
 
     evidence: int = 0
     aligned: int = 0
@@ -92,32 +99,59 @@ class AlignmentStats:
 
 
 @dataclass
-class QasperSplit:
-    """A loaded split: papers in file order, their questions, and where they came from.
+class Split:
+    """A loaded split: documents in file order, their questions, and where they came from.
 
-    ``fingerprint`` identifies the source content (a hash of the file, or of the HF dataset's
-    fingerprint) so that caches derived from the split can refuse a different one.
+    ``fingerprint`` identifies the source content (a hash of the files) so that caches derived from the
+    split can refuse a different one. ``dataset`` names it in messages ("QASPER", "SQuAD", a folder).
+    ``limited`` is true when a loader kept only the first documents (``data.max_documents``): a table
+    made for the full split then has rows this split cannot explain, and that is expected.
     """
 
     name: str
     source: str
     fingerprint: str
-    papers: dict[str, Paper]
+    documents: dict[str, Document]
     questions: list[Question]
-    alignment: AlignmentStats = field(default_factory=AlignmentStats)
+    dataset: str = "dataset"
+    alignment: AlignmentStats | None = None
+    limited: bool = False
+    _all_passages: tuple[Passage, ...] | None = field(default=None, repr=False, compare=False)
 
-    def passages(self, paper_id: str) -> tuple[Passage, ...]:
-        return self.papers[paper_id].passages
+    def passages(self, document_id: str | None) -> tuple[Passage, ...]:
+        """A document's passages; ``None`` (a question without a document) means every passage."""
+        if document_id is None:
+            return self.all_passages
+        return self.documents[document_id].passages
+
+    @property
+    def all_passages(self) -> tuple[Passage, ...]:
+        """Every passage of the split, each document's contiguous, in file order."""
+        if self._all_passages is None:
+            self._all_passages = tuple(p for doc in self.documents.values() for p in doc.passages)
+        return self._all_passages
 
     @property
     def evaluable_questions(self) -> list[Question]:
-        """Questions with at least one aligned evidence paragraph: those retrieval metrics count."""
+        """Questions with at least one gold passage: those retrieval metrics count."""
         return [q for q in self.questions if q.gold_ids]
 
     def summary(self) -> str:
-        n_passages = sum(len(p.passages) for p in self.papers.values())
-        return (
-            f"QASPER {self.name}: {len(self.papers)} papers, {n_passages} paragraphs, "
-            f"{len(self.questions)} questions ({len(self.evaluable_questions)} with aligned evidence); "
-            f"{self.alignment}"
+        n_passages = len(self.all_passages)
+        text = (
+            f"{self.dataset} {self.name}: {len(self.documents)} documents, {n_passages} passages, "
+            f"{len(self.questions)} questions ({len(self.evaluable_questions)} with gold passages)"
         )
+        return text + (f"; {self.alignment}" if self.alignment is not None else "")
+
+
+@dataclass(frozen=True)
+class TrainingGroup:
+    """One question and its scored candidate set, in the candidate order of its utility table."""
+
+    question_id: str
+    query: str
+    passage_ids: tuple[str, ...]
+    passages: tuple[str, ...]
+    utility: tuple[float, ...]
+    gold: tuple[bool, ...]

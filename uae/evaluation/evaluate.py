@@ -1,14 +1,14 @@
-"""Evaluate a retriever on a split: rank every counted question's paper, score, time the queries."""
+"""Evaluate a retriever on a split: rank every counted question's document, score, time the queries."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
-from uae.data.records import QasperSplit
+from uae.data.records import Split
 from uae.errors import DataError
 from uae.evaluation.metrics import retrieval_metrics
-from uae.retrieval.base import Retriever, Scope
+from uae.retrieval.base import Retriever, Scope, rank_questions
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class EvalResult:
     ranked_ids: list[list[str]] = field(repr=False)
 
 
-def evaluate_retriever(split: QasperSplit, retriever: Retriever, *, scope: Scope = "paper", top_k: int = 100) -> EvalResult:
+def evaluate_retriever(split: Split, retriever: Retriever, *, scope: Scope = "paper", top_k: int = 100) -> EvalResult:
     """Metrics over the questions that have aligned gold evidence (the others have nothing to find).
 
     Latency is the query-time wall clock (encode the question, search, re-rank) divided by the number
@@ -34,10 +34,10 @@ def evaluate_retriever(split: QasperSplit, retriever: Retriever, *, scope: Scope
     questions = split.evaluable_questions
     if not questions:
         raise DataError(
-            f"QASPER {split.name} ({split.source}) has no question with evidence aligned to a paragraph, "
-            "so retrieval cannot be scored. Use more papers (data.max_papers) or another split."
+            f"{split.dataset} {split.name} ({split.source}) has no question with a gold passage, so retrieval "
+            "cannot be scored. Use more documents (data.max_documents) or another split."
         )
-    ranking = retriever.rank(split, questions, scope=scope, top_k=top_k)
+    ranking = rank_questions(retriever, split, questions, scope=scope, top_k=top_k)
     metrics = retrieval_metrics(ranking.ranked_ids, [q.gold_ids for q in questions])
     return EvalResult(
         split=split.name,

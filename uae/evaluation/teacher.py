@@ -51,7 +51,7 @@ def teacher_quality(
     if not counted:
         raise UAEError(
             "No candidate set holds a gold evidence paragraph, so the teacher cannot be measured against the "
-            "annotations. Use more papers (data.max_papers) or a split with aligned evidence."
+            "annotations. Use more papers (data.max_documents) or a split with aligned evidence."
         )
     gold_sets = [golds[sets[i].question_id] & set(sets[i].passage_ids) for i in counted]
     by_utility = rank_sets_by_utility(table)

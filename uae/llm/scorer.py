@@ -6,7 +6,8 @@ The quantity (DESIGN.md, "answer log-likelihood")::
 
 :class:`AnswerScorer` computes it for many (context, question, answer) triples at once, and for any
 (prompt, target) pair (:meth:`AnswerScorer.score_targets`, e.g. UPR re-ranking's log p(question | passage)).
-Both go through one path, :meth:`AnswerScorer.score_requests`.
+Both go through one path, :meth:`AnswerScorer.score_requests`. The prompt text comes from a
+:class:`~uae.llm.prompt.PromptTemplate` (uae/llm/prompt.py).
 
 How it is fast, and still exact (the tests compare it with one full forward per triple):
 
@@ -14,19 +15,18 @@ How it is fast, and still exact (the tests compare it with one full forward per 
   (``model.get_decoder()``) gives hidden states, the rows that predict a target token are gathered, and
   ``lm_head`` plus ``logsumexp`` run on those rows alone (a prompt of 150 tokens and an answer of 15
   costs 15 head rows, not 165 rows of a 49k-word vocabulary);
-* every distinct token prefix in a batch is encoded once: the batch's sequences (prompt + target) form
-  a radix tree (the system turn shared by all, a passage shared by the questions asked of it, a prompt
-  shared by the annotators' answers), encoded in passes, one forward per pass, each pass continuing
-  the rows of the previous one through the key/value cache (re-indexed by parent), with attention
-  masks that hide padding and siblings, and explicit position ids. Identical items are scored once;
-* items are ordered so that sharing sequences sit together and similar lengths batch together; rows are
-  padded on the right within a pass only, and the pass widths are chosen to trade padding against the
-  fixed cost of a pass (causal attention keeps right padding out of real tokens' view);
+* identical items are scored once;
+* with ``share_prefixes`` (the default), every distinct token prefix in a batch is encoded once
+  (uae/llm/prefix.py: the system turn shared by all, a passage shared by the questions asked of it, a
+  prompt shared by the annotators' answers); without it, a batch is one plain right-padded forward,
+  one row per item (causal attention keeps right padding out of real tokens' view);
+* items are ordered so that sharing sequences sit together and similar lengths batch together;
 * the batch size is a token budget found from the device (or a given number of items), halved on
   out-of-memory, all under ``torch.inference_mode``.
 
 A model whose cache cannot be re-indexed (sliding-window or recurrent layers) fails a check made at load
-time on a few random tokens, and is then scored without sharing (a plain right-padded batch).
+time on a few random tokens, and is then scored without sharing. Sharing changes only the rounding
+(like ``dtype``), so it is not part of :meth:`AnswerScorer.fingerprint_spec`.
 
 Prompts longer than ``max_length`` lose tokens from the end of the context (the passage) only, never
 from the question or the target; :attr:`AnswerScorer.stats` counts those items.
@@ -34,14 +34,13 @@ from the question or the target; :attr:`AnswerScorer.stats` counts those items.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,10 +48,12 @@ import torch
 from uae.cache import model_digest
 from uae.errors import UAEError
 from uae.llm.loading import load_causal_lm
+from uae.llm.prefix import MIN_SHARED_TOKENS, PASS_COST_TOKENS, Encoding, common_prefix, encode_shared
+from uae.llm.prompt import PromptTemplate, fill
 
 __all__ = [
     "AnswerScorer",
-    "PromptTemplate",
+    "PromptTemplate",  # re-exported: configs and callers name it uae.llm.scorer.PromptTemplate
     "ScoreRequest",
     "ScorerStats",
     "ScoringError",
@@ -62,164 +63,13 @@ log = logging.getLogger(__name__)
 
 SCORER_VERSION = 1  # bump when a change alters the numbers, so that caches made before are refused
 SETTING = "llm.scorer"  # the config node named in messages
-_CONTEXT_MARK = "\ue000UAE-CONTEXT\ue000"  # private-use code points: no template or tokenizer alters them
-_QUESTION_MARK = "\ue000UAE-QUESTION\ue000"
 _HEAD_CHUNK_ELEMENTS = 1 << 24  # logits computed per head chunk (64 MB in float32)
 _CPU_TOKEN_BUDGET = 4096
 _MAX_ROWS = 256
-# The fixed cost of one forward pass in tokens' worth of compute (on CPU, mostly streaming the weights
-# from memory: ~70 ms for SmolLM2-135M in float32 on 2 cores, the time of ~32 tokens; on a GPU, kernel
-# launches): pass widths and tree levels are chosen against it.
-_PASS_COST_TOKENS = {"cpu": 32, "cuda": 1024}
-_MIN_SHARED_TOKENS = 8  # a shared run saving fewer tokens than this is repeated rather than given a level
 
 
 class ScoringError(UAEError, ValueError):
     """An item cannot be scored as given (empty target, too long without its context, non-finite result)."""
-
-
-# --------------------------------------------------------------------------------------------------
-# prompt template
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    """How (context, question) becomes the text after which the answer is scored.
-
-    ``style="chat"`` renders through the tokenizer's chat template: an optional system message, a user
-    message made from ``context_prompt`` (or ``closed_book_prompt`` when there is no context), then the
-    assistant turn whose content is the target. ``style="plain"`` concatenates ``system`` (if any, then
-    a blank line) and the user text. ``answer_prefix`` is appended to the rendered prompt in both styles
-    (e.g. ``"\\nAnswer:"`` for plain prompts); ``target_prefix`` is put before every answer before it is
-    tokenised (e.g. ``" "`` after ``"Answer:"``) and its tokens are scored with the answer's.
-
-    All fields are plain strings, so a Hydra node maps onto it (:meth:`from_config`); :meth:`spec` is
-    what cache fingerprints hold.
-    """
-
-    style: Literal["chat", "plain"] = "chat"
-    system: str | None = None  # chat: None keeps the chat template's own default system turn, if any
-    context_prompt: str = "Context: {context}\n\nQuestion: {question}"
-    closed_book_prompt: str = "Question: {question}"
-    answer_prefix: str = ""
-    target_prefix: str = ""
-
-    def __post_init__(self) -> None:
-        where = f"{SETTING}.template"
-        if self.style not in ("chat", "plain"):
-            raise UAEError(
-                f"{where}.style={self.style!r}: use 'chat' (the tokenizer's chat template) or 'plain'."
-            )
-        for name, text, needs_context in (
-            ("context_prompt", self.context_prompt, True),
-            ("closed_book_prompt", self.closed_book_prompt, False),
-        ):
-            if not isinstance(text, str):
-                raise UAEError(f"{where}.{name} must be a string, got {type(text).__name__}.")
-            try:
-                fields = _format_fields(text)
-            except ValueError as exc:
-                raise UAEError(
-                    f"{where}.{name}={text!r} is not a valid template ({exc}). Write literal braces as "
-                    "{{ and }}; the placeholders are {context} and {question}."
-                ) from exc
-            unknown = sorted(set(fields) - {"context", "question"})
-            if unknown:
-                raise UAEError(
-                    f"{where}.{name}={text!r} has unknown placeholder(s) {unknown}; only {{context}} and "
-                    "{question} are filled (write literal braces as {{ and }})."
-                )
-            n_context = fields.count("context")
-            if needs_context and n_context != 1:
-                raise UAEError(
-                    f"{where}.{name}={text!r} must hold {{context}} exactly once (it has {n_context}): the "
-                    "passage goes there, and it is the part cut when a prompt is too long."
-                )
-            if not needs_context and n_context:
-                raise UAEError(
-                    f"{where}.{name}={text!r} is the closed-book prompt: remove {{context}} from it."
-                )
-
-    @classmethod
-    def from_config(cls, config: PromptTemplate | Mapping[str, Any] | None) -> PromptTemplate:
-        """A template from a config mapping (a Hydra node); ``None`` gives the default."""
-        if config is None:
-            return cls()
-        if isinstance(config, PromptTemplate):
-            return config
-        if not isinstance(config, Mapping):
-            try:  # an OmegaConf DictConfig
-                from omegaconf import OmegaConf
-
-                config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-            except Exception as exc:  # noqa: BLE001 - not a DictConfig either: reported just below
-                log.debug("template config %r is not an OmegaConf node: %s", config, exc)
-        if not isinstance(config, Mapping):
-            raise UAEError(
-                f"{SETTING}.template must be a mapping of template fields, got {type(config).__name__}."
-            )
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise UAEError(f"{SETTING}.template has unknown key(s) {unknown}; the keys are {sorted(names)}.")
-        return cls(**{str(k): v for k, v in config.items()})
-
-    def spec(self) -> dict[str, Any]:
-        """The template as a plain dict (for cache fingerprints and logs)."""
-        return dataclasses.asdict(self)
-
-    def skeleton(self, tokenizer: Any, *, with_context: bool) -> str:
-        """The rendered prompt with marker strings in place of the context and the question."""
-        user = (self.context_prompt if with_context else self.closed_book_prompt).format(
-            context=_CONTEXT_MARK, question=_QUESTION_MARK
-        )
-        if self.style == "plain":
-            text = (f"{self.system}\n\n" if self.system else "") + user
-        else:
-            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-                name = getattr(tokenizer, "name_or_path", "the tokenizer")
-                raise UAEError(
-                    f"{SETTING}.template.style=chat needs a chat template, and {name} has none. Set "
-                    f"{SETTING}.template.style=plain (with e.g. answer_prefix='\\nAnswer:' and "
-                    "target_prefix=' '), or use an instruction-tuned model."
-                )
-            messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
-                {"role": "user", "content": user}
-            ]
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            if not isinstance(text, str):  # some versions return a list for a single conversation
-                text = text[0]
-        text += self.answer_prefix
-        expected = 1 if with_context else 0
-        if text.count(_CONTEXT_MARK) != expected:
-            raise UAEError(
-                f"The chat template of {getattr(tokenizer, 'name_or_path', 'the tokenizer')} altered the "
-                f"user message, so the context cannot be located in the rendered prompt. Use "
-                f"{SETTING}.template.style=plain."
-            )
-        return text
-
-    def render(
-        self, context: str | None, question: str, tokenizer: Any = None
-    ) -> tuple[str, tuple[int, int] | None]:
-        """The prompt text and the character span of the context in it (``None`` when closed-book)."""
-        return _fill(self.skeleton(tokenizer, with_context=context is not None), context, question)
-
-
-def _format_fields(text: str) -> list[str]:
-    import string
-
-    return [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
-
-
-def _fill(skeleton: str, context: str | None, question: str) -> tuple[str, tuple[int, int] | None]:
-    if context is None:
-        return skeleton.replace(_QUESTION_MARK, question), None
-    before, after = skeleton.split(_CONTEXT_MARK)
-    before = before.replace(_QUESTION_MARK, question)
-    after = after.replace(_QUESTION_MARK, question)
-    start = len(before)
-    return before + context + after, (start, start + len(context))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,16 +118,6 @@ class _Item:
         return self.prompt + self.target
 
 
-@dataclass
-class _Node:
-    """A run of tokens in the radix tree of a batch: encoded once for every sequence that passes through."""
-
-    tokens: list[int]
-    start: int  # position of the first token in its sequences
-    parent: int  # index of the parent node, -1 for a root
-    level: int  # number of ancestors: the forward pass that encodes it
-    row: int = -1  # its row in that pass
-
 
 @dataclass
 class _Limits:
@@ -295,7 +135,9 @@ class AnswerScorer:
     ``batch_size``: ``"auto"`` packs batches up to a token budget found from the device (halved on
     out-of-memory); an int caps the scored items per batch (``1``: one forward per item, no sharing).
     ``dtype="auto"``: float32 on CPU, bfloat16 on CUDA. ``share_prefixes=False`` turns prefix sharing
-    off (every item is encoded with its own prompt, as a per-item forward would).
+    off: plain right-padded batches, one row per distinct item, under the same token budget (counted
+    with padding). Like ``dtype``, it changes only the rounding, so it is no part of
+    :meth:`fingerprint_spec` and a table scored either way is reused by the other.
     """
 
     def __init__(
@@ -404,7 +246,7 @@ class AnswerScorer:
             skeleton = self._skeletons[key] = template.skeleton(
                 self.tokenizer, with_context=context is not None
             )
-        prompt, span = _fill(skeleton, context, question)
+        prompt, span = fill(skeleton, context, question)
         return ScoreRequest(prompt, template.target_prefix + answer if answer.strip() else answer, span)
 
     def score_requests(self, requests: Sequence[ScoreRequest], *, _labels: Any = None) -> np.ndarray:
@@ -596,19 +438,24 @@ class AnswerScorer:
     def _next_batch(self, pending: list[int], items: list[_Item], limits: _Limits) -> list[int]:
         """Take items off the end of ``pending`` (a stack in processing order) while they fit the limits.
 
-        A batch's cost is the tokens it adds to the radix tree: a sequence's tokens beyond its common
-        prefix with the previous one (the order puts sharing sequences next to each other).
+        A batch's cost is the tokens it computes. With sharing, the tokens it adds to the radix tree: a
+        sequence's tokens beyond its common prefix with the previous one (the order puts sharing
+        sequences next to each other). Without: rows x the longest row, padding included.
         """
         batch = [pending.pop()]
         previous = items[batch[0]].seq
-        cost = len(previous)
+        cost = width = len(previous)
         while pending and len(batch) < limits.rows:
             seq = items[pending[-1]].seq
-            add = len(seq) - _common_prefix([previous, seq])
+            if self.share_prefixes:
+                add = len(seq) - common_prefix([previous, seq])
+            else:
+                add = max(width, len(seq)) * (len(batch) + 1) - cost
             if limits.tokens is not None and cost + add > limits.tokens:
                 break
             batch.append(pending.pop())
             cost += add
+            width = max(width, len(seq))
             previous = seq
         return batch
 
@@ -659,114 +506,44 @@ class AnswerScorer:
     def _forward(self, batch: list[int], items: list[_Item], sums: np.ndarray) -> None:
         """Score every item of ``batch``, adding its sum of target-token log-probabilities into ``sums``.
 
-        The batch's sequences (prompt + target) form a radix tree: a run of tokens that several
-        sequences share is one node, encoded once. The tree is encoded in passes, one forward each,
-        right-padded: a pass's row continues a row of the previous pass (the key/value cache is
-        re-indexed to follow), attends to its ancestors' tokens and its own, never to padding, and its
-        position ids continue its sequence's. A pass encodes up to ``width`` tokens of each row (the
-        width that wastes least on padding); what is left of a longer node goes on in the next pass,
-        and a finished node's children start there. Without sharing: one pass, a plain right-padded
-        batch. Then the LM head runs on the hidden states that predict target tokens only.
+        The hidden states that predict the target tokens come from one right-padded forward, or, with
+        prefix sharing, from :func:`uae.llm.prefix.encode_shared`; then the LM head runs on those rows
+        only.
         """
-        dev = self.device
         seqs = [items[i].seq for i in batch]
-        nodes, paths = _radix_tree(seqs, share=self.share_prefixes, min_saving=_MIN_SHARED_TOKENS)
-        children: list[list[int]] = [[] for _ in nodes]
-        for n, node in enumerate(nodes):
-            if node.parent >= 0:
-                children[node.parent].append(n)
-        # per node: (token index in the node, the target token it predicts, item) for each target token
-        wanted: list[list[tuple[int, int, int]]] = [[] for _ in nodes]
-        for b, i in enumerate(batch):
-            path, k = paths[b], 0
-            for pos in range(len(items[i].prompt) - 1, len(seqs[b]) - 1):
-                while pos >= nodes[path[k]].start + len(nodes[path[k]].tokens):
-                    k += 1
-                wanted[path[k]].append((pos - nodes[path[k]].start, seqs[b][pos + 1], i))
+        wanted_from = [len(items[i].prompt) - 1 for i in batch]  # the position predicting the 1st target token
+        if self.share_prefixes:
+            overhead = PASS_COST_TOKENS["cuda" if self.device.type == "cuda" else "cpu"]
+            encoding = encode_shared(
+                self.base, seqs, wanted_from, pad_id=self.pad_id, cache_arg=self._cache_arg,
+                device=self.device, overhead=overhead, min_saving=MIN_SHARED_TOKENS,
+            )  # fmt: skip
+        else:
+            encoding = self._encode_padded(seqs, wanted_from)
+        self.stats.encoded_tokens += encoding.encoded_tokens
+        self.stats.padded_tokens += encoding.padded_tokens
+        self.stats.passes += encoding.passes
+        # the rows come sequence by sequence, each from its first wanted position on
+        targets = [s[p + 1] for s, start in zip(seqs, wanted_from, strict=True) for p in range(start, len(s) - 1)]
+        owners = np.repeat(np.asarray(batch, dtype=np.int64), [len(items[i].target) for i in batch])
+        logp = self._target_logprobs(encoding.rows, torch.tensor(targets, dtype=torch.long, device=self.device))
+        np.add.at(sums, owners, logp.double().cpu().numpy())
 
-        gathered: list[torch.Tensor] = []
-        tok_ids: list[int] = []
-        owners: list[int] = []
-        cache = None
-        mask: torch.Tensor | None = None
-        frontier = [
-            (n, 0, -1) for n, node in enumerate(nodes) if node.parent < 0
-        ]  # (node, offset, parent row)
-        while frontier:
-            width = self._pass_width([len(nodes[n].tokens) - o for n, o, _ in frontier])
-            ids = torch.full((len(frontier), width), self.pad_id, dtype=torch.long)
-            pos = torch.empty((len(frontier), width), dtype=torch.long)
-            own = torch.zeros((len(frontier), width), dtype=torch.long)
-            select: list[int] = []
-            following: list[tuple[int, int, int]] = []
-            for r, (n, o, _) in enumerate(frontier):
-                node = nodes[n]
-                k = min(width, len(node.tokens) - o)
-                ids[r, :k] = torch.tensor(node.tokens[o : o + k], dtype=torch.long)
-                pos[r] = torch.arange(node.start + o, node.start + o + width)
-                own[r, :k] = 1
-                for j, token, owner in wanted[n]:
-                    if o <= j < o + k:
-                        select.append(r * width + j - o)
-                        tok_ids.append(token)
-                        owners.append(owner)
-                if o + k < len(node.tokens):
-                    following.append((n, o + k, r))
-                else:
-                    following.extend((c, 0, r) for c in children[n])
-            kwargs: dict[str, Any] = {}
-            if cache is not None:
-                parents = torch.tensor([p for _, _, p in frontier], dtype=torch.long)
-                if len(parents) != len(mask) or not torch.equal(parents, torch.arange(len(mask))):
-                    cache.reorder_cache(parents.to(dev))  # rows follow their parents (copies the cache)
-                    mask = mask[parents]
-                mask = torch.cat([mask, own], dim=1)
-                kwargs["attention_mask"] = mask.to(dev)
-            else:  # the first pass: causal attention alone keeps right padding out of real tokens' view
-                mask = own
-            out = self.base(
-                input_ids=ids.to(dev),
-                position_ids=pos.to(dev),
-                use_cache=bool(following) or cache is not None,
-                **kwargs,
-                **{self._cache_arg: cache},
-            )
-            cache = _out_cache(out) if following else None
-            if select:
-                hidden = out.last_hidden_state
-                gathered.append(hidden.reshape(-1, hidden.shape[-1])[torch.tensor(select, device=dev)])
-            self.stats.encoded_tokens += int(own.sum())
-            self.stats.padded_tokens += own.numel()
-            self.stats.passes += 1
-            del out
-            frontier = following
-
-        rows = torch.cat(gathered) if len(gathered) > 1 else gathered[0]
-        logp = self._target_logprobs(rows, torch.tensor(tok_ids, dtype=torch.long, device=dev))
-        np.add.at(sums, np.asarray(owners, dtype=np.int64), logp.double().cpu().numpy())
-
-    def _pass_width(self, remaining: list[int]) -> int:
-        """Tokens per row for the next pass.
-
-        Rows longer than the width go on in the next pass, so a set of rows is covered by a staircase
-        of passes; this finds the staircase of least cost (tokens computed, padding included, plus a
-        fixed cost per pass, by dynamic programming over the rows' lengths) and returns its first step.
-        Without sharing: one pass as wide as the longest row.
-        """
-        if not self.share_prefixes or len(remaining) == 1:
-            return max(remaining)
-        overhead = _PASS_COST_TOKENS["cuda" if self.device.type == "cuda" else "cpu"]
-        lengths = np.sort(np.asarray(remaining))
-        steps = np.unique(lengths)  # a staircase steps at some of these
-        bounds = np.concatenate([[0], steps])
-        alive = len(lengths) - np.searchsorted(lengths, bounds, side="right")  # rows longer than each bound
-        best = np.zeros(len(bounds))  # least cost from each bound to the longest row
-        first = np.zeros(len(bounds), dtype=np.int64)
-        for a in range(len(bounds) - 2, -1, -1):
-            cost = alive[a] * (bounds[a + 1 :] - bounds[a]) + overhead + best[a + 1 :]
-            k = int(np.argmin(cost))
-            best[a], first[a] = cost[k], a + 1 + k
-        return int(bounds[first[0]])
+    def _encode_padded(self, seqs: list[list[int]], wanted_from: list[int]) -> Encoding:
+        """Plain padded batch: one forward, one row per sequence, padded on the right (no mask needed:
+        causal attention keeps the padding out of real tokens' view); the hidden states at the wanted
+        positions, in the order of :class:`uae.llm.prefix.Encoding`."""
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        positions = torch.arange(width, dtype=torch.long).expand(len(seqs), width)
+        out = self.base(input_ids=ids.to(self.device), position_ids=positions.to(self.device), use_cache=False)
+        hidden = out.last_hidden_state
+        select = [r * width + p for r, (s, start) in enumerate(zip(seqs, wanted_from, strict=True))
+                  for p in range(start, len(s) - 1)]  # fmt: skip
+        rows = hidden.reshape(-1, hidden.shape[-1])[torch.tensor(select, device=self.device)]
+        return Encoding(rows, sum(len(s) for s in seqs), ids.numel(), 1)
 
     def _target_logprobs(self, rows: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target | row) for hidden-state rows: the LM head on these rows only, in chunks."""
@@ -804,7 +581,7 @@ class AnswerScorer:
         rng = np.random.default_rng(0)
         low = min(10, vocab - 1)
         draw = lambda n: [int(x) for x in rng.integers(low, vocab, size=n)]
-        shared = draw(2 * _MIN_SHARED_TOKENS)
+        shared = draw(2 * MIN_SHARED_TOKENS)
         prompts = [shared + draw(2), shared + draw(3), draw(4)]
         answer = draw(3)
         items = [_Item(prompts[0], answer), _Item(prompts[1], draw(2)), _Item(prompts[0], answer[:1]),
@@ -884,11 +661,6 @@ def _decoder(model: Any) -> Any:
     return decoder if decoder is not model else None
 
 
-def _out_cache(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
-
-
 def _pad_id(tokenizer: Any, config: Any) -> int:
     for value in (tokenizer.pad_token_id, tokenizer.eos_token_id, getattr(config, "pad_token_id", None)):
         if isinstance(value, int):
@@ -896,66 +668,6 @@ def _pad_id(tokenizer: Any, config: Any) -> int:
         if isinstance(value, (list, tuple)) and value:
             return int(value[0])
     return 0  # padding is never attended by real tokens, so any id does
-
-
-def _radix_tree(
-    seqs: Sequence[list[int]], *, share: bool, min_saving: int = 0
-) -> tuple[list[_Node], list[list[int]]]:
-    """The radix tree of ``seqs``: a node per run of tokens shared by the same sequences, split where
-    they branch; and each sequence's path of node indices, root first. Nodes come level by level.
-
-    A branch point that would save fewer than ``min_saving`` tokens (run length x (branches - 1)) is
-    not worth a level of its own: its run is repeated in each branch instead. ``share=False``: one
-    root node per sequence.
-    """
-    if not share:
-        return [_Node(list(s), 0, -1, 0) for s in seqs], [[b] for b in range(len(seqs))]
-    nodes: list[_Node] = []
-    paths: list[list[int]] = [[] for _ in seqs]
-
-    def by_token(members: list[int], at: int) -> list[list[int]]:
-        groups: dict[int, list[int]] = {}
-        for b in members:
-            groups.setdefault(seqs[b][at], []).append(b)
-        return list(groups.values())
-
-    frontier: list[tuple[list[int], int, int]] = [(list(range(len(seqs))), 0, -1)]  # (members, start, parent)
-    level = 0
-    while frontier:
-        following: list[tuple[list[int], int, int]] = []
-        for members, start, parent in frontier:
-            work = by_token(members, start)
-            while work:
-                group = work.pop()
-                first = seqs[group[0]]
-                end = min(len(seqs[b]) for b in group)
-                for b in group[1:]:
-                    end = start + _common_prefix([first[start:end], seqs[b][start:end]])
-                rest = [b for b in group if len(seqs[b]) > end]
-                branches = by_token(rest, end)
-                if len(branches) > 1 and (end - start) * (len(branches) - 1) < min_saving:
-                    branches[0] += [b for b in group if len(seqs[b]) == end]
-                    work.extend(branches)  # each branch repeats tokens start..end in its own node
-                    continue
-                node = len(nodes)
-                nodes.append(_Node(first[start:end], start, parent, level))
-                for b in group:
-                    paths[b].append(node)
-                if rest:
-                    following.append((rest, end, node))
-        frontier = following
-        level += 1
-    return nodes, paths
-
-
-def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for k in range(n):
-        tok = first[k]
-        if any(s[k] != tok for s in seqs):
-            return k
-    return n
 
 
 def _is_oom(exc: BaseException) -> bool:

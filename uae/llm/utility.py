@@ -9,7 +9,6 @@ chunks into one parquet table, stamped with the fingerprint of everything that m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -25,27 +24,11 @@ from tqdm.auto import tqdm
 
 from uae.cache import atomic_path, fingerprint
 from uae.data.candidates import CandidateSet
-from uae.data.records import QasperSplit
+from uae.data.records import Split
+from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY
 from uae.errors import CacheMismatchError, UAEError
 
 log = logging.getLogger(__name__)
-
-SCHEMA = pa.schema(
-    [
-        ("question_id", pa.string()),
-        ("paper_id", pa.string()),
-        ("passage_id", pa.string()),
-        ("position", pa.int32()),  # index of the candidate within its set
-        ("source", pa.string()),  # gold | bm25 | dense | random
-        ("is_gold", pa.bool_()),
-        ("utility", pa.float64()),  # mean_a [ll(a | p) - ll(a | none)], nats per answer token
-        ("ll_context", pa.float64()),  # mean_a ll(a | p)
-        ("ll_closed", pa.float64()),  # mean_a ll(a | none)
-        ("n_answers", pa.int32()),
-    ]
-)
-FINGERPRINT_KEY = b"uae_fingerprint"
-SPEC_KEY = b"uae_spec"
 
 
 class IncompleteUtilitiesError(UAEError):
@@ -80,29 +63,13 @@ class Shard:
         return chunk % self.count == self.index
 
 
-def utility_spec(
-    split: QasperSplit, sets: Sequence[CandidateSet], scorer_spec: Mapping[str, Any], candidate_spec: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Everything the table's content depends on; its hash guards the merged table."""
-    digest = hashlib.sha256()
-    for s in sets:
-        digest.update(json.dumps([s.question_id, s.passage_ids, s.sources]).encode())
-    return {
-        "split": split.name,
-        "data": split.fingerprint,
-        "scorer": dict(scorer_spec),
-        "candidates": dict(candidate_spec),
-        "candidate_sets": digest.hexdigest(),
-    }
-
-
 def work_key(spec: Mapping[str, Any], chunk_questions: int) -> str:
     """Key of a work folder and its chunks: the table's spec plus the chunking, which fixes chunk k."""
     return fingerprint({**spec, "chunk_questions": chunk_questions})
 
 
 def compute_utilities(
-    split: QasperSplit,
+    split: Split,
     sets: Sequence[CandidateSet],
     scorer: Scorer,
     work_dir: Path,
@@ -132,13 +99,13 @@ def compute_utilities(
     return [chunk_path(work_dir, k) for k in owned]
 
 
-def score_chunk(split: QasperSplit, sets: Sequence[CandidateSet], scorer: Scorer) -> pa.Table:
+def score_chunk(split: Split, sets: Sequence[CandidateSet], scorer: Scorer) -> pa.Table:
     """Utilities of a few questions' candidates, with one scorer call so it can batch them all."""
     questions = {q.question_id: q for q in split.questions}
     items: list[tuple[str | None, str, str]] = []
     for s in sets:
         q = questions[s.question_id]
-        texts = {p.passage_id: p.text for p in split.passages(q.paper_id)}
+        texts = {p.passage_id: p.text for p in split.passages(q.document_id)}
         for answer in q.gold_answers:
             items.append((None, q.text, answer))
             items.extend((texts[pid], q.text, answer) for pid in s.passage_ids)
@@ -164,7 +131,7 @@ def score_chunk(split: QasperSplit, sets: Sequence[CandidateSet], scorer: Scorer
         for j, (pid, source) in enumerate(zip(s.passage_ids, s.sources)):
             row = {
                 "question_id": q.question_id,
-                "paper_id": q.paper_id,
+                "document_id": q.document_id,
                 "passage_id": pid,
                 "position": j,
                 "source": source,
@@ -198,48 +165,6 @@ def merge_utilities(work_dir: Path, n_sets: int, chunk_questions: int, dest: Pat
     with atomic_path(dest) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return table
-
-
-def load_utility_table(path: Path, spec: Mapping[str, Any], sets: Sequence[CandidateSet]) -> pa.Table:
-    """Read a merged table and refuse it unless it was made for exactly these settings and sets."""
-    if not path.is_file():
-        raise CacheMismatchError(f"{path}: no utility table. Run the utility stage (stages=[utility]) to build it.")
-    table = pq.read_table(path)
-    metadata = table.schema.metadata or {}
-    if metadata.get(FINGERPRINT_KEY, b"").decode() != fingerprint(spec):
-        made = json.loads(metadata.get(SPEC_KEY, b"{}"))
-        differs = sorted(k for k in set(made) | set(spec) if made.get(k) != spec.get(k))
-        raise CacheMismatchError(
-            f"{path} was made with other settings (differs in: {', '.join(differs) or 'unknown'}). Rebuild it with "
-            "the utility stage, or restore the settings it was made with."
-        )
-    expected = [(s.question_id, pid) for s in sets for pid in s.passage_ids]
-    got = list(zip(table["question_id"].to_pylist(), table["passage_id"].to_pylist()))
-    if got != expected:
-        raise CacheMismatchError(f"{path}: its rows do not match the candidate sets. Rebuild it with the utility stage.")
-    utility = table["utility"].to_numpy()
-    if not np.isfinite(utility).all():
-        raise CacheMismatchError(f"{path}: {int((~np.isfinite(utility)).sum())} utilities are NaN or inf. Rebuild it.")
-    return table
-
-
-def read_table_spec(path: Path) -> dict[str, Any]:
-    """The spec a merged table was made with (its metadata), without reading its rows."""
-    if not path.is_file():
-        raise CacheMismatchError(
-            f"{path}: no utility table. Build it with the utility stage (stages=[utility], or make utilities)."
-        )
-    try:
-        metadata = pq.read_schema(path).metadata or {}
-        spec = json.loads(metadata[SPEC_KEY])
-    except (KeyError, ValueError, OSError, pa.ArrowException) as exc:
-        raise CacheMismatchError(
-            f"{path} is not a utility table written by the utility stage ({type(exc).__name__}). Rebuild it with "
-            "stages=[utility]."
-        ) from exc
-    if fingerprint(spec) != metadata.get(FINGERPRINT_KEY, b"").decode():
-        raise CacheMismatchError(f"{path}: its metadata does not match its fingerprint. Rebuild it with stages=[utility].")
-    return spec
 
 
 def chunk_path(work_dir: Path, k: int) -> Path:

@@ -13,9 +13,12 @@ from typing import Literal
 
 import numpy as np
 
-from uae.data.records import Passage, QasperSplit, Question
+from uae.data.records import Passage, Question, Split
 
-Scope = Literal["paper", "corpus"]
+# document: each question ranks its own document's passages (QASPER's evidence selection, SQuAD's
+# paragraphs of one article); a question without a document ranks the whole split. corpus: every
+# question ranks the whole split.
+Scope = Literal["document", "corpus"]
 
 
 @dataclass
@@ -35,25 +38,43 @@ class Retriever(ABC):
     name: str
 
     @abstractmethod
-    def rank(self, split: QasperSplit, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
-        """Rank passages for each question: all of its paper's (scope=paper) or the split's top_k."""
+    def rank(self, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
+        """Rank passages for each question: all of its document's (scope=document) or the split's top_k.
+
+        Implementations may assume that in scope=document every question has a document:
+        :func:`rank_questions` sends the others to scope=corpus."""
 
     def describe(self) -> dict[str, object]:
         """What results.json records about this retriever."""
         return {"name": self.name}
 
 
-def positions_by_paper(paper_ids: Sequence[str]) -> dict[str, list[int]]:
-    """Positions grouped by paper id, in first-seen order (one index slice or search per paper)."""
+def rank_questions(retriever: Retriever, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
+    """``retriever.rank`` for a mix of questions: in scope=document those without a document (open
+    retrieval, e.g. a BEIR query with no ``metadata.document``) rank the whole split's top_k."""
+    open_rows = [i for i, q in enumerate(questions) if q.document_id is None] if scope == "document" else []
+    if not open_rows:
+        return retriever.rank(split, questions, scope=scope, top_k=top_k)
+    bound_rows = [i for i, q in enumerate(questions) if q.document_id is not None]
+    ranked: list[list[str]] = [[] for _ in questions]
+    query_seconds = index_seconds = 0.0
+    for rows, part_scope in ((bound_rows, "document"), (open_rows, "corpus")):
+        if not rows:
+            continue
+        part = retriever.rank(split, [questions[i] for i in rows], scope=part_scope, top_k=top_k)
+        for i, ids in zip(rows, part.ranked_ids):
+            ranked[i] = ids
+        query_seconds += part.query_seconds
+        index_seconds += part.index_seconds
+    return Ranking(ranked, query_seconds, index_seconds)
+
+
+def positions_by_document(document_ids: Sequence[str]) -> dict[str, list[int]]:
+    """Positions grouped by document id, in first-seen order (one index slice or search per document)."""
     groups: dict[str, list[int]] = {}
-    for i, paper_id in enumerate(paper_ids):
-        groups.setdefault(paper_id, []).append(i)
+    for i, document_id in enumerate(document_ids):
+        groups.setdefault(document_id, []).append(i)
     return groups
-
-
-def split_passages(split: QasperSplit) -> list[Passage]:
-    """All passages of a split, each paper's contiguous, in file order."""
-    return [p for paper in split.papers.values() for p in paper.passages]
 
 
 def rank_by_scores(scores: np.ndarray, passages: Sequence[Passage]) -> list[str]:

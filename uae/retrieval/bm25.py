@@ -14,8 +14,8 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import bm25s
 import numpy as np
 
-from uae.data.records import QasperSplit, Question
-from uae.retrieval.base import Ranking, Retriever, Scope, positions_by_paper, rank_by_scores, split_passages
+from uae.data.records import Question, Split
+from uae.retrieval.base import Ranking, Retriever, Scope, positions_by_document, rank_by_scores
 
 # bm25s sets its own logger to DEBUG on import and logs every index build.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -39,11 +39,11 @@ class BM25Retriever(Retriever):
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         return bm25s.tokenize(texts, stopwords=self.stopwords, return_ids=False, show_progress=False)
 
-    def rank(self, split: QasperSplit, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
+    def rank(self, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
         ranked: list[list[str]] = [[] for _ in questions]
         index_seconds = query_seconds = 0.0
         if scope == "corpus":
-            passages = split_passages(split)
+            passages = split.all_passages
             start = time.perf_counter()
             model = self._index([p.text for p in passages])
             index_seconds = time.perf_counter() - start
@@ -52,8 +52,8 @@ class BM25Retriever(Retriever):
                 scores = model.get_scores(self._tokenize([question.text])[0])
                 ranked[i] = rank_by_scores(scores, passages)[:top_k]
             return Ranking(ranked, time.perf_counter() - start, index_seconds)
-        for paper_id, positions in positions_by_paper([q.paper_id for q in questions]).items():
-            passages = split.passages(paper_id)
+        for document_id, positions in positions_by_document([q.document_id for q in questions]).items():
+            passages = split.passages(document_id)
             start = time.perf_counter()
             model = self._index([p.text for p in passages])
             index_seconds += time.perf_counter() - start

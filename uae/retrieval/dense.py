@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from uae.cache import fingerprint, load_tensors, save_tensors
-from uae.data.records import QasperSplit, Question
-from uae.retrieval.base import Ranking, Retriever, Scope, split_passages
+from uae.data.records import Question, Split
+from uae.retrieval.base import Ranking, Retriever, Scope
 from uae.retrieval.encoder import DualEncoder
 from uae.retrieval.index import PassageIndex
 
@@ -51,15 +51,15 @@ class DenseRetriever(Retriever):
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "model_id": self.encoder.model_id, "path": str(self.encoder.path)}
 
-    def embedding_cache(self, split: QasperSplit) -> tuple[Path, str]:
+    def embedding_cache(self, split: Split) -> tuple[Path, str]:
         """Where this encoder's embeddings of this split's passages are cached, and their fingerprint."""
-        ids_digest = hashlib.sha256("\n".join(p.passage_id for p in split_passages(split)).encode()).hexdigest()
+        ids_digest = hashlib.sha256("\n".join(p.passage_id for p in split.all_passages).encode()).hexdigest()
         key = fingerprint(
             {"encoder": self.encoder.fingerprint_spec("passage"), "data": split.fingerprint, "passages": ids_digest}
         )
         return self.cache_dir / "embeddings" / f"{split.name}-{key[:20]}.pt", key
 
-    def passage_embeddings(self, split: QasperSplit) -> torch.Tensor:
+    def passage_embeddings(self, split: Split) -> torch.Tensor:
         """Embeddings of every passage of the split, from the cache when its fingerprint matches."""
         path, key = self.embedding_cache(split)
         cached = load_tensors(path, key)
@@ -67,7 +67,7 @@ class DenseRetriever(Retriever):
         if cached is not None:
             log.info("passage embeddings from cache %s", path)
             return cached["embeddings"]
-        passages = split_passages(split)
+        passages = split.all_passages
         embeddings = self.encoder.encode(
             [p.text for p in passages], "passage", batch_size=self.batch_size, progress=self.progress
         )
@@ -75,13 +75,13 @@ class DenseRetriever(Retriever):
         log.info("passage embeddings cached at %s", path)
         return embeddings
 
-    def rank(self, split: QasperSplit, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
+    def rank(self, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
         start = time.perf_counter()
-        passages = split_passages(split)
+        passages = split.all_passages
         index = PassageIndex(
             self.passage_embeddings(split),
             [p.passage_id for p in passages],
-            [p.paper_id for p in passages],
+            [p.document_id for p in passages],
             use_gpu=self.use_gpu_index,
         )
         index_seconds = time.perf_counter() - start
@@ -94,5 +94,5 @@ class DenseRetriever(Retriever):
         if scope == "corpus":
             ranked = index.search_corpus(queries, top_k)[1]
         else:
-            ranked = index.rank_papers(queries, [q.paper_id for q in questions])
+            ranked = index.rank_documents(queries, [q.document_id for q in questions])
         return Ranking(ranked, time.perf_counter() - start, index_seconds)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from uae.errors import DataError
-from uae.retrieval.base import positions_by_paper
+from uae.retrieval.base import positions_by_document
 
 if TYPE_CHECKING:
     import faiss
@@ -36,19 +36,19 @@ class PassageIndex:
     """Passages of a split (grouped by paper) and their embeddings, searchable per paper or globally."""
 
     def __init__(
-        self, embeddings: torch.Tensor | np.ndarray, passage_ids: Sequence[str], paper_ids: Sequence[str], *, use_gpu: bool | None = None
+        self, embeddings: torch.Tensor | np.ndarray, passage_ids: Sequence[str], document_ids: Sequence[str], *, use_gpu: bool | None = None
     ) -> None:
         vectors = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
-        if vectors.ndim != 2 or len(vectors) != len(passage_ids) or len(passage_ids) != len(paper_ids):
-            raise ValueError("embeddings, passage_ids and paper_ids must have the same length")
+        if vectors.ndim != 2 or len(vectors) != len(passage_ids) or len(passage_ids) != len(document_ids):
+            raise ValueError("embeddings, passage_ids and document_ids must have the same length")
         self.vectors = vectors
         self.passage_ids = list(passage_ids)
         self.spans: dict[str, tuple[int, int]] = {}
-        for row, paper_id in enumerate(paper_ids):
-            start, end = self.spans.get(paper_id, (row, row))
+        for row, document_id in enumerate(document_ids):
+            start, end = self.spans.get(document_id, (row, row))
             if end != row:
-                raise ValueError(f"passages of paper {paper_id} are not contiguous")
-            self.spans[paper_id] = (start, row + 1)
+                raise ValueError(f"passages of paper {document_id} are not contiguous")
+            self.spans[document_id] = (start, row + 1)
         self.use_gpu = use_gpu
         self._corpus_index: faiss.Index | None = None
 
@@ -62,14 +62,14 @@ class PassageIndex:
         index.add(vectors)
         return index
 
-    def search_paper(self, queries: torch.Tensor | np.ndarray, paper_id: str) -> tuple[np.ndarray, list[list[str]]]:
-        """Rank every passage of ``paper_id`` for each query: scores and ids, best first."""
-        if paper_id not in self.spans:
+    def search_document(self, queries: torch.Tensor | np.ndarray, document_id: str) -> tuple[np.ndarray, list[list[str]]]:
+        """Rank every passage of ``document_id`` for each query: scores and ids, best first."""
+        if document_id not in self.spans:
             raise DataError(
-                f"Paper {paper_id} has no paragraphs in the index, so its questions cannot be ranked. "
+                f"Document {document_id} has no paragraphs in the index, so its questions cannot be ranked. "
                 "Its full text is empty in the data file; drop its questions or repair the file."
             )
-        start, end = self.spans[paper_id]
+        start, end = self.spans[document_id]
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if q.ndim != 2 or q.shape[1] != self.vectors.shape[1]:
             raise ValueError(f"queries of shape {q.shape} for passages of dimension {self.vectors.shape[1]}")
@@ -83,12 +83,12 @@ class PassageIndex:
         ids = [[self.passage_ids[start + r] for r in row] for row in rows]
         return scores, ids
 
-    def rank_papers(self, queries: torch.Tensor | np.ndarray, paper_ids: Sequence[str]) -> list[list[str]]:
-        """Each query's full ranking of its own paper (``paper_ids[i]``), one search per paper."""
+    def rank_documents(self, queries: torch.Tensor | np.ndarray, document_ids: Sequence[str]) -> list[list[str]]:
+        """Each query's full ranking of its own paper (``document_ids[i]``), one search per paper."""
         q = np.asarray(queries, dtype=np.float32)
-        ranked: list[list[str]] = [[] for _ in paper_ids]
-        for paper_id, rows in positions_by_paper(paper_ids).items():
-            for i, ids in zip(rows, self.search_paper(q[rows], paper_id)[1]):
+        ranked: list[list[str]] = [[] for _ in document_ids]
+        for document_id, rows in positions_by_document(document_ids).items():
+            for i, ids in zip(rows, self.search_document(q[rows], document_id)[1]):
                 ranked[i] = ids
         return ranked
 

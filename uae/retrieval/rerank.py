@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from uae.data.records import QasperSplit, Question
+from uae.data.records import Question, Split
 from uae.errors import UAEError
 from uae.llm.scorer import AnswerScorer
 from uae.retrieval.base import Ranking, Retriever, Scope
@@ -40,9 +40,9 @@ class LLMReranker(Retriever):
             "prompt": self.prompt,
         }
 
-    def rank(self, split: QasperSplit, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
+    def rank(self, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
         first = self.base.rank(split, questions, scope=scope, top_k=max(top_k, self.k))
-        texts = {p.passage_id: p.text for paper in split.papers.values() for p in paper.passages}
+        texts = {p.passage_id: p.text for paper in split.documents.values() for p in paper.passages}
         start = time.perf_counter()
         prompts, targets, contexts, owners = [], [], [], []
         for i, (question, ranked) in enumerate(zip(questions, first.ranked_ids)):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae import machine
 from uae.cache import write_json
-from uae.data.records import QasperSplit
+from uae.data.records import Split
 from uae.evaluation.evaluate import evaluate_retriever
 from uae.evaluation.metrics import answer_f1
 from uae.retrieval.base import Retriever
@@ -60,7 +60,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
 def evaluate_into(
     cfg: DictConfig,
     state: dict[str, Any],
-    split: QasperSplit,
+    split: Split,
     retriever: Retriever,
     name: str,
     out_dir: Path,
@@ -81,7 +81,7 @@ def evaluate_into(
         "index_seconds": result.index_seconds,
         **extra,
         "retriever_details": result.retriever,
-        "data": {"source": split.source, "fingerprint": split.fingerprint, "alignment": vars(split.alignment)},
+        "data": {"source": split.source, "fingerprint": split.fingerprint, "alignment": vars(split.alignment) if split.alignment else None},
         "machine": machine.describe(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -97,7 +97,7 @@ def evaluate_into(
 
 
 def reader_token_f1(
-    cfg: DictConfig, state: dict[str, Any], split: QasperSplit, question_ids: list[str], rankings: list[list[str]]
+    cfg: DictConfig, state: dict[str, Any], split: Split, question_ids: list[str], rankings: list[list[str]]
 ) -> tuple[dict[str, str], float]:
     """The reader's answers and their mean QASPER token F1 (max over each question's annotators)."""
     answers = read_answers(cfg, state, split, question_ids, rankings)
@@ -107,13 +107,13 @@ def reader_token_f1(
 
 
 def read_answers(
-    cfg: DictConfig, state: dict[str, Any], split: QasperSplit, question_ids: list[str], rankings: list[list[str]]
+    cfg: DictConfig, state: dict[str, Any], split: Split, question_ids: list[str], rankings: list[list[str]]
 ) -> dict[str, str]:
     """The reader's answer to each question from its ranking's top ``reader.answerer.k`` paragraphs."""
     if "reader" not in state:  # one reader per run, shared by the fine-tuned and zero-shot evaluations
         state["reader"] = build(cfg.reader.answerer, "reader.answerer")
     reader = state["reader"]
     questions = {q.question_id: q for q in split.questions}
-    texts = {p.passage_id: p.text for paper in split.papers.values() for p in paper.passages}
+    texts = {p.passage_id: p.text for paper in split.documents.values() for p in paper.passages}
     items = [(qid, ranked, questions[qid].text) for qid, ranked in zip(question_ids, rankings)]
     return dict(zip(question_ids, reader.answer(items, texts, split.fingerprint)))

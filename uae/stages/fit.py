@@ -16,46 +16,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from uae.cache import fingerprint
-from uae.data.datamodule import QasperDataModule, training_groups
-from uae.data.records import QasperSplit
-from uae.errors import UAEError
-from uae.llm.utility import read_table_spec
-from uae.stages.common import build, load_split, max_papers_for
-from uae.stages.utility import (
-    find_utility_table,
-    hard_negative_retrievers,
-    utility_questions,
-    utility_settings,
-)
+from uae.data.datamodule import TrainingDataModule
+from uae.data.utility_table import table_spec, training_groups
+from uae.stages.common import build, load_split
+from uae.stages.tables import train_table, utility_questions
 from uae.training.module import RetrieverModule
 
 log = logging.getLogger("uae.run")
-
-
-def train_table(cfg: DictConfig, split: QasperSplit, question_ids: list[str], state: dict[str, Any]) -> Path:
-    """The utility table for the train split: ``utility.table`` as given, the one the utility stage just
-    checked, or one in ``utility.table_dir`` made with this config's LLM and candidate settings.
-
-    ``utility.table`` is for a table made elsewhere (another LLM, another machine) where that LLM or
-    the candidates' encoder cannot be loaded to compare settings; its split, data fingerprint and
-    coverage are still checked when the groups are built, and its settings are logged.
-    """
-    if cfg.utility.get("table"):
-        return Path(cfg.utility.table)
-    made = state.get("utility_tables", {}).get(split.name)
-    if made is not None:
-        return Path(made)
-    scorer = build(cfg.llm.scorer, "llm.scorer")  # for its fingerprint only: loading SmolLM2 takes < 1 s
-    settings = utility_settings(cfg, scorer, hard_negative_retrievers(cfg))
-    del scorer
-    found = find_utility_table(cfg, split, question_ids, settings, writing=False)
-    if found is None:
-        raise UAEError(
-            f"No utility table in {cfg.utility.table_dir} covers the {len(question_ids)} answerable questions of "
-            f"QASPER {split.name} with these settings (llm={cfg.llm.name}, candidates, data file). Build it with the "
-            f"utility stage: add utility to stages (stages=[utility,fit,...]) or run `make utilities`."
-        )
-    return found
 
 
 def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
@@ -64,7 +31,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     train_split = load_split(cfg, cfg.data.train_split)
     questions = [q.question_id for q in utility_questions(train_split)]
     table = train_table(cfg, train_split, questions, state)
-    spec = read_table_spec(table)
+    spec = table_spec(table)
     state["utility_table"] = {  # into results.json: the table's own record of its LLM, not the config's
         "path": str(table),
         "given": bool(cfg.utility.get("table")),
@@ -73,7 +40,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     }
     if state["utility_table"]["given"]:
         log.info("fit: utility.table=%s used as given (scorer %s)", table, state["utility_table"]["scorer"])
-    groups = training_groups(train_split, table, questions, subset=max_papers_for(cfg, train_split.name) is not None)
+    groups = training_groups(train_split, table, questions)
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]
     log.info("fit: %d training groups from %s", len(groups), table)
@@ -82,7 +49,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     L.seed_everything(cfg.seed, workers=True)
     encoder = build(cfg.model.encoder, "model.encoder")
     loss = build(cfg.loss.fn, "loss.fn")
-    datamodule = QasperDataModule(
+    datamodule = TrainingDataModule(
         groups,
         val_split,
         encoder.tokenize,

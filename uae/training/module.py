@@ -208,8 +208,8 @@ class RetrieverModule(L.LightningModule):
             # a distributed sampler pads by repeating chunks: average the duplicates
             self._val_embeddings[side] /= counts.unsqueeze(1)
         val_set = self.trainer.datamodule.val_set
-        index = PassageIndex(self._val_embeddings["passage"].cpu(), val_set.passage_ids, val_set.passage_papers, use_gpu=False)
-        ranked = index.rank_papers(self._val_embeddings["query"].cpu(), val_set.question_papers)
+        index = PassageIndex(self._val_embeddings["passage"].cpu(), val_set.passage_ids, val_set.passage_documents, use_gpu=False)
+        ranked = index.rank_documents(self._val_embeddings["query"].cpu(), val_set.question_documents)
         metrics = retrieval_metrics(ranked, val_set.gold_ids)
         for name in RETRIEVAL_METRICS:
             self.log(f"val/{name}", metrics[name], prog_bar=name in ("hit@1", "map"), rank_zero_only=False)

@@ -1,4 +1,4 @@
-"""Tables from run folders: ``python -m uae.report RUN_DIR [RUN_DIR ...] [--into FILE.md --section NAME] [--csv FILE]``.
+"""Tables from run folders: ``python -m uae.analysis.report RUN_DIR [RUN_DIR ...] [--into FILE.md --section NAME] [--csv FILE]``.
 
 ``--insert TABLE.md`` puts a table a stage wrote (the teacher report, say) into a section instead.
 

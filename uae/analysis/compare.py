@@ -1,7 +1,7 @@
 """Is run B better than run A, or is the gap noise? Paired tests over the questions both ranked.
 
-    python -m uae.compare logs/results/infonce logs/results/uae
-    python -m uae.compare A B --metrics recall@1 map --into experiments/qasper/RESULTS.md --section compare-x
+    python -m uae.analysis.compare logs/results/infonce logs/results/uae
+    python -m uae.analysis.compare A B --metrics recall@1 map --into experiments/qasper/RESULTS.md --section compare-x
 
 Per-question metrics are recomputed from each run's rankings.json (and answers.json for token F1)
 against the gold evidence of the data file its results.json names; the file's fingerprint must match,
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from uae.analysis.report import emit
 from uae.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value
-from uae.report import emit
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 

@@ -1,4 +1,4 @@
-"""``python -m uae.read RUN_DIR... [overrides]``: answers and token F1 for runs evaluated without a reader.
+"""``python -m uae.analysis.read RUN_DIR... [overrides]``: answers and token F1 for runs evaluated without a reader.
 
 A run made with ``reader=none`` (on a GPU machine where the LLM was not at hand, or a sweep where
 answers were not wanted yet) keeps its rankings.json. This gives each ranking's top paragraphs to the
@@ -6,7 +6,7 @@ reader of ``+experiment=qasper_minilm`` (the prompts and answer cache every othe
 uses), writes answers.json beside the rankings and adds ``token_f1`` to results.json, with a note of
 when, where and with which reader. The data file (``data.dir``, default the usual data folder) is
 checked against the run's fingerprint and the rankings against the split's counted questions first
-(``run_split``, as ``uae.compare`` does), so the F1 belongs to exactly those rankings.
+(``run_split``, as ``uae.analysis.compare`` does), so the F1 belongs to exactly those rankings.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from uae.errors import UAEError
 from uae.stages.common import run_split
 from uae.stages.evaluate import reader_token_f1
 
-log = logging.getLogger("uae.read")
+log = logging.getLogger("uae.analysis.read")
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -54,7 +54,7 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
     answers, f1 = reader_token_f1(cfg, state, split, question_ids, [rankings[q] for q in question_ids])
     results["metrics"]["token_f1"] = f1
     results["reader"] = {
-        "added_by": "python -m uae.read",
+        "added_by": "python -m uae.analysis.read",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "answerer": OmegaConf.to_container(cfg.reader.answerer, resolve=True),
@@ -67,7 +67,7 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m uae.read",
+        prog="python -m uae.analysis.read",
         description="Add the reader's answers and token F1 to runs evaluated with reader=none.",
         epilog="Overrides (key=value) change the composed config, e.g. reader.answerer.batch_size=16 data.dir=...",
     )

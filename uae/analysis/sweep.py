@@ -6,7 +6,7 @@ results.json metrics (and one more for its base encoder when the job evaluated i
 that failed is a row with its error (``uae.run`` records it in the job's ``status.json`` and lets the
 other jobs run); the multirun then exits with status 1.
 
-``python -m uae.sweep DIR`` writes the same summary for any folder of run folders: a multirun that
+``python -m uae.analysis.sweep DIR`` writes the same summary for any folder of run folders: a multirun that
 was killed before its end, or runs started by hand side by side (``DIR/uae-seed1/``, ...).
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from uae.analysis.runs import job_overrides
 from uae.cache import atomic_path
 from uae.evaluation.metrics import RETRIEVAL_METRICS
-from uae.runs import job_overrides
 
-log = logging.getLogger("uae.sweep")
+log = logging.getLogger("uae.analysis.sweep")
 
 METRIC_COLUMNS = (*RETRIEVAL_METRICS, "token_f1")
 
@@ -133,7 +133,7 @@ def run_folders(folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m uae.sweep",
+        prog="python -m uae.analysis.sweep",
         description="Write summary.md and summary.csv for a folder of runs (a multirun's, or runs side by side).",
     )
     parser.add_argument("folder", type=Path, help="folder whose subfolders are runs (0/, 1/, ... or named)")

@@ -1,7 +1,7 @@
 """Plots of run and sweep folders: training curves, metrics against a swept value, retrievers side by side.
 
-    python -m uae.plots RUN_OR_SWEEP_DIR [...] --out experiments/qasper/plots
-    python -m uae.plots --together main RUN_DIR RUN_DIR [...] --out ...   # one bar chart of those runs
+    python -m uae.analysis.plots RUN_OR_SWEEP_DIR [...] --out experiments/qasper/plots
+    python -m uae.analysis.plots --together main RUN_DIR RUN_DIR [...] --out ...   # one bar chart of those runs
 
 The notebook (notebooks/inspect_runs.ipynb) draws the same figures inline; ``make reproduce`` writes
 them as PNG files next to RESULTS.md.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from uae.runs import load_curves, load_runs, swept_keys
+from uae.analysis.runs import load_curves, load_runs, swept_keys
 
 
 def plot_curves(curves: pd.DataFrame, ax_loss, ax_val) -> None:

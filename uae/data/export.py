@@ -1,0 +1,84 @@
+"""Write any loaded dataset in the field's formats: ``python -m uae.data.export {beir,groups} ...``.
+
+    python -m uae.data.export beir data=qasper --splits dev --to /tmp/qasper-beir
+    python -m uae.data.export beir data=squad --to /tmp/squad-beir           # train and dev, one corpus
+    python -m uae.data.export groups +experiment=qasper_minilm --table experiments/qasper/utilities/train.parquet --to train.jsonl
+
+The dataset is chosen by the same config overrides as ``python -m uae.run`` (``data=``, ``data.dir=``,
+``data.max_documents=``...), so whatever a run can load can be exported. ``beir`` writes the BEIR
+folder that ``data=beir data.dir=DIR`` reads back; ``groups`` writes a utility table as FlagEmbedding
+JSONL, which ``utility.table=FILE`` trains on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from uae.config import ROOT_DIR, register_resolvers
+from uae.errors import UAEError
+
+log = logging.getLogger("uae.data.export")
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The run config for these overrides, composed as ``python -m uae.run`` would (without a run folder)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    register_resolvers()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT_DIR / "conf"), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=overrides)
+    except HydraException as exc:
+        raise UAEError(f"the overrides {overrides} do not compose: {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m uae.data.export",
+        description="Write a dataset (any data= config) as a BEIR folder, or a utility table as FlagEmbedding JSONL.",
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("format", choices=["beir", "groups"], help="beir: corpus/queries/qrels folder; groups: FlagEmbedding JSONL")
+    parser.add_argument("overrides", nargs="*", help="config overrides choosing the dataset, e.g. data=squad data.max_documents=4")
+    parser.add_argument("--to", type=Path, required=True, help="the folder (beir) or .jsonl file (groups) to write")
+    parser.add_argument("--splits", nargs="+", help="beir: the splits to write (default: data.train_split and data.eval_split)")
+    parser.add_argument("--table", type=Path, help="groups: the utility table (.parquet) to export")
+    parser.add_argument("--split", help="groups: the split the table was made from (default: the table's own)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        from uae.stages.common import load_split
+
+        cfg = compose(args.overrides)
+        if args.format == "beir":
+            from uae.data.beir import write_beir
+
+            names = args.splits or list(dict.fromkeys([cfg.data.train_split, cfg.data.eval_split]))
+            counts = write_beir([load_split(cfg, name) for name in names], args.to)
+            print(f"wrote {args.to}: {counts['passages']} passages, {counts['queries']} queries, "
+                  f"{counts['qrels']} qrels lines for {', '.join(names)}")
+        else:
+            from uae.data.flagembedding import export_groups
+            from uae.data.utility_table import read_table_spec
+
+            if args.table is None:
+                raise UAEError("groups needs --table PATH: the utility table (.parquet) to export.")
+            name = args.split or read_table_spec(args.table).get("split")
+            n = export_groups(args.table, load_split(cfg, name), args.to)
+            print(f"wrote {args.to}: {n} training groups of {name}")
+    except UAEError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Which utility table a run's config asks for: the settings that fix its content, and where it is.
+
+The utility stage (which writes tables) and the fit stage (which reads them) both need this, so it
+lives apart from either: fit never calls into the utility stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from uae.data.records import Question, Split
+from uae.data.utility_table import find_table
+from uae.errors import UAEError
+from uae.retrieval.base import Retriever
+from uae.retrieval.bm25 import BM25Retriever
+from uae.stages.common import build, max_documents_for
+
+
+def utility_questions(split: Split) -> list[Question]:
+    """Questions with a gold answer to score, whose document has passages to score it with."""
+    return [q for q in split.questions if q.answerable and split.passages(q.document_id)]
+
+
+def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:
+    """The retrievers whose top passages become hard negatives (BM25, the base encoder), per config."""
+    n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
+    retrievers: dict[str, Retriever] = {}
+    if n_hard.get("bm25", 0) > 0:
+        retrievers["bm25"] = BM25Retriever()
+    if n_hard.get("dense", 0) > 0:
+        dense = build(cfg.candidates.base.retriever, "candidates.base.retriever")
+        if not hasattr(dense, "encoder"):
+            raise UAEError(
+                "candidates.hard_negatives.dense > 0 needs a dense encoder as candidates.base (e.g. "
+                "model@candidates.base=minilm), not BM25; or set candidates.hard_negatives.dense=0."
+            )
+        retrievers["dense"] = dense
+    return retrievers
+
+
+def utility_settings(cfg: DictConfig, scorer: Any, retrievers: dict[str, Retriever]) -> dict[str, Any]:
+    """What fixes a table's content besides the data: the LLM scorer and how candidate sets are built."""
+    candidates: dict[str, Any] = {
+        "size": cfg.candidates.size,
+        "hard_negatives": OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True),
+        "seed": cfg.candidates.seed,
+    }
+    for name, retriever in retrievers.items():
+        candidates[name] = retriever.encoder.fingerprint_spec() if name == "dense" else retriever.describe()
+    return {"scorer": scorer.fingerprint_spec(), "candidates": candidates}
+
+
+def configured_table(
+    cfg: DictConfig, split: Split, question_ids: list[str], settings: dict[str, Any], *, writing: bool
+) -> Path | None:
+    """:func:`uae.data.utility_table.find_table` in ``utility.table_dir`` with this run's subset and overwrite."""
+    return find_table(
+        cfg.utility.table_dir,
+        split,
+        question_ids,
+        settings,
+        limit=max_documents_for(cfg.data, split.name),
+        writing=writing,
+        overwrite=bool(cfg.utility.overwrite),
+    )
+
+
+def train_table(cfg: DictConfig, split: Split, question_ids: list[str], state: dict[str, Any]) -> Path:
+    """The utility table fit trains on: ``utility.table`` as given, the one the utility stage just
+    checked, or one in ``utility.table_dir`` made with this config's LLM and candidate settings.
+
+    ``utility.table`` is for a table made elsewhere (another LLM, another machine, a FlagEmbedding
+    JSONL of any teacher's scores) where that teacher cannot be loaded to compare settings; its
+    split, data and coverage are still checked when the groups are built, and its settings are logged.
+    """
+    if cfg.utility.get("table"):
+        path = Path(cfg.utility.table)
+        if not path.is_file():
+            raise UAEError(f"utility.table={path}: no such file. Give a utility table (.parquet) or FlagEmbedding groups (.jsonl).")
+        return path
+    made = state.get("utility_tables", {}).get(split.name)
+    if made is not None:
+        return Path(made)
+    scorer = build(cfg.llm.scorer, "llm.scorer")  # for its fingerprint only: loading SmolLM2 takes < 1 s
+    settings = utility_settings(cfg, scorer, hard_negative_retrievers(cfg))
+    del scorer
+    found = configured_table(cfg, split, question_ids, settings, writing=False)
+    if found is None:
+        raise UAEError(
+            f"No utility table in {cfg.utility.table_dir} covers the {len(question_ids)} answerable questions of "
+            f"{split.dataset} {split.name} with these settings (llm={cfg.llm.name}, candidates, data file). Build it "
+            "with the utility stage: add utility to stages (stages=[utility,fit,...]) or run `make utilities`."
+        )
+    return found
