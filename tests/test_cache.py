@@ -76,7 +76,7 @@ def test_lightning_checkpoints_are_written_atomically(tmp_path: Path, monkeypatc
 
 
 def test_utility_table_fingerprint_covers_data_llm_template_and_candidates() -> None:
-    from uae.stages.utility import _differences
+    from uae.data.utility_table import differences
 
     class Split:
         name, fingerprint = "dev", "data-1"
@@ -85,8 +85,8 @@ def test_utility_table_fingerprint_covers_data_llm_template_and_candidates() -> 
     candidates = {"size": 8, "hard_negatives": {"bm25": 2, "dense": 2}, "seed": 42, "dense": {"weights": "e"}}
     made = {"split": "dev", "data": "data-1", "scorer": scorer, "candidates": candidates}
     same = {"scorer": scorer, "candidates": candidates}
-    assert _differences(made, Split, same) == []
-    assert _differences(made, Split, {**same, "scorer": {**scorer, "dtype": "bfloat16"}}) == []  # precision only
+    assert differences(made, Split, same) == []
+    assert differences(made, Split, {**same, "scorer": {**scorer, "dtype": "bfloat16"}}) == []  # precision only
     changes = {
         "scorer": [{**scorer, "model_id": "other"}, {**scorer, "template": {"context_prompt": "X {context}"}},
                    {**scorer, "max_length": 512}, {**scorer, "weights": "w2"}],
@@ -95,12 +95,12 @@ def test_utility_table_fingerprint_covers_data_llm_template_and_candidates() -> 
     }
     for key, variants in changes.items():
         for variant in variants:
-            assert _differences(made, Split, {**same, key: variant}) == [key]
+            assert differences(made, Split, {**same, key: variant}) == [key]
 
     class OtherData:
         name, fingerprint = "dev", "data-2"
 
-    assert _differences(made, OtherData, same) == ["data"]
+    assert differences(made, OtherData, same) == ["data"]
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1}) != fingerprint({"a": 1, "b": [2, 1]})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,10 +13,10 @@ import pytest
 import torch
 
 from uae.cache import fingerprint
-from uae.data.datamodule import GroupCollator, TrainingDataModule, training_groups
+from uae.data.datamodule import GroupCollator, TrainingDataModule
+from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY, training_groups
 from uae.data.qasper import load_qasper
 from uae.errors import CacheMismatchError, UAEError
-from uae.llm.utility import FINGERPRINT_KEY, SCHEMA, SPEC_KEY
 from uae.retrieval.encoder import DualEncoder
 from uae.training.module import encode_chunks
 
@@ -57,7 +58,7 @@ def table_rows(split) -> list[dict]:
 
 def test_groups_join_texts_utilities_and_gold(tmp_path: Path, split) -> None:
     rows = table_rows(split)
-    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, rows), answerable(split), subset=False)
+    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, rows), answerable(split))
     assert [g.question_id for g in groups] == answerable(split)
     texts = {p.passage_id: p.text for paper in split.documents.values() for p in paper.passages}
     for g in groups:
@@ -73,7 +74,7 @@ def test_groups_join_texts_utilities_and_gold(tmp_path: Path, split) -> None:
     [
         (lambda rows: rows[2:], "lacks 1 of the"),  # a question's rows missing
         (lambda rows: rows + [{**rows[0], "question_id": "q3", "position": 0}], "not an answerable question"),
-        (lambda rows: rows + [{**rows[0], "document_id": "p9"}], "paper p9"),
+        (lambda rows: rows + [{**rows[0], "document_id": "p9"}], "document p9"),
         (lambda rows: [{**r, "utility": math.nan} if i == 1 else r for i, r in enumerate(rows)], "NaN or inf"),
         (lambda rows: [{**r, "utility": math.inf} if i == 0 else r for i, r in enumerate(rows)], "NaN or inf"),
         (lambda rows: [{**r, "passage_id": "p1/999"} if i == 0 else r for i, r in enumerate(rows)], "p1/999"),
@@ -84,30 +85,30 @@ def test_groups_join_texts_utilities_and_gold(tmp_path: Path, split) -> None:
 def test_tables_that_do_not_fit_are_refused(tmp_path: Path, split, corrupt, message: str) -> None:
     path = write_table(tmp_path / "t.parquet", split, corrupt(table_rows(split)))
     with pytest.raises(CacheMismatchError, match=message) as error:
-        training_groups(split, path, answerable(split), subset=False)
+        training_groups(split, path, answerable(split))
     assert "stages=[utility]" in str(error.value)
 
 
 def test_table_of_another_data_file_or_split_is_refused(tmp_path: Path, split) -> None:
     for change in ({"data": "0" * 64}, {"split": "train"}):
         path = write_table(tmp_path / "t.parquet", split, table_rows(split), change)
-        with pytest.raises(CacheMismatchError, match="was made from QASPER"):
-            training_groups(split, path, answerable(split), subset=False)
+        with pytest.raises(CacheMismatchError, match="was made from split"):
+            training_groups(split, path, answerable(split))
     with pytest.raises(CacheMismatchError, match="no utility table"):
-        training_groups(split, tmp_path / "missing.parquet", answerable(split), subset=False)
+        training_groups(split, tmp_path / "missing.parquet", answerable(split))
 
 
 def test_subset_skips_rows_of_papers_not_loaded(tmp_path: Path, split, tiny_raw_dir: Path) -> None:
     path = write_table(tmp_path / "t.parquet", split, table_rows(split))
     first = load_qasper("dev", tiny_raw_dir, max_documents=1, allow_hub=False)
-    groups = training_groups(first, path, answerable(first), subset=True)
+    groups = training_groups(first, path, answerable(first))
     assert {g.question_id for g in groups} == set(answerable(first)) and len(groups) < len(answerable(split))
-    with pytest.raises(CacheMismatchError, match="which QASPER dev lacks"):
-        training_groups(first, path, answerable(first), subset=False)
+    with pytest.raises(CacheMismatchError, match="which QASPER dev lacks"):  # a split that says it is whole
+        training_groups(dataclasses.replace(first, limited=False), path, answerable(first))
 
 
 def test_collated_chunks_give_the_embeddings_of_one_padded_batch(tmp_path: Path, split, tiny_encoder_dir: Path) -> None:
-    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split), subset=False)
+    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split))
     encoder = DualEncoder("tiny", cache_dir=tmp_path, local_path=tiny_encoder_dir).eval()
     batch = GroupCollator(encoder.tokenize, passage_chunk=3)(groups)
     texts = [p for g in groups for p in g.passages]
@@ -122,7 +123,7 @@ def test_collated_chunks_give_the_embeddings_of_one_padded_batch(tmp_path: Path,
 
 
 def test_datamodule_refuses_a_batch_larger_than_the_data(split, tmp_path: Path) -> None:
-    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split), subset=False)
+    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split))
     with pytest.raises(UAEError, match="larger than the 4 training questions"):
         TrainingDataModule(groups, split, lambda texts, side: {}, batch_size=5)
     loader = TrainingDataModule(groups, split, lambda texts, side: {"n": torch.tensor(len(texts))}, batch_size=3, seed=1)

@@ -362,3 +362,8 @@ def test_smollm2_matches_reference_on_real_text(tmp_path: Path) -> None:
     want = np.array([reference(scorer, *item) for item in items])
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
     assert got[0] > got[2]  # the passage that states the colour helps the answer "black"
+    # plain padded batches (share_prefixes=False): the same numbers to fp32 rounding over 30 layers
+    plain = AnswerScorer(
+        SMOLLM, cache_dir=ROOT / ".cache", device="cpu", progress=False, offline=True, share_prefixes=False
+    )
+    np.testing.assert_allclose(plain.score_answers(items), got, atol=1e-4, rtol=0)

@@ -8,7 +8,7 @@ import pytest
 from uae.data.candidates import CandidateSet
 from uae.errors import UAEError
 from uae.evaluation.teacher import markdown, rank_sets_by_paper_ranking, target_gold_mass, teacher_quality
-from uae.llm.utility import SCHEMA
+from uae.data.utility_table import SCHEMA
 
 
 def _table(rows: list[tuple[str, str, int, bool, float]]) -> pa.Table:

@@ -1,7 +1,7 @@
 """Candidate sets C(q): the passages whose utility the LLM scores and the student learns to rank.
 
-Each set holds the question's gold evidence, hard negatives (top paragraphs of the same paper by BM25
-and by the base encoder) and random paragraphs of the paper, deduplicated and capped at ``size``.
+Each set holds the question's gold evidence, hard negatives (top paragraphs of the same document by BM25
+and by the base encoder) and random passages of the document, deduplicated and capped at ``size``.
 Hard negatives make the utility targets informative (an easy random set teaches little); random ones
 keep the student calibrated on ordinary paragraphs. Everything is fixed by the seed and the question
 id, so a question's set does not change when other questions are added or removed.
@@ -43,13 +43,13 @@ def build_candidate_set(
     """One question's set: gold first, then each hard-negative source in turn, then random fill.
 
     ``hard_rankings`` maps a source name (``bm25``, ``dense``) to that retriever's ranking of the
-    paper for this question; ``n_hard`` says how many of its top non-gold paragraphs to take.
+    document for this question; ``n_hard`` says how many of its top non-gold paragraphs to take.
     """
     if size < 1:
         raise DataError(f"candidates.size={size}: a candidate set needs at least one passage.")
     if not document_passage_ids:
         raise DataError(
-            f"Question {question.question_id}: its paper {question.document_id} has no paragraphs, so it has "
+            f"Question {question.question_id}: its document {question.document_id} has no passages, so it has "
             "no candidates. Leave it out (it has no evidence either) or repair the data file."
         )
     chosen: dict[str, str] = {}
@@ -80,7 +80,7 @@ def build_candidates(
     n_hard: Mapping[str, int] | None = None,
     seed: int = 0,
 ) -> list[CandidateSet]:
-    """Candidate sets for ``questions``; ``hard_rankings[source][i]`` ranks question i's paper."""
+    """Candidate sets for ``questions``; ``hard_rankings[source][i]`` ranks question i's document."""
     hard_rankings = hard_rankings or {}
     for source, rankings in hard_rankings.items():
         if len(rankings) != len(questions):

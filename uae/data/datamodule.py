@@ -2,7 +2,7 @@
 
 A training group is one question with its candidate set C(q): the passages, the teacher's utility of
 each, and which are gold evidence. Batches are tokenized in the collate function (so workers do it in
-parallel and padding is per batch). Validation ranks whole papers of the eval split, as evaluation
+parallel and padding is per batch). Validation ranks whole documents of the eval split, as evaluation
 does, so ``val/map`` picks the checkpoint that evaluation will score best.
 """
 
@@ -55,7 +55,7 @@ class GroupCollator:
 
 @dataclass
 class ValidationSet:
-    """What full-paper validation ranks: every passage of the papers asked about, and the questions."""
+    """What full-document validation ranks: every passage of the documents asked about, and the questions."""
 
     passage_ids: list[str]
     passage_documents: list[str]
@@ -70,8 +70,11 @@ class ValidationSet:
         questions = split.evaluable_questions
         if not questions:
             raise UAEError(f"{split.dataset} {split.name} has no question with gold passages to validate on.")
-        papers = dict.fromkeys(q.document_id for q in questions)
-        passages = [p for document_id in papers for p in split.passages(document_id)]
+        documents = dict.fromkeys(q.document_id for q in questions)
+        if None in documents:  # a question without a document ranks the whole split
+            passages = list(split.all_passages)
+        else:
+            passages = [p for document_id in documents for p in split.passages(document_id)]
         return cls(
             passage_ids=[p.passage_id for p in passages],
             passage_documents=[p.document_id for p in passages],
@@ -134,7 +137,7 @@ class EpochSeededSampler(torch.utils.data.Sampler[int]):
 
 
 class TrainingDataModule(L.LightningDataModule):
-    """Training groups of the train split (from its utility table) and full-paper validation on eval.
+    """Training groups of the train split (from its utility table) and full-document validation on eval.
 
     The splits are loaded by the fit stage and handed in, so the datamodule never re-reads or re-parses
     the data and tests can pass tiny splits.

@@ -121,6 +121,8 @@ def _question_id(
 ) -> str | None:
     qid = row.get("question_id")
     if qid is not None:
+        if not isinstance(qid, str):
+            raise DataError(f"{where}: question_id must be a string, got {type(qid).__name__}.")
         if qid in questions:
             return qid
         if split.limited:
@@ -155,8 +157,8 @@ def _side(row: Mapping[str, Any], side: str, q: Any, split: Split, where: str) -
     passages = split.passages(q.document_id)
     if ids is not None:
         known = {p.passage_id: p.text for p in passages}
-        if not isinstance(ids, list) or len(ids) != len(texts):
-            raise DataError(f"{where}: '{side}_ids' must be a list with one id per '{side}' passage.")
+        if not isinstance(ids, list) or len(ids) != len(texts) or not all(isinstance(i, str) for i in ids):
+            raise DataError(f"{where}: '{side}_ids' must be a list with one id (a string) per '{side}' passage.")
         for pid, text in zip(ids, texts):
             if known.get(pid) != text:
                 raise DataError(

@@ -73,7 +73,10 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     names = pq.read_schema(path).names
     wanted = None if columns is None else [legacy[c] if c not in names and c in legacy else c for c in columns]
     table = pq.read_table(path, columns=wanted)
-    return table.rename_columns([_LEGACY_COLUMNS.get(c, c) for c in table.column_names])
+    if not _LEGACY_COLUMNS.keys() & set(table.column_names):
+        return table
+    renamed = table.rename_columns([_LEGACY_COLUMNS.get(c, c) for c in table.column_names])
+    return renamed.replace_schema_metadata(table.schema.metadata)
 
 
 def read_table_spec(path: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ class EvalResult:
     ranked_ids: list[list[str]] = field(repr=False)
 
 
-def evaluate_retriever(split: Split, retriever: Retriever, *, scope: Scope = "paper", top_k: int = 100) -> EvalResult:
+def evaluate_retriever(split: Split, retriever: Retriever, *, scope: Scope = "document", top_k: int = 100) -> EvalResult:
     """Metrics over the questions that have aligned gold evidence (the others have nothing to find).
 
     Latency is the query-time wall clock (encode the question, search, re-rank) divided by the number

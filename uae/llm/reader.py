@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from uae.cache import atomic_path, fingerprint, model_digest
 from uae.errors import UAEError
 from uae.llm.loading import load_causal_lm
-from uae.llm.scorer import PromptTemplate
+from uae.llm.prompt import PromptTemplate
 
 log = logging.getLogger(__name__)
 

@@ -118,10 +118,9 @@ class _Item:
         return self.prompt + self.target
 
 
-
 @dataclass
 class _Limits:
-    tokens: int | None  # unique tokens per batch (None: no limit)
+    tokens: int | None  # tokens computed per batch (None: no limit)
     rows: int  # items per batch
 
 

@@ -22,7 +22,7 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class BM25Retriever(Retriever):
-    """Okapi BM25 with bm25s' Lucene variant; one index per paper, or one over the split."""
+    """Okapi BM25 with bm25s' Lucene variant; one index per document, or one over the split."""
 
     def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", stopwords: str | None = "en") -> None:
         self.k1, self.b, self.method, self.stopwords = k1, b, method, stopwords

@@ -1,8 +1,9 @@
-"""Exact inner-product search within one paper (a matrix product) or over a whole split (FAISS).
+"""Exact inner-product search within one document (a matrix product) or over a whole split (FAISS).
 
-QASPER's evidence-selection setting ranks only the question's own paper, so the index keeps each
-paper's rows contiguous and scores that slice with one matrix product: a paper has at most a few
-hundred paragraphs, so nothing is gained from an index there, and runs in this scope do not need
+Within-document retrieval (QASPER's evidence selection, SQuAD's paragraphs of one article) ranks only
+the question's own document, so the index keeps each document's rows contiguous and scores that slice
+with one matrix product: a document has at most a few hundred passages, so nothing is gained from an
+index there, and runs in this scope do not need
 FAISS installed. The corpus-wide mode searches every row with a FAISS flat index (imported only
 then), on the GPU when faiss-gpu and a GPU are present. Inner product on L2-normalised embeddings
 is cosine similarity; every path orders equal scores by row, so rankings are deterministic.
@@ -33,7 +34,7 @@ def _gpu_available() -> bool:
 
 
 class PassageIndex:
-    """Passages of a split (grouped by paper) and their embeddings, searchable per paper or globally."""
+    """Passages of a split (grouped by document) and their embeddings, searchable per document or globally."""
 
     def __init__(
         self, embeddings: torch.Tensor | np.ndarray, passage_ids: Sequence[str], document_ids: Sequence[str], *, use_gpu: bool | None = None
@@ -47,7 +48,7 @@ class PassageIndex:
         for row, document_id in enumerate(document_ids):
             start, end = self.spans.get(document_id, (row, row))
             if end != row:
-                raise ValueError(f"passages of paper {document_id} are not contiguous")
+                raise ValueError(f"passages of document {document_id} are not contiguous")
             self.spans[document_id] = (start, row + 1)
         self.use_gpu = use_gpu
         self._corpus_index: faiss.Index | None = None
@@ -62,18 +63,18 @@ class PassageIndex:
         index.add(vectors)
         return index
 
-    def search_document(self, queries: torch.Tensor | np.ndarray, document_id: str) -> tuple[np.ndarray, list[list[str]]]:
-        """Rank every passage of ``document_id`` for each query: scores and ids, best first."""
-        if document_id not in self.spans:
+    def search_document(self, queries: torch.Tensor | np.ndarray, document_id: str | None) -> tuple[np.ndarray, list[list[str]]]:
+        """Rank every passage of ``document_id`` (None: of the whole index) for each query: scores and ids, best first."""
+        if document_id is not None and document_id not in self.spans:
             raise DataError(
                 f"Document {document_id} has no paragraphs in the index, so its questions cannot be ranked. "
                 "Its full text is empty in the data file; drop its questions or repair the file."
             )
-        start, end = self.spans[document_id]
+        start, end = self.spans[document_id] if document_id is not None else (0, len(self.passage_ids))
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if q.ndim != 2 or q.shape[1] != self.vectors.shape[1]:
             raise ValueError(f"queries of shape {q.shape} for passages of dimension {self.vectors.shape[1]}")
-        # An exact CPU scan of one paper's slice costs microseconds, less than a host-device round trip.
+        # An exact CPU scan of one document's slice costs microseconds, less than a host-device round trip.
         # einsum sums each score on its own (a BLAS product blocks the sums, so a repeated paragraph
         # scores a few ulp apart from its copies, and by how many queries share the call): equal
         # vectors get equal scores, and the tie rule below orders them.
@@ -83,8 +84,9 @@ class PassageIndex:
         ids = [[self.passage_ids[start + r] for r in row] for row in rows]
         return scores, ids
 
-    def rank_documents(self, queries: torch.Tensor | np.ndarray, document_ids: Sequence[str]) -> list[list[str]]:
-        """Each query's full ranking of its own paper (``document_ids[i]``), one search per paper."""
+    def rank_documents(self, queries: torch.Tensor | np.ndarray, document_ids: Sequence[str | None]) -> list[list[str]]:
+        """Each query's full ranking of its own document (``document_ids[i]``; None: every passage), one
+        search per document."""
         q = np.asarray(queries, dtype=np.float32)
         ranked: list[list[str]] = [[] for _ in document_ids]
         for document_id, rows in positions_by_document(document_ids).items():

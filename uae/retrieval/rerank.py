@@ -42,7 +42,7 @@ class LLMReranker(Retriever):
 
     def rank(self, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
         first = self.base.rank(split, questions, scope=scope, top_k=max(top_k, self.k))
-        texts = {p.passage_id: p.text for paper in split.documents.values() for p in paper.passages}
+        texts = {p.passage_id: p.text for p in split.all_passages}
         start = time.perf_counter()
         prompts, targets, contexts, owners = [], [], [], []
         for i, (question, ranked) in enumerate(zip(questions, first.ranked_ids)):

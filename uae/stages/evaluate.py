@@ -114,6 +114,6 @@ def read_answers(
         state["reader"] = build(cfg.reader.answerer, "reader.answerer")
     reader = state["reader"]
     questions = {q.question_id: q for q in split.questions}
-    texts = {p.passage_id: p.text for paper in split.documents.values() for p in paper.passages}
+    texts = {p.passage_id: p.text for p in split.all_passages}
     items = [(qid, ranked, questions[qid].text) for qid, ranked in zip(question_ids, rankings)]
     return dict(zip(question_ids, reader.answer(items, texts, split.fingerprint)))

@@ -97,7 +97,7 @@ def batch_loss(
 
 
 class RetrieverModule(L.LightningModule):
-    """Dual encoder + loss; AdamW with linear warm-up and decay; full-paper validation."""
+    """Dual encoder + loss; AdamW with linear warm-up and decay; full-document validation."""
 
     def __init__(
         self,
@@ -194,7 +194,7 @@ class RetrieverModule(L.LightningModule):
         self._val_counts[side][rows] += 1
 
     def on_validation_epoch_end(self) -> None:
-        """Rank every validation paper with the embeddings of all processes; log the metrics of evaluation."""
+        """Rank every validation document with the embeddings of all processes; log the metrics of evaluation."""
         if self.trainer.sanity_checking:
             return
         for side in ("passage", "query"):
