@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_block() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"<!-- beir-example:begin -->\n```bash\n(.*?)```\n<!-- beir-example:end -->", text, re.S)
+    block = re.search(r"<!-- beir-example:begin -->\n```bash\n(.*?)```\n<!-- beir-example:end -->", text, re.DOTALL)
     assert block, "README.md lost its beir-example block"
     return block.group(1)
 

@@ -38,7 +38,7 @@ def validate(cfg: DictConfig) -> None:
     if unknown:
         raise UAEError(f"stages={list(cfg.stages)}: unknown stage(s) {unknown}. Known stages: {list(STAGES)}.")
     if cfg.retrieval.scope not in ("document", "corpus"):
-        raise UAEError(f"retrieval.scope={cfg.retrieval.scope!r}: use 'paper' or 'corpus'.")
+        raise UAEError(f"retrieval.scope={cfg.retrieval.scope!r}: use 'document' (each question ranks its own document) or 'corpus'.")
     if int(cfg.retrieval.top_k) < 1 or int(cfg.retrieval.batch_size) < 1:
         raise UAEError("retrieval.top_k and retrieval.batch_size must be positive integers.")
     if "utility" in cfg.stages:

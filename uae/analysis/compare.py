@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"default: {' '.join(DEFAULT_METRICS)} (token_f1 only when both runs have answers)")
     parser.add_argument("--samples", type=int, default=10_000, help="bootstrap and randomization samples")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", help="folder of the QASPER files, if not where the runs read them")
+    parser.add_argument("--data-dir", help="the data folder (data.dir), if not where the runs read it")
     parser.add_argument("--into", type=Path, help="markdown file whose --section is replaced by the table")
     parser.add_argument("--section", help="marker name of that section")
     args = parser.parse_args(argv)

@@ -40,8 +40,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose(config_name="config", overrides=["+experiment=qasper_minilm", "reader=smollm2", *overrides])
 
 
-def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bool = False) -> float:
-    """Add the reader's token F1 to one run folder; returns it."""
+def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bool = False, data_dir: str | None = None) -> float:
+    """Add the reader's token F1 to one run folder; returns it. The run's own data settings load its
+    split (any dataset); ``data_dir`` moves its files (a run made on another machine)."""
     try:
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
         rankings: dict[str, list[str]] = json.loads((run_dir / "rankings.json").read_text(encoding="utf-8"))
@@ -49,7 +50,7 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
         raise UAEError(f"{run_dir}: needs a readable results.json and rankings.json from `uae.run` ({exc}).") from exc
     if "token_f1" in results.get("metrics", {}) and not force:
         raise UAEError(f"{run_dir} already has token_f1; --force replaces it (answers are cached, so it is cheap).")
-    split = run_split(results, rankings, str(run_dir), cfg.data.dir)
+    split = run_split(results, rankings, str(run_dir), data_dir)
     question_ids = list(rankings)
     answers, f1 = reader_token_f1(cfg, state, split, question_ids, [rankings[q] for q in question_ids])
     results["metrics"]["token_f1"] = f1
@@ -87,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose_config(overrides)
         state: dict[str, Any] = {}  # one reader for all the runs
+        data_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.dir=")), None)
         for run_dir in runs:
-            print(f"{run_dir}\ttoken_f1={read_run(run_dir, cfg, state, force=args.force):.4f}", flush=True)
+            f1 = read_run(run_dir, cfg, state, force=args.force, data_dir=data_dir)
+            print(f"{run_dir}\ttoken_f1={f1:.4f}", flush=True)
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"error: the overrides {overrides} do not compose: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ def load_beir(split: str, data_dir: str | os.PathLike, *, max_documents: int | N
         )
     if max_documents is not None and max_documents < 1:
         raise DataError(f"data.max_documents={max_documents}: must be a positive number of documents, or null for all.")
-    documents, corpus_ids = _read_corpus(corpus_path, max_documents)
+    documents, corpus_ids, all_documents = _read_corpus(corpus_path, max_documents)
     passage_document = {p.passage_id: doc.document_id for doc in documents.values() for p in doc.passages}
     queries = _read_queries(queries_path)
     gold = _read_qrels(qrels_path, queries, corpus_ids, corpus_path)
@@ -58,15 +58,15 @@ def load_beir(split: str, data_dir: str | os.PathLike, *, max_documents: int | N
         if qid not in gold:
             continue
         where = f"{queries_path}, line {lineno}"
+        if document_id is not None and document_id not in all_documents:
+            raise DataError(
+                f"{where}: query {qid} names document {document_id!r}, which has no passages in {corpus_path} "
+                "(no corpus line has metadata.document equal to it)."
+            )
         kept = (document_id is None or document_id in documents) and all(g in passage_document for g in gold[qid])
         if max_documents is not None and not kept:  # only what the kept documents can answer
             continue
         if document_id is not None:
-            if document_id not in documents:
-                raise DataError(
-                    f"{where}: query {qid} names document {document_id!r}, which has no passages in {corpus_path} "
-                    "(no corpus line has metadata.document equal to it)."
-                )
             outside = [pid for pid in gold[qid] if passage_document[pid] != document_id]
             if outside:
                 raise DataError(
@@ -89,11 +89,12 @@ def load_beir(split: str, data_dir: str | os.PathLike, *, max_documents: int | N
     )
 
 
-def _read_corpus(path: Path, max_documents: int | None) -> tuple[dict[str, Document], set[str]]:
+def _read_corpus(path: Path, max_documents: int | None) -> tuple[dict[str, Document], set[str], set[str]]:
     """Passages grouped by ``metadata.document`` in order of first appearance (a passage without one is
-    a document of its own), each group's passages in file order; and every passage id of the file."""
+    a document of its own), each group's passages in file order; every passage id and document of the file."""
     grouped: dict[str, list[tuple[str, str, str]]] = {}
     seen: dict[str, int] = {}
+    all_documents: set[str] = set()
     for lineno, row in read_jsonl(path, 'one passage: {"_id", "title", "text", "metadata": {"document": ...}}'):
         where = f"{path}, line {lineno}"
         pid = _id(row, where)
@@ -109,6 +110,7 @@ def _read_corpus(path: Path, max_documents: int | None) -> tuple[dict[str, Docum
         document = _metadata(row, where).get("document", pid)
         if not isinstance(document, str) or not document:
             raise DataError(f"{where}: passage {pid!r} has a metadata.document that is not a non-empty string.")
+        all_documents.add(document)
         if document not in grouped and max_documents is not None and len(grouped) >= max_documents:
             continue
         grouped.setdefault(document, []).append((pid, title, text))
@@ -123,7 +125,7 @@ def _read_corpus(path: Path, max_documents: int | None) -> tuple[dict[str, Docum
         )
         for doc, rows in grouped.items()
     }
-    return documents, set(seen)
+    return documents, set(seen), all_documents
 
 
 def _read_queries(path: Path) -> dict[str, tuple[str, tuple[str, ...], str | None, int]]:
@@ -157,8 +159,12 @@ def _read_qrels(path: Path, queries: Mapping[str, Any], passages: set[str], corp
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as UTF-8 text ({exc}).") from exc
-    if not lines or _score(lines[0].split("\t")) is not None:
-        raise DataError(f"{path}, line 1: expected the header line query-id<TAB>corpus-id<TAB>score (BEIR's qrels format).")
+    header = lines[0].split("\t") if lines else []
+    if len(header) != 3 or _score(header) is not None or header[0] in queries:
+        raise DataError(
+            f"{path}, line 1: expected the header line query-id<TAB>corpus-id<TAB>score (BEIR's qrels format), "
+            f"got {lines[0] if lines else ''!r:.80}."
+        )
     for lineno, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue

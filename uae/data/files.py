@@ -37,6 +37,8 @@ def read_jsonl(path: Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
                     value = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}, line {lineno}: not valid JSON ({exc.msg}). Each line must hold {what}.") from exc
+                except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+                    raise DataError(f"{path}, line {lineno}: cannot be read as JSON ({type(exc).__name__}).") from exc
                 if not isinstance(value, dict):
                     raise DataError(f"{path}, line {lineno}: a JSON {type(value).__name__}, expected an object ({what}).")
                 yield lineno, value

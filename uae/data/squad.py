@@ -41,6 +41,8 @@ def load_squad(split: str, data_dir: str | os.PathLike, *, max_documents: int | 
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).") from exc
+    except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+        raise DataError(f"{path}: cannot be read as JSON ({type(exc).__name__}).") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read ({exc}). Check its permissions and encoding.") from exc
     return parse_squad(raw, split=split, source=str(path), fingerprint=file_sha256(path), max_documents=max_documents)
