@@ -36,8 +36,8 @@ from uae.machine import label as machine_label  # after the path line
 
 
 def load_groups(n_groups: int):
-    from uae.data.utility_table import training_groups
     from uae.data.qasper import load_qasper
+    from uae.data.utility_table import training_groups
 
     split = load_qasper("dev", os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper")))
     table = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"

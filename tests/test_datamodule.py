@@ -14,8 +14,8 @@ import torch
 
 from uae.cache import fingerprint
 from uae.data.datamodule import GroupCollator, TrainingDataModule
-from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY, training_groups
 from uae.data.qasper import load_qasper
+from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY, training_groups
 from uae.errors import CacheMismatchError, UAEError
 from uae.retrieval.encoder import DualEncoder
 from uae.training.module import encode_chunks

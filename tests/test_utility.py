@@ -16,8 +16,8 @@ import pytest
 
 from uae.data.candidates import build_candidates
 from uae.data.qasper import load_qasper
-from uae.errors import CacheMismatchError, UAEError
 from uae.data.utility_table import load_utility_table, utility_spec
+from uae.errors import CacheMismatchError, UAEError
 from uae.llm.utility import Shard, compute_utilities, merge_utilities
 
 ROOT = Path(__file__).resolve().parents[1]
