@@ -70,8 +70,9 @@ LOSSES := infonce atlas_kl replug_lsr uae
 TIMED = start=$$SECONDS; mkdir -p $(R);
 # walltimes.md is a markdown table (`make reproduce` puts it into RESULTS.md): the header comes first.
 # One line per part that ran: $(LOG_TIME), or $(call LOG_TIME,part) inside a loop over parts.
-WALLTIMES = { [ -s $(R)/walltimes.md ] || printf '| part | wall time | date |\n|---|---|---|\n' > $(R)/walltimes.md; }
-LOG_TIME = { $(WALLTIMES); echo "| $@$(if $(1), ($(1))) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(R)/walltimes.md; }
+WT = $(R)/walltimes.md
+WALLTIMES = { [ -s $(WT) ] || printf '| part | wall time | date |\n|---|---|---|\n' > $(WT); }
+LOG_TIME = { $(WALLTIMES); echo "| $@$(if $(1), ($(1))) | $$((SECONDS - start)) s | $$(date -u +%F) |" >> $(WT); }
 # Skip a part whose result file $(1) exists: `make reproduce` goes on where it stopped.
 comma := ,
 SKIP_IF = [ -f $(1) ] && echo "$(1) exists: skipped (delete it to redo that part)"
@@ -186,6 +187,7 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 # (retrieval metrics only). Resumable: a part whose result file exists is skipped.
 SQ := $(R)/squad
 SQUAD_RESULTS := experiments/squad/RESULTS.md
+squad: WT = $(SQ)/walltimes.md
 squad: setup ## SQuAD: teacher report, BM25, zero-shot MiniLM, UAE and InfoNCE on dev, paired tests, into experiments/squad/RESULTS.md
 	$(call SKIP_IF,$(SQ)/teacher/teacher_train.md) || { \
 	  $(TIMED) $(PY) -m uae.run +experiment=squad_minilm stages=[utility] utility.report=true hydra.run.dir=$(SQ)/teacher \
@@ -206,6 +208,7 @@ squad: setup ## SQuAD: teacher report, BM25, zero-shot MiniLM, UAE and InfoNCE o
 	for pair in minilm:uae infonce:uae bm25:uae bm25:minilm; do a=$${pair%%:*}; b=$${pair##*:}; \
 	  $(PY) -m uae.analysis.compare $(SQ)/$$a $(SQ)/$$b --metrics hit@1 recall@1 map mrr \
 	    --into $(SQUAD_RESULTS) --section compare-$$a-$$b || exit 1; done
+	$(PY) -m uae.analysis.report --insert $(SQ)/walltimes.md --into $(SQUAD_RESULTS) --section walltimes
 
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb
 	mkdir -p logs && $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \

@@ -401,3 +401,25 @@ def test_random_file_contents(content: bytes, name: str) -> None:
         folder = write_folder(Path(tmp))
         (folder / name).write_bytes(content)
         _load_or_data_error(folder, None)
+
+
+def test_native_and_exported_split_give_the_same_results_through_uae_run(
+    tmp_path: Path, tiny_raw_dir: Path, tiny_encoder_dir: Path
+) -> None:
+    """`python -m uae.run` end to end: the tiny QASPER split and its BEIR export rank and score alike."""
+    from test_run_cli import tiny_model
+
+    write_beir([load_qasper("dev", tiny_raw_dir, allow_hub=False)], tmp_path / "beir")
+    native = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir), run_dir="native")
+    beir = uae_run(
+        tmp_path, "data=beir", f"data.dir={tmp_path / 'beir'}", "data.eval_split=dev", *tiny_model(tiny_encoder_dir),
+        run_dir="beir",
+    )
+    assert native.returncode == 0 and beir.returncode == 0, (native.stderr + beir.stderr)[-3000:]
+    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("native", "beir")]
+    assert results[0]["n_questions"] == results[1]["n_questions"] > 0
+    assert results[0]["metrics"].keys() == results[1]["metrics"].keys()
+    for metric, value in results[0]["metrics"].items():
+        assert abs(value - results[1]["metrics"][metric]) <= 1e-9, metric
+    rankings = [json.loads((tmp_path / name / "rankings.json").read_text()) for name in ("native", "beir")]
+    assert rankings[0] == rankings[1]

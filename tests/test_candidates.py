@@ -48,7 +48,7 @@ def test_seeded_per_question_and_capped() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(DataError, match="candidates.size=0"):
         build_candidate_set(_question(()), IDS, size=0, seed=0, hard_rankings={}, n_hard={})
-    with pytest.raises(DataError, match="no paragraphs"):
+    with pytest.raises(DataError, match="no passages"):
         build_candidate_set(_question(()), [], size=8, seed=0, hard_rankings={}, n_hard={})
 
 

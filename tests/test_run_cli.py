@@ -286,8 +286,23 @@ def test_fit_on_a_given_table_needs_neither_its_llm_nor_its_candidate_encoder(
     assert both.returncode == 2 and "drop utility from stages" in both.stderr
 
     missing = uae_run(tmp_path, *common, *elsewhere, f"utility.table={tmp_path / 'nope.parquet'}", run_dir="missing")
-    assert missing.returncode == 2 and "nope.parquet: no utility table" in missing.stderr
+    assert missing.returncode == 2 and "nope.parquet: no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+    # The same table exported as FlagEmbedding JSONL trains the very same model: same groups, same order.
+    groups = tmp_path / "groups.jsonl"
+    exported = subprocess.run(
+        [sys.executable, "-m", "uae.data.export", "groups", f"data.dir={tiny_raw_dir}",
+         f"--table={tmp_path / 'tables' / 'dev.parquet'}", f"--to={groups}"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    from_jsonl = uae_run(tmp_path, *common, *elsewhere, f"utility.table={groups}", run_dir="jsonl")
+    assert from_jsonl.returncode == 0, from_jsonl.stderr[-3000:]
+    on_jsonl = json.loads((tmp_path / "jsonl" / "results.json").read_text())
+    on_table = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_jsonl["metrics"] == on_table["metrics"]
+    assert on_jsonl["utility_table"]["given"] is True and on_jsonl["utility_table"]["scorer"] is None
 
 
 def test_read_adds_the_same_token_f1_as_evaluating_with_the_reader(

@@ -63,7 +63,8 @@ def _run(folder: Path, data_dir: Path, gold_first: bool) -> Path:
         rest = [i for i in ids if i not in q.gold_ids]
         rankings[q.question_id] = gold + rest if gold_first else rest + gold
     folder.mkdir()
-    config = {"data": {"dir": str(data_dir), "version": "0.3", "max_documents": None}}
+    loader = {"_target_": "uae.data.qasper.load_qasper", "_partial_": True, "data_dir": str(data_dir), "allow_hub": False}
+    config = {"data": {"dir": str(data_dir), "max_documents": None, "loader": loader}}
     metrics = retrieval_metrics(list(rankings.values()), [q.gold_ids for q in split.evaluable_questions])
     # the reader "answers" with an annotator's own answer from gold, and with nothing from the rest
     answers = {q.question_id: q.answers[0].text if gold_first else "" for q in split.evaluable_questions}

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = compose_config(overrides)
         state: dict[str, Any] = {}  # one reader for all the runs
-        data_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.dir=")), None)
+        data_dir = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("data.dir=")), None)
         for run_dir in runs:
             f1 = read_run(run_dir, cfg, state, force=args.force, data_dir=data_dir)
             print(f"{run_dir}\ttoken_f1={f1:.4f}", flush=True)
