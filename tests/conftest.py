@@ -104,12 +104,16 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-SQUAD_DATA = Path(os.environ.get("UAE_SQUAD_DIR", ROOT.parent / "shared" / "data" / "squad"))
+# UAE_SQUAD_DIR, else next to the QASPER folder (the shared data layout), else ../shared/data/squad
+SQUAD_PLACES = [Path(p) for p in (os.environ.get("UAE_SQUAD_DIR"),) if p] + [
+    SHARED_DATA.parent / "squad", ROOT.parent / "shared" / "data" / "squad",
+]
 
 
 @pytest.fixture(scope="session")
 def squad_data() -> Path:
     """The shared SQuAD v1.1 files split by article (its README): train and dev."""
-    if not (SQUAD_DATA / "squad-dev-v1.1.json").is_file():
-        pytest.fail(f"SQuAD files not found in {SQUAD_DATA}; set UAE_SQUAD_DIR")
-    return SQUAD_DATA
+    for place in SQUAD_PLACES:
+        if (place / "squad-dev-v1.1.json").is_file():
+            return place
+    pytest.fail(f"SQuAD files not found in {', '.join(map(str, SQUAD_PLACES))}; set UAE_SQUAD_DIR")
