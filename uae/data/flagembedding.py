@@ -24,7 +24,7 @@ from typing import Any
 
 from uae.cache import atomic_path
 from uae.data.files import file_sha256, read_jsonl
-from uae.data.records import Split
+from uae.data.records import Passage, Split
 from uae.errors import DataError
 
 FORMAT = "flagembedding-jsonl"
@@ -92,6 +92,7 @@ def read_groups(path: Path, split: Split) -> dict[str, list[Any]]:
     questions = {q.question_id: q for q in split.questions}
     columns: dict[str, list[Any]] = {k: [] for k in ("question_id", "document_id", "passage_id", "position", "is_gold", "utility")}
     seen: dict[str, int] = {}
+    lookups: dict[str | None, _Lookup] = {}
     for lineno, row in read_jsonl(path, 'one group: {"query", "pos", "neg", "pos_scores", "neg_scores"}'):
         where = f"{path}, line {lineno}"
         qid = _question_id(row, by_query, questions, where, split)
@@ -101,7 +102,10 @@ def read_groups(path: Path, split: Split) -> dict[str, list[Any]]:
             raise DataError(f"{where}: question {qid} already has a group on line {seen[qid]}.")
         seen[qid] = lineno
         q = questions[qid]
-        candidates = _side(row, "pos", q, split, where) + _side(row, "neg", q, split, where)
+        if q.document_id not in lookups:  # once per document, not per line and side (None: the corpus)
+            lookups[q.document_id] = _Lookup(split.passages(q.document_id))
+        lookup = lookups[q.document_id]
+        candidates = _side(row, "pos", lookup, where) + _side(row, "neg", lookup, where)
         if not candidates:
             raise DataError(f"{where}: the group of question {qid} has no passages in pos or neg.")
         for position, (pid, is_gold, score) in enumerate(candidates):
@@ -114,6 +118,16 @@ def read_groups(path: Path, split: Split) -> dict[str, list[Any]]:
     if not seen:
         raise DataError(f"{path}: holds no training group for {split.dataset} {split.name}.")
     return columns
+
+
+class _Lookup:
+    """A document's passages by id and by text (the first passage with a repeated text)."""
+
+    def __init__(self, passages: Sequence[Passage]) -> None:
+        self.text = {p.passage_id: p.text for p in passages}
+        self.id_of: dict[str, str] = {}
+        for p in passages:
+            self.id_of.setdefault(p.text, p.passage_id)
 
 
 def _question_id(
@@ -142,7 +156,7 @@ def _question_id(
     )
 
 
-def _side(row: Mapping[str, Any], side: str, q: Any, split: Split, where: str) -> list[tuple[str, bool, float]]:
+def _side(row: Mapping[str, Any], side: str, lookup: _Lookup, where: str) -> list[tuple[str, bool, float]]:
     texts = row.get(side, [])
     scores = row.get(f"{side}_scores")
     ids = row.get(f"{side}_ids")
@@ -154,24 +168,19 @@ def _side(row: Mapping[str, Any], side: str, q: Any, split: Split, where: str) -
         or not all(isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) for s in scores)
     ):
         raise DataError(f"{where}: '{side}_scores' must be a list of finite numbers, one per '{side}' passage.")
-    passages = split.passages(q.document_id)
     if ids is not None:
-        known = {p.passage_id: p.text for p in passages}
         if not isinstance(ids, list) or len(ids) != len(texts) or not all(isinstance(i, str) for i in ids):
             raise DataError(f"{where}: '{side}_ids' must be a list with one id (a string) per '{side}' passage.")
         for pid, text in zip(ids, texts):
-            if known.get(pid) != text:
+            if lookup.text.get(pid) != text:
                 raise DataError(
                     f"{where}: '{side}_ids' names {pid!r}, which is not a passage of the question's document with "
                     "that text in this dataset."
                 )
         resolved: Sequence[str] = ids
     else:
-        by_text: dict[str, str] = {}
-        for p in passages:
-            by_text.setdefault(p.text, p.passage_id)
-        missing = [t for t in texts if t not in by_text]
+        missing = [t for t in texts if t not in lookup.id_of]
         if missing:
             raise DataError(f"{where}: the {side} passage {missing[0]!r:.60} is not a passage of the question's document.")
-        resolved = [by_text[t] for t in texts]
+        resolved = [lookup.id_of[t] for t in texts]
     return [(pid, side == "pos", float(s)) for pid, s in zip(resolved, scores)]

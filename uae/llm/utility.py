@@ -103,9 +103,12 @@ def score_chunk(split: Split, sets: Sequence[CandidateSet], scorer: Scorer) -> p
     """Utilities of a few questions' candidates, with one scorer call so it can batch them all."""
     questions = {q.question_id: q for q in split.questions}
     items: list[tuple[str | None, str, str]] = []
+    by_document: dict[str | None, dict[str, str]] = {}  # once per document, not per question (None: all)
     for s in sets:
         q = questions[s.question_id]
-        texts = {p.passage_id: p.text for p in split.passages(q.document_id)}
+        if q.document_id not in by_document:
+            by_document[q.document_id] = {p.passage_id: p.text for p in split.passages(q.document_id)}
+        texts = by_document[q.document_id]
         for answer in q.gold_answers:
             items.append((None, q.text, answer))
             items.extend((texts[pid], q.text, answer) for pid in s.passage_ids)
