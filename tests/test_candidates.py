@@ -61,3 +61,33 @@ def test_on_a_split_sets_do_not_depend_on_other_questions(tiny_raw_dir: Path) ->
     for s, q in zip(full, questions):
         assert set(q.gold_ids) <= set(s.passage_ids)
         assert all(pid.startswith(q.document_id + "/") for pid in s.passage_ids)
+
+
+def test_label_free_sets_never_read_the_annotation(shared_data: Path) -> None:
+    """Scrambling every question's evidence leaves the label-free sets as they were (and moves the labelled ones)."""
+    import dataclasses
+    import random
+
+    from uae.retrieval.base import rank_questions
+    from uae.retrieval.bm25 import BM25Retriever
+
+    split = load_qasper("dev", shared_data, max_documents=6, allow_hub=False)
+    rng = random.Random(0)
+
+    def scrambled(q: Question) -> Question:
+        ids = [p.passage_id for p in split.passages(q.document_id)]
+        answers = tuple(dataclasses.replace(a, evidence_ids=tuple(rng.sample(ids, 2))) for a in q.answers)
+        return dataclasses.replace(q, answers=answers, evidence_ids=())
+
+    other = dataclasses.replace(split, questions=[scrambled(q) for q in split.questions])
+    assert [q.gold_ids for q in other.questions] != [q.gold_ids for q in split.questions]
+
+    def sets(s: object, gold: bool) -> list:
+        questions = [q for q in s.questions if q.answerable]
+        bm25 = rank_questions(BM25Retriever(), s, questions, scope="document", top_k=100).ranked_ids
+        return build_candidates(s, questions, size=8, hard_rankings={"bm25": bm25}, n_hard={"bm25": 4}, seed=1, gold=gold)
+
+    free = sets(split, gold=False)
+    assert free == sets(other, gold=False)
+    assert "gold" not in {source for s in free for source in s.sources}
+    assert sets(split, gold=True) != sets(other, gold=True)  # the scramble is one the labelled sets do see

@@ -2,6 +2,10 @@
 
 Each set holds the question's gold evidence, hard negatives (top paragraphs of the same document by BM25
 and by the base encoder) and random passages of the document, deduplicated and capped at ``size``.
+With ``gold=False`` (label-free, ``candidates.gold=false``) the set is built without reading any
+evidence annotation: only the retrievers' top paragraphs and random fill, which is all a user with
+question-answer pairs alone can build; annotated evidence is then in the set only when a retriever
+(or the draw) put it there.
 Hard negatives make the utility targets informative (an easy random set teaches little); random ones
 keep the student calibrated on ordinary paragraphs. Everything is fixed by the seed and the question
 id, so a question's set does not change when other questions are added or removed.
@@ -39,11 +43,13 @@ def build_candidate_set(
     hard_rankings: Mapping[str, Sequence[str]],
     n_hard: Mapping[str, int],
     seed: int,
+    gold: bool = True,
 ) -> CandidateSet:
-    """One question's set: gold first, then each hard-negative source in turn, then random fill.
+    """One question's set: gold first (unless ``gold`` is False), then each hard-negative source in
+    turn, then random fill.
 
     ``hard_rankings`` maps a source name (``bm25``, ``dense``) to that retriever's ranking of the
-    document for this question; ``n_hard`` says how many of its top non-gold paragraphs to take.
+    document for this question; ``n_hard`` says how many of its top paragraphs not yet in the set to take.
     """
     if size < 1:
         raise DataError(f"candidates.size={size}: a candidate set needs at least one passage.")
@@ -53,9 +59,10 @@ def build_candidate_set(
             "no candidates. Leave it out (it has no evidence either) or repair the data file."
         )
     chosen: dict[str, str] = {}
-    for pid in document_passage_ids:  # gold in document order, so the set does not depend on set iteration
-        if pid in question.gold_ids and len(chosen) < size:
-            chosen[pid] = "gold"
+    if gold:
+        for pid in document_passage_ids:  # gold in document order, so the set does not depend on set iteration
+            if pid in question.gold_ids and len(chosen) < size:
+                chosen[pid] = "gold"
     for source, ranking in hard_rankings.items():
         taken = 0
         for pid in ranking:
@@ -79,6 +86,7 @@ def build_candidates(
     hard_rankings: Mapping[str, Sequence[Sequence[str]]] | None = None,
     n_hard: Mapping[str, int] | None = None,
     seed: int = 0,
+    gold: bool = True,
 ) -> list[CandidateSet]:
     """Candidate sets for ``questions``; ``hard_rankings[source][i]`` ranks question i's document."""
     hard_rankings = hard_rankings or {}
@@ -96,6 +104,7 @@ def build_candidates(
                 hard_rankings={source: rankings[i] for source, rankings in hard_rankings.items()},
                 n_hard=n_hard or {},
                 seed=seed,
+                gold=gold,
             )
         )
     return sets

@@ -40,6 +40,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
             "encoder_dir": str(encoder_dir),
             "train_seconds": state.get("train_seconds"),
             "utility_table": state.get("utility_table"),
+            "labels": state.get("labels"),
         }
         state["results"] = evaluate_into(cfg, state, split, retriever, retriever.name, out_dir, extra)
         if cfg.evaluate.zero_shot:

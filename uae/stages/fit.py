@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from uae.cache import fingerprint
 from uae.data.datamodule import TrainingDataModule
 from uae.data.utility_table import table_spec, training_groups
+from uae.errors import UAEError
 from uae.stages.common import build, load_split
+from uae.stages.labels import apply_labels
 from uae.stages.tables import train_table, utility_questions
 from uae.training.module import RetrieverModule
 
@@ -40,10 +42,15 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     }
     if state["utility_table"]["given"]:
         log.info("fit: utility.table=%s used as given (scorer %s)", table, state["utility_table"]["scorer"])
-    groups = training_groups(train_split, table, questions)
+    groups, state["labels"] = apply_labels(cfg, train_split, training_groups(train_split, table, questions))
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]
     log.info("fit: %d training groups from %s", len(groups), table)
+    if not groups:
+        raise UAEError(
+            f"fit: no training group is left: loss={cfg.loss.name} trains only on questions with a hard label, and "
+            f"train.labels ({state['labels']['source']}, fraction {state['labels']['fraction']}) gives none."
+        )
     val_split = load_split(cfg, cfg.data.eval_split) if cfg.train.validate else None
 
     L.seed_everything(cfg.seed, workers=True)

@@ -48,6 +48,8 @@ def utility_settings(cfg: DictConfig, scorer: Any, retrievers: dict[str, Retriev
         "hard_negatives": OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True),
         "seed": cfg.candidates.seed,
     }
+    if not cfg.candidates.gold:  # only when off, so that the tables made before the switch keep their fingerprint
+        candidates["gold"] = False
     for name, retriever in retrievers.items():
         candidates[name] = retriever.encoder.fingerprint_spec() if name == "dense" else retriever.describe()
     return {"scorer": scorer.fingerprint_spec(), "candidates": candidates}

@@ -43,7 +43,8 @@ def candidate_sets(
     }
     n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
     sets = build_candidates(
-        split, questions, size=cfg.candidates.size, hard_rankings=rankings, n_hard=n_hard, seed=cfg.candidates.seed
+        split, questions, size=cfg.candidates.size, hard_rankings=rankings, n_hard=n_hard, seed=cfg.candidates.seed,
+        gold=bool(cfg.candidates.gold),
     )
     return sets, rankings
 

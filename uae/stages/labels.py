@@ -1,0 +1,113 @@
+"""The fit stage's hard labels (``train.labels``): which questions carry which positives.
+
+A utility table's gold mask is the annotated evidence. ``train.labels`` replaces it before training:
+
+- ``evidence`` keeps it for a seeded, nested ``fraction`` of the questions and clears it for the
+  rest. With ``table`` (a gold-first table of the same split and teacher) the labelled questions
+  train on that table's groups instead: their evidence is then in their candidate set as well as
+  in their mask, while unlabelled questions keep their label-free sets and never touch it.
+- ``answer_overlap``: the paragraph holding the gold answer (:mod:`uae.data.labels`), put in the
+  candidate set when the set lacks it; questions without one have no positive.
+- ``teacher_argmax``: the teacher's best candidate.
+- ``none``: no hard label at all (label-free UAE; guarantees ``loss.mix`` cannot read annotation).
+
+The default (``evidence``, fraction 1, no table) leaves the groups as the table made them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from uae.data.labels import answer_overlap_positives, labelled_questions, positives_mask, teacher_argmax
+from uae.data.records import Split, TrainingGroup
+from uae.data.utility_table import training_groups
+from uae.errors import UAEError
+from uae.retrieval.base import rank_questions
+from uae.retrieval.bm25 import BM25Retriever
+
+log = logging.getLogger("uae.run")
+
+SOURCES = ("evidence", "answer_overlap", "teacher_argmax", "none")
+
+
+def apply_labels(cfg: DictConfig, split: Split, groups: list[TrainingGroup]) -> tuple[list[TrainingGroup], dict[str, Any]]:
+    """The groups with ``train.labels``' positives as their gold mask, and what was done (for results.json)."""
+    labels = cfg.train.get("labels") or {}
+    source = labels.get("source", "evidence")
+    fraction = float(labels.get("fraction", 1.0))
+    if source not in SOURCES:
+        raise UAEError(f"train.labels.source={source!r}: use one of {', '.join(SOURCES)}.")
+    if not 0.0 <= fraction <= 1.0:
+        raise UAEError(f"train.labels.fraction={fraction}: must be in [0, 1].")
+    if source != "evidence" and (fraction != 1.0 or labels.get("table")):
+        raise UAEError(
+            f"train.labels.fraction and train.labels.table apply to source=evidence only, not {source}: "
+            "leave them at 1.0 and null."
+        )
+    record: dict[str, Any] = {"source": source, "fraction": fraction, "seed": int(labels.get("seed", 0))}
+    if source == "evidence":
+        groups = _evidence(split, groups, fraction, record, labels.get("table"))
+    elif source == "none":
+        groups = [_clear(g) for g in groups]
+    elif source == "teacher_argmax":
+        groups = [replace(g, gold=positives_mask(g.passage_ids, {teacher_argmax(g.passage_ids, g.utility)})) for g in groups]
+    else:
+        if not cfg.loss.get("needs_gold"):
+            raise UAEError(
+                "train.labels.source=answer_overlap puts passages the teacher did not score into the candidate "
+                f"sets, which loss={cfg.loss.name} would read utilities of: use a hard-label loss (loss=infonce)."
+            )
+        groups = _answer_overlap(split, groups, record, float(labels.min_overlap), int(labels.max_positives))
+    record["with_positive"] = sum(any(g.gold) for g in groups)
+    record["groups"] = len(groups)
+    log.info("fit: labels %s", record)
+    return groups, record
+
+
+def _clear(group: TrainingGroup) -> TrainingGroup:
+    return replace(group, gold=(False,) * len(group.passage_ids))
+
+
+def _evidence(
+    split: Split, groups: list[TrainingGroup], fraction: float, record: dict[str, Any], table: str | None
+) -> list[TrainingGroup]:
+    labelled = labelled_questions([g.question_id for g in groups], fraction, record["seed"])
+    record["labelled"] = len(labelled)
+    if table is None:
+        return [g if g.question_id in labelled else _clear(g) for g in groups]
+    if not Path(table).is_file():
+        raise UAEError(f"train.labels.table={table}: no such file (a gold-first utility table of {split.name}).")
+    # the table must cover every question (it is checked as a whole); only the labelled ones use it
+    replaced = {g.question_id: g for g in training_groups(split, Path(table), [g.question_id for g in groups])}
+    record["table"] = str(table)
+    return [replaced[g.question_id] if g.question_id in labelled else _clear(g) for g in groups]
+
+
+def _answer_overlap(
+    split: Split, groups: list[TrainingGroup], record: dict[str, Any], min_overlap: float, max_positives: int
+) -> list[TrainingGroup]:
+    questions = {q.question_id: q for q in split.questions}
+    asked = [questions[g.question_id] for g in groups]
+    bm25 = rank_questions(BM25Retriever(), split, asked, scope="document", top_k=100).ranked_ids
+    out, inserted = [], 0
+    for group, question, ranking in zip(groups, asked, bm25):
+        passages = {p.passage_id: p.text for p in split.passages(question.document_id)}
+        positives = answer_overlap_positives(question, passages, ranking, min_overlap=min_overlap, max_positives=max_positives)
+        missing = [pid for pid in positives if pid not in group.passage_ids]
+        inserted += len(missing)
+        if missing:  # positives first, then the set's own candidates, keeping its size
+            keep = [i for i, pid in enumerate(group.passage_ids) if pid not in positives]
+            size = len(group.passage_ids)
+            ids = (list(positives) + [group.passage_ids[i] for i in keep])[:size]
+            texts = [passages[pid] for pid in positives] + [group.passages[i] for i in keep]
+            utility = [float("nan")] * len(positives) + [group.utility[i] for i in keep]  # unscored; hard-label losses ignore it
+            group = replace(group, passage_ids=tuple(ids), passages=tuple(texts[:size]), utility=tuple(utility[:size]))
+        out.append(replace(group, gold=positives_mask(group.passage_ids, positives)))
+    record["inserted"] = inserted
+    record["without_positive"] = sum(not any(g.gold) for g in out)
+    return out
