@@ -154,7 +154,7 @@ sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_s
 	  $(TIMED) $(SWEEP) +sweep=models evaluate.zero_shot=true $(MODELS_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS); \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; $(LOG_TIME); }
 
-reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models tuning bench ## everything RESULTS.md shows, regenerated into it
+reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models tuning bench label-efficiency ## everything RESULTS.md shows, regenerated into it
 	$(PY) -m uae.analysis.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
 	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
@@ -193,6 +193,7 @@ LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.lab
   teacher_argmax/loss=infonce/train.labels.source=teacher_argmax/train.labels.table=null \
   $(foreach f,1 0.25 0.1 0.5,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f) uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f))
 LF_CSV := experiments/qasper/label_efficiency.csv
+LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
 label-efficiency: setup ## label-free UAE against label-free baselines, and UAE / InfoNCE with a fraction of the evidence labels
 	mkdir -p $(LF)
@@ -214,7 +215,8 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	    --into $(RESULTS) --section compare-label-free-$$base || exit 1; done
 	$(PY) -m uae.analysis.compare $(LF)/infonce-f1 $(LF)/uae-f0.25 --metrics hit@1 recall@1 map mrr \
 	  --into $(RESULTS) --section compare-uae-quarter-infonce-all
-	$(PY) -m uae.analysis.agreement $(LF) --into $(RESULTS) --section label-agreement
+	$(PY) -m uae.analysis.agreement $(LF) --train-table $(LF_TABLES)/train-first120.parquet --dev-table $(LF_TABLES)/dev-first40.parquet \
+	  --into $(RESULTS) --section label-agreement
 	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
 	for split in train dev; do \
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section label-free-teacher-$$split || exit 1; done

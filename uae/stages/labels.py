@@ -78,7 +78,7 @@ def _evidence(
 ) -> list[TrainingGroup]:
     labelled = labelled_questions([g.question_id for g in groups], fraction, record["seed"])
     record["labelled"] = len(labelled)
-    if table is None:
+    if table is None or not labelled:
         return [g if g.question_id in labelled else _clear(g) for g in groups]
     if not Path(table).is_file():
         raise UAEError(f"train.labels.table={table}: no such file (a gold-first utility table of {split.name}).")
