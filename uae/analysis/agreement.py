@@ -68,8 +68,10 @@ def _share(hits: int, n: int) -> str:
 
 def agreement_table(labels: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| answer type | questions | evidence in the set | teacher's best is evidence | overlap paragraph found | "
-        "overlap paragraph is evidence | teacher's best is the overlap paragraph |",
+        (
+            "| answer type | questions | evidence in the set | teacher's best is evidence | overlap paragraph found | "
+            "overlap paragraph is evidence | teacher's best is the overlap paragraph |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for kind in ("all", *TYPES):
