@@ -189,10 +189,11 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 # above (best short of InfoNCE alone: 0.5).
 LF := $(R)/label_free
 LF_MIX ?= 0.5
-LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.labels.source=answer_overlap/train.labels.table=null \
-  teacher_argmax/loss=infonce/train.labels.source=teacher_argmax/train.labels.table=null \
-  $(foreach f,1 0.25 0.1 0.5,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f)) \
-  $(foreach f,0.25 0.1 0.5 1,uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f))
+LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null \
+  teacher_argmax/loss=infonce/train.labels.source=teacher_argmax/train.labels.fraction=1/train.labels.table=null \
+  $(foreach f,1 0.25,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f)) \
+  $(foreach f,0.25 1,uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f)) \
+  $(foreach f,0.1 0.5,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f) uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f))
 LF_CSV := experiments/qasper/label_efficiency.csv
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
