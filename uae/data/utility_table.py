@@ -63,6 +63,7 @@ REPLACE = (
 )
 # |utility - (ll_context - ll_closed)| of a sound row is rounding (< 1e-14 for log-likelihoods of tens of nats).
 CONSISTENCY_ATOL = 1e-9
+_CONSISTENT = ("utility", "ll_context", "ll_closed")
 _checked_by_consistency: set[Path] = set()
 
 
@@ -87,12 +88,19 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     content checked first (:func:`verify_table`)."""
     legacy = {new: old for old, new in _LEGACY_COLUMNS.items()}
     try:
-        if not verify_table(path) and path not in _checked_by_consistency:
-            _checked_by_consistency.add(path)
-            log.info("%s carries no content digest (written before digests): checked by utility = ll_context - ll_closed", path)
+        digest = check_parquet(path)
         names = pq.read_schema(path).names
         wanted = None if columns is None else [legacy[c] if c not in names and c in legacy else c for c in columns]
-        table = pq.read_table(path, columns=wanted)
+        if digest:
+            table = pq.read_table(path, columns=wanted)
+        else:  # one read for the rows and the consistency check that stands in for the digest
+            extra = None if wanted is None else wanted + [c for c in _CONSISTENT if c not in wanted]
+            table = pq.read_table(path, columns=extra)
+            _check_consistency(table, path)
+            table = table if wanted is None else table.select(wanted)
+            if path not in _checked_by_consistency:
+                _checked_by_consistency.add(path)
+                log.info("%s carries no content digest (written before digests): checked by utility = ll_context - ll_closed", path)
     except DamagedFileError as exc:
         raise DamagedFileError(f"{exc} {REPLACE.format(path=path)}") from None
     except (OSError, pa.ArrowException) as exc:
@@ -121,10 +129,17 @@ def check_consistency(path: Path) -> None:
     where rows are matched to the data (unknown ids, positions out of order), not here.
     """
     try:
-        table = pq.read_table(path, columns=["utility", "ll_context", "ll_closed"])
+        table = pq.read_table(path, columns=list(_CONSISTENT))
     except (OSError, KeyError, pa.ArrowException) as exc:
         raise DamagedFileError(f"{path}: cannot be read as a utility table ({type(exc).__name__}: {exc}).") from exc
-    utility, context, closed = (table[name].to_numpy() for name in ("utility", "ll_context", "ll_closed"))
+    _check_consistency(table, path)
+
+
+def _check_consistency(table: pa.Table, path: Path) -> None:
+    try:
+        utility, context, closed = (table[name].to_numpy() for name in _CONSISTENT)
+    except KeyError as exc:
+        raise DamagedFileError(f"{path}: no column {exc}: not a utility table.") from exc
     finite = np.isfinite(utility) & np.isfinite(context) & np.isfinite(closed)  # non-finite: refused by name later
     bad = np.flatnonzero(finite & (np.abs(utility - (context - closed)) > CONSISTENCY_ATOL))
     if bad.size:
