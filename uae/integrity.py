@@ -10,7 +10,9 @@ UAE writes also records a digest of its content, and every reader recomputes it 
 - parquet files (utility tables and chunks): a digest of every byte before the parquet footer (all
   row groups: data, dictionaries, page headers), stored in the footer's key-value metadata, which
   cannot hold a hash of itself (:func:`write_parquet`, :func:`check_parquet`);
-- JSON caches: a digest of the canonical JSON of their content (:func:`json_digest`).
+- JSON caches: a digest of the canonical JSON of their content (:func:`json_digest`);
+- models converted into ``paths.cache_dir/models``: a digest of each file, in the folder's marker
+  (``uae_source.json``; :func:`file_digest`).
 
 The hash is xxh3-128 (xxhash): ~10 GB/s on one core, so checking costs a fraction of reading the file.
 It guards against damage, not against someone forging a file (use a cryptographic hash for that).
@@ -61,6 +63,15 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
                 digest.update(flat.view(torch.uint8).numpy().data)
         else:
             digest.update(json.dumps(value, sort_keys=True, default=str).encode() + b"\0")
+    return _tag(digest.hexdigest())
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """Digest of a whole file's bytes (the files of a converted model folder)."""
+    digest = _hasher()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
     return _tag(digest.hexdigest())
 
 
