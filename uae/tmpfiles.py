@@ -17,6 +17,7 @@ Standard library only, so that ``make clean`` can run it before any virtualenv e
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -31,6 +32,7 @@ _LOCKED = re.compile(r"^\..+\.[a-z0-9_]{8}\.uae\.tmp$")
 _LEGACY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # mkstemp's 8 random characters, before locks
 LEGACY_AGE_S = 3600.0
 _SKIP_DIRS = {".git", ".venv", "node_modules", "__pycache__"}
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
 
 
 def locked_tmp(path: Path) -> tuple[int, Path]:
@@ -41,7 +43,13 @@ def locked_tmp(path: Path) -> tuple[int, Path]:
     """
     while True:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=SUFFIX, dir=path.parent)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno in _NO_LOCKS:  # a filesystem without flock: no cleaner can lock it either, so none removes it
+                return fd, Path(name)
+            os.close(fd)
+            raise
         if os.fstat(fd).st_nlink:
             return fd, Path(name)
         os.close(fd)
@@ -62,7 +70,7 @@ def remove_if_dead(path: Path, *, now: float | None = None) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            return False  # a live writer holds it
+            return False  # a live writer holds it (or the filesystem has no locks: then nothing is removed)
         if legacy and (now or time.time()) - os.fstat(fd).st_mtime < LEGACY_AGE_S:
             return False
         os.unlink(path)  # while holding the lock: a writer that made it a moment ago sees the unlink

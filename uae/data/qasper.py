@@ -37,9 +37,10 @@ def load_qasper(
     *,
     version: str = "0.3",
     max_documents: int | None = None,
-    allow_hub: bool = False,
+    allow_hub: bool | None = None,
 ) -> Split:
-    """Load one split; ``max_documents`` keeps the first N papers in file order (for quick runs)."""
+    """Load one split; ``max_documents`` keeps the first N papers in file order (for quick runs). The hub
+    is tried only when ``allow_hub`` is true (None, the config's default, means no)."""
     data_dir = Path(data_dir)
     raw_path = data_dir / RAW_FILE.format(split=split, version=version)
     if raw_path.is_file():
@@ -343,7 +344,7 @@ def _missing_split_message(split: str, data_dir: Path, raw_path: Path) -> str:
     return (
         f"QASPER split '{split}' not found in data.dir={data_dir} ({held}). Looked for {looked[0]} (official "
         f"layout), then {', '.join(str(p) for p in looked[1:])} (Hugging Face layout); the Hugging Face hub "
-        "was not tried (data.loader.allow_hub=false). Run `make data` where the internet is reachable, or point "
+        "was not tried (data.loader.allow_hub is not true). Run `make data` where the internet is reachable, or point "
         "data.dir= (or UAE_DATA_DIR) at a directory holding the QASPER files, or choose a split it holds "
         "(data.eval_split=), or set data.loader.allow_hub=true to load allenai/qasper from the hub."
     )
