@@ -86,3 +86,12 @@ def test_unknown_loss_is_hydras_error_naming_the_options() -> None:
 
     with pytest.raises(MissingConfigException, match="loss"):
         make("loss=bogus")
+
+
+def test_the_schema_knows_exactly_the_stages_that_exist() -> None:
+    import typing
+
+    from uae.schema import Stage
+    from uae.stages import STAGES
+
+    assert typing.get_args(Stage) == tuple(STAGES)
