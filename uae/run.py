@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae.config import register_resolvers
 from uae.errors import UAEError
+from uae.schema import check
 from uae.stages import STAGES
 
 log = logging.getLogger("uae.run")
@@ -33,40 +34,9 @@ register_resolvers()
 
 
 def validate(cfg: DictConfig) -> None:
-    """Refuse settings that would fail late or silently, before any work starts."""
-    unknown = [s for s in cfg.stages if s not in STAGES]
-    if unknown:
-        raise UAEError(f"stages={list(cfg.stages)}: unknown stage(s) {unknown}. Known stages: {list(STAGES)}.")
-    if cfg.retrieval.scope not in ("document", "corpus"):
-        raise UAEError(f"retrieval.scope={cfg.retrieval.scope!r}: use 'document' (each question ranks its own document) or 'corpus'.")
-    if int(cfg.retrieval.top_k) < 1 or int(cfg.retrieval.batch_size) < 1:
-        raise UAEError("retrieval.top_k and retrieval.batch_size must be positive integers.")
-    if "utility" in cfg.stages:
-        if int(cfg.candidates.size) < 1:
-            raise UAEError(f"candidates.size={cfg.candidates.size}: a candidate set needs at least 1 passage (default 8).")
-        negative = {k: v for k, v in cfg.candidates.hard_negatives.items() if int(v) < 0}
-        if negative:
-            raise UAEError(f"candidates.hard_negatives {dict(negative)}: counts must be 0 or more.")
-    if "fit" in cfg.stages:
-        _validate_training(cfg)
-
-
-def _validate_training(cfg: DictConfig) -> None:
-    """Hyper-parameters that would otherwise fail at the first step, or train on nonsense."""
-    loss = cfg.loss
-    for key in ("temperature", "sharpness"):
-        value = loss.get(key)
-        if value is not None and not float(value) > 0:
-            raise UAEError(f"loss.{key}={value}: must be > 0 (it divides the scores).")
-    if loss.get("mix") is not None and not 0.0 <= float(loss.mix) <= 1.0:
-        raise UAEError(f"loss.mix={loss.mix}: the InfoNCE weight lambda must be in [0, 1].")
-    train = cfg.train
-    if int(train.batch_size) < 1:
-        raise UAEError(f"train.batch_size={train.batch_size}: must be a positive number of questions.")
-    if not float(train.lr) > 0:
-        raise UAEError(f"train.lr={train.lr}: the learning rate must be > 0.")
-    if not 0.0 <= float(train.warmup_ratio) < 1.0:
-        raise UAEError(f"train.warmup_ratio={train.warmup_ratio}: must be in [0, 1).")
+    """Refuse settings that would fail late or silently, before any work starts and whatever the stages:
+    every value's type and range (:mod:`uae.schema`), so that no run writes a config it could not have run."""
+    check(cfg)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -76,8 +46,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    validate(cfg)  # first: printing resolves every value, and an unresolvable one must be our error
     print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
-    validate(cfg)
+    remove_stale_tmp(cfg)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -89,6 +60,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             if state.get("is_global_zero") is False:  # a DDP worker: rank 0 alone evaluates and reports
                 break
     return state
+
+
+def remove_stale_tmp(cfg: DictConfig) -> None:
+    """Delete the temporary files that killed writers left where this run writes (never a live writer's)."""
+    from uae.tmpfiles import remove_stale
+
+    for path in remove_stale(dict.fromkeys([str(cfg.paths.cache_dir), str(cfg.utility.table_dir)])):
+        log.info("removed %s: a temporary file whose writer is gone", path)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -2,7 +2,9 @@
 
 Sources, in order: ``qasper-{split}-v0.3.json`` in ``data_dir`` (the official raw layout); files in the
 Hugging Face column layout in ``data_dir`` (``{split}.jsonl`` / ``{split}.parquet``, HF split names
-accepted too); the ``allenai/qasper`` dataset on the hub when online. Both layouts go through one
+accepted too); the ``allenai/qasper`` dataset on the hub only when the data config asks for it
+(``data.loader.allow_hub=true``): a missing folder fails at once, naming every file looked for, instead
+of spending half a minute on hub retries that were never going to find a local mistake. Both layouts go through one
 parser, so they yield identical records. Every problem a user can fix raises :class:`DataError` naming
 the file and what to do.
 """
@@ -37,7 +39,8 @@ def load_qasper(
     max_documents: int | None = None,
     allow_hub: bool | None = None,
 ) -> Split:
-    """Load one split; ``max_documents`` keeps the first N papers in file order (for quick runs)."""
+    """Load one split; ``max_documents`` keeps the first N papers in file order (for quick runs). The hub
+    is tried only when ``allow_hub`` is true (None, the config's default, means no)."""
     data_dir = Path(data_dir)
     raw_path = data_dir / RAW_FILE.format(split=split, version=version)
     if raw_path.is_file():
@@ -48,7 +51,7 @@ def load_qasper(
         raw = raw_from_hf_rows(_read_hf_rows(hf_path), source=str(hf_path))
         fingerprint = file_sha256(hf_path)
         source = str(hf_path)
-    elif _hub_allowed(allow_hub):
+    elif allow_hub:
         raw, fingerprint, source = _load_from_hub(split)
     else:
         raise DataError(_missing_split_message(split, data_dir, raw_path))
@@ -315,13 +318,6 @@ def _read_hf_rows(path: Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: cannot be read as {path.suffix[1:]} ({exc}).") from exc
 
 
-def _hub_allowed(allow_hub: bool | None) -> bool:
-    if allow_hub is not None:
-        return allow_hub
-    offline = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("HF_DATASETS_OFFLINE", "")
-    return offline.lower() not in {"1", "true", "yes", "on"}
-
-
 def _load_from_hub(split: str) -> tuple[dict[str, Any], str, str]:
     try:
         import datasets
@@ -338,14 +334,17 @@ def _load_from_hub(split: str) -> tuple[dict[str, Any], str, str]:
 
 
 def _missing_split_message(split: str, data_dir: Path, raw_path: Path) -> str:
+    looked = [raw_path] + [data_dir / f"{name}{suffix}" for name in sorted({split, HF_SPLIT_NAMES.get(split, split)})
+                           for suffix in (".jsonl", ".parquet")]
     if not data_dir.is_dir():
         held = "the directory does not exist"
     else:
         files = sorted(p.name for p in data_dir.iterdir() if p.suffix in {".json", ".jsonl", ".parquet"})
         held = "it holds " + (", ".join(files) if files else "no data files")
     return (
-        f"QASPER split '{split}' not found: looked for {raw_path} (official layout) and "
-        f"{split}.jsonl/.parquet (HF layout) in data.dir={data_dir}; {held}; the Hugging Face hub is "
-        "offline. Run `make data` where the internet is reachable, or point data.dir= (or UAE_DATA_DIR) "
-        "at a directory holding the QASPER files, or choose a split it holds (data.eval_split=)."
+        f"QASPER split '{split}' not found in data.dir={data_dir} ({held}). Looked for {looked[0]} (official "
+        f"layout), then {', '.join(str(p) for p in looked[1:])} (Hugging Face layout); the Hugging Face hub "
+        "was not tried (data.loader.allow_hub is not true). Run `make data` where the internet is reachable, or point "
+        "data.dir= (or UAE_DATA_DIR) at a directory holding the QASPER files, or choose a split it holds "
+        "(data.eval_split=), or set data.loader.allow_hub=true to load allenai/qasper from the hub."
     )

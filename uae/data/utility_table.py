@@ -6,6 +6,12 @@ settings). The utility stage writes tables (uae.llm.utility), fit reads them int
 the teacher report and the exports read them too: all through this module, so the schema and its
 checks live in one place. A table written by the FlagEmbedding export (``*.jsonl``) reads into the
 same training groups (uae.data.flagembedding).
+
+Every read checks the table's content against the digest in its footer (uae.integrity). A table
+written before digests existed (the committed QASPER and SQuAD ones) is checked by its redundancy
+instead: each row's utility must equal ll_context - ll_closed (the mean of differences is the
+difference of means, to rounding), which a damaged number breaks. ``python -m uae.integrity stamp``
+gives such a table its digest.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import pyarrow.parquet as pq
 from uae.cache import fingerprint
 from uae.data.candidates import CandidateSet
 from uae.data.records import Split, TrainingGroup
-from uae.errors import CacheMismatchError, UAEError
+from uae.errors import CacheMismatchError, DamagedFileError, UAEError
+from uae.integrity import check_parquet
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,15 @@ SPEC_KEY = b"uae_spec"
 _LEGACY_COLUMNS = {"paper_id": "document_id"}
 
 REBUILD = "Rebuild it with the utility stage: python -m uae.run +experiment=NAME stages=[utility] (or make utilities)."
+# What replaces a table that cannot be read or whose content is damaged.
+REPLACE = (
+    "Replace it: restore a committed copy (git restore {path}), or rebuild it with the settings that made it: "
+    "python -m uae.run +experiment=NAME stages=[utility] utility.overwrite=true."
+)
+# |utility - (ll_context - ll_closed)| of a sound row is rounding (< 1e-14 for log-likelihoods of tens of nats).
+CONSISTENCY_ATOL = 1e-9
+_CONSISTENT = ("utility", "ll_context", "ll_closed")
+_checked_by_consistency: set[Path] = set()
 
 
 def utility_spec(
@@ -68,15 +84,71 @@ def utility_spec(
 
 
 def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
-    """The table's rows (all columns, or ``columns``), with legacy column names mapped to today's."""
+    """The table's rows (all columns, or ``columns``), with legacy column names mapped to today's; its
+    content checked first (:func:`verify_table`)."""
     legacy = {new: old for old, new in _LEGACY_COLUMNS.items()}
-    names = pq.read_schema(path).names
-    wanted = None if columns is None else [legacy[c] if c not in names and c in legacy else c for c in columns]
-    table = pq.read_table(path, columns=wanted)
+    try:
+        digest = check_parquet(path)
+        names = pq.read_schema(path).names
+        wanted = None if columns is None else [legacy[c] if c not in names and c in legacy else c for c in columns]
+        if digest:
+            table = pq.read_table(path, columns=wanted)
+        else:  # one read for the rows and the consistency check that stands in for the digest
+            extra = None if wanted is None else wanted + [c for c in _CONSISTENT if c not in wanted]
+            table = pq.read_table(path, columns=extra)
+            _check_consistency(table, path)
+            table = table if wanted is None else table.select(wanted)
+            if path not in _checked_by_consistency:
+                _checked_by_consistency.add(path)
+                log.info("%s carries no content digest (written before digests): checked by utility = ll_context - ll_closed", path)
+    except DamagedFileError as exc:
+        raise DamagedFileError(f"{exc} {REPLACE.format(path=path)}") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise DamagedFileError(
+            f"{path}: cannot be read as a utility table ({type(exc).__name__}: {exc}). {REPLACE.format(path=path)}"
+        ) from exc
     if not _LEGACY_COLUMNS.keys() & set(table.column_names):
         return table
     renamed = table.rename_columns([_LEGACY_COLUMNS.get(c, c) for c in table.column_names])
     return renamed.replace_schema_metadata(table.schema.metadata)
+
+
+def verify_table(path: Path) -> bool:
+    """:class:`DamagedFileError` unless the file's content is what was written: its digest when it records
+    one (True), else (written before digests) :func:`check_consistency` (False)."""
+    if check_parquet(path):
+        return True
+    check_consistency(path)
+    return False
+
+
+def check_consistency(path: Path) -> None:
+    """The check that stands in for a digest: every row's utility equals ll_context - ll_closed.
+
+    It covers the three numeric columns the losses read; a damaged string or integer column is caught
+    where rows are matched to the data (unknown ids, positions out of order), not here.
+    """
+    try:
+        table = pq.read_table(path, columns=list(_CONSISTENT))
+    except (OSError, KeyError, pa.ArrowException) as exc:
+        raise DamagedFileError(f"{path}: cannot be read as a utility table ({type(exc).__name__}: {exc}).") from exc
+    _check_consistency(table, path)
+
+
+def _check_consistency(table: pa.Table, path: Path) -> None:
+    try:
+        utility, context, closed = (table[name].to_numpy() for name in _CONSISTENT)
+    except KeyError as exc:
+        raise DamagedFileError(f"{path}: no column {exc}: not a utility table.") from exc
+    finite = np.isfinite(utility) & np.isfinite(context) & np.isfinite(closed)  # non-finite: refused by name later
+    bad = np.flatnonzero(finite & (np.abs(utility - (context - closed)) > CONSISTENCY_ATOL))
+    if bad.size:
+        i = bad[0]
+        raise DamagedFileError(
+            f"{path}: written before tables carried content digests, and {bad.size} of its rows break utility = "
+            f"ll_context - ll_closed (first: row {i}, {utility[i]!r} against {context[i] - closed[i]!r}): the "
+            "file was damaged or changed after it was written."
+        )
 
 
 def read_table_spec(path: Path) -> dict[str, Any]:
@@ -89,12 +161,12 @@ def read_table_spec(path: Path) -> dict[str, Any]:
         metadata = pq.read_schema(path).metadata or {}
         spec = json.loads(metadata[SPEC_KEY])
     except (KeyError, ValueError, OSError, pa.ArrowException) as exc:
-        raise CacheMismatchError(
-            f"{path} is not a utility table written by the utility stage ({type(exc).__name__}). Rebuild it with "
-            "stages=[utility]."
+        raise DamagedFileError(
+            f"{path} cannot be read as a utility table written by the utility stage ({type(exc).__name__}). "
+            + REPLACE.format(path=path)
         ) from exc
     if fingerprint(spec) != metadata.get(FINGERPRINT_KEY, b"").decode():
-        raise CacheMismatchError(f"{path}: its metadata does not match its fingerprint. Rebuild it with stages=[utility].")
+        raise DamagedFileError(f"{path}: its metadata does not match its fingerprint. {REPLACE.format(path=path)}")
     return spec
 
 
@@ -161,7 +233,14 @@ def find_table(
     for path in paths:
         if not path.is_file():
             continue
-        differs = differences(read_table_spec(path), split, settings)
+        try:
+            differs = differences(read_table_spec(path), split, settings)
+            covered = None if differs else set(read_table(path, ["question_id"])["question_id"].to_pylist())
+        except DamagedFileError:
+            if path == own and writing and overwrite:  # the one case where this run may replace it
+                log.warning("utility table %s cannot be read or is damaged; utility.overwrite=true: this run replaces it", path)
+                continue
+            raise
         if differs:
             if path == own and writing and not overwrite:
                 raise UAEError(
@@ -171,7 +250,6 @@ def find_table(
                 )
             log.info("utility table %s does not fit (differs in: %s)", path, ", ".join(differs))
             continue
-        covered = set(read_table(path, ["question_id"])["question_id"].to_pylist())
         if covered.issuperset(question_ids):
             return path
         log.info("utility table %s lacks %d of the questions", path, len(set(question_ids) - covered))

@@ -134,14 +134,15 @@ def target_gold_mass(table: pa.Table, sharpness: Sequence[float]) -> list[dict[s
 def main(argv: list[str] | None = None) -> int:
     """``python -m uae.evaluation.teacher TABLE.parquet [--sharpness ...]``: the target-mass table."""
     import argparse
+    from pathlib import Path
 
-    import pyarrow.parquet as pq
+    from uae.data.utility_table import read_table
 
     parser = argparse.ArgumentParser(description=target_gold_mass.__doc__)
     parser.add_argument("table", help="a utility table (experiments/qasper/utilities/train.parquet)")
     parser.add_argument("--sharpness", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0, 2.0])
     args = parser.parse_args(argv)
-    rows = target_gold_mass(pq.read_table(args.table, columns=["question_id", "is_gold", "utility"]), args.sharpness)
+    rows = target_gold_mass(read_table(Path(args.table), ["question_id", "is_gold", "utility"]), args.sharpness)
     print(f"Target softmax(u / beta) of {args.table}, over the {rows[0]['n_questions']} questions whose set holds gold:\n")
     print("| beta | mass on gold (mean) | median | questions with < 0.5 on gold | entropy (nats) |")
     print("|---|---|---|---|---|")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from uae.cache import atomic_path, fingerprint, model_digest
 from uae.errors import UAEError
+from uae.integrity import json_digest
 from uae.llm.loading import load_causal_lm
 from uae.llm.prompt import PromptTemplate
 
@@ -179,8 +180,9 @@ class AnswerReader:
 
 
 def _write_cache(path: Path, key: str, cache: dict[str, str]) -> None:
+    payload = {"fingerprint": key, "answers": cache}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"fingerprint": key, "answers": cache}), encoding="utf-8")
+        tmp.write_text(json.dumps({**payload, "digest": json_digest(payload)}), encoding="utf-8")
 
 
 def _read_cache(path: Path, key: str) -> dict[str, str]:
@@ -190,6 +192,13 @@ def _read_cache(path: Path, key: str) -> dict[str, str]:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         log.warning("reader cache %s is unreadable; answers will be generated again", path)
+        return {}
+    if not isinstance(payload, dict) or payload.get("digest") is None:
+        log.warning("reader cache %s carries no content digest (written before digests); answers will be generated again", path)
+        return {}
+    if json_digest({k: v for k, v in payload.items() if k != "digest"}) != payload["digest"]:
+        log.warning("reader cache %s: its content does not match the digest written with it (damaged); answers "
+                    "will be generated again", path)
         return {}
     if payload.get("fingerprint") != key or not isinstance(payload.get("answers"), dict):
         log.warning("reader cache %s was made with other settings; answers will be generated again", path)

@@ -4,7 +4,8 @@ The LLM pass is the expensive part of UAE (hours on a CPU), so it is written in 
 number of questions: a killed run resumes at the first missing chunk and ends with exactly the table
 an uninterrupted run makes, and ``shard=i/n`` lets n processes (GPUs, cluster jobs) each write their
 chunks (chunk k belongs to shard k mod n) into the same folder. :func:`merge_utilities` joins the
-chunks into one parquet table, stamped with the fingerprint of everything that made it.
+chunks into one parquet table, stamped with the fingerprint of everything that made it. Chunks and
+tables carry a digest of their content (uae.integrity): a damaged chunk is scored again, never merged.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from tqdm.auto import tqdm
 from uae.cache import atomic_path, fingerprint
 from uae.data.candidates import CandidateSet
 from uae.data.records import Split
-from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY
-from uae.errors import CacheMismatchError, UAEError
+from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY, verify_table
+from uae.errors import CacheMismatchError, DamagedFileError, UAEError
+from uae.integrity import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +95,7 @@ def compute_utilities(
     for k in tqdm(todo, desc="utility chunks", unit="chunk", disable=not progress):
         chunk_sets = sets[k * chunk_questions : (k + 1) * chunk_questions]
         table = score_chunk(split, chunk_sets, scorer)
-        table = table.replace_schema_metadata({FINGERPRINT_KEY: key.encode()})
-        with atomic_path(chunk_path(work_dir, k)) as tmp:
-            pq.write_table(table, tmp)
+        write_parquet(table.replace_schema_metadata({FINGERPRINT_KEY: key.encode()}), chunk_path(work_dir, k))
     return [chunk_path(work_dir, k) for k in owned]
 
 
@@ -165,8 +165,7 @@ def merge_utilities(work_dir: Path, n_sets: int, chunk_questions: int, dest: Pat
     table = table.replace_schema_metadata(
         {FINGERPRINT_KEY: fingerprint(spec).encode(), SPEC_KEY: json.dumps(spec, default=str).encode()}
     )
-    with atomic_path(dest) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    write_parquet(table, dest, compression="zstd")
     return table
 
 
@@ -175,13 +174,21 @@ def chunk_path(work_dir: Path, k: int) -> Path:
 
 
 def _valid_chunk(path: Path, key: str) -> bool:
+    """A chunk of this work (its fingerprint) whose content is what was written; a damaged one is redone."""
     if not path.is_file():
         return False
     try:
         metadata = pq.read_schema(path).metadata or {}
-    except (OSError, ValueError):  # ArrowInvalid is a ValueError: not parquet, so not ours; redo the chunk
+        if metadata.get(FINGERPRINT_KEY, b"").decode() != key:
+            return False
+        verify_table(path)
+    except DamagedFileError as exc:
+        log.warning("%s It is a cache: scoring that chunk again.", exc)
         return False
-    return metadata.get(FINGERPRINT_KEY, b"").decode() == key
+    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError: not parquet
+        log.warning("%s cannot be read as parquet (%s): scoring that chunk again.", path, type(exc).__name__)
+        return False
+    return True
 
 
 def _claim_work_dir(work_dir: Path, key: str, spec: Mapping[str, Any]) -> None:
