@@ -19,6 +19,7 @@ from uae.data.records import Split
 from uae.evaluation.evaluate import evaluate_retriever
 from uae.evaluation.metrics import answer_f1
 from uae.retrieval.base import Retriever
+from uae.retrieval.st_layout import tower_paths
 from uae.stages.common import build, load_split
 
 log = logging.getLogger("uae.run")
@@ -30,9 +31,10 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     encoder_dir = state.get("encoder_dir")
     if encoder_dir is not None:  # the fit stage's export: loaded exactly as a base model is
         node = OmegaConf.to_container(cfg.model.retriever, resolve=True)
-        node["encoder"]["local_path"] = str(encoder_dir)
-        if not node["encoder"].get("shared", True):
-            node["encoder"]["passage_local_path"] = str(Path(encoder_dir) / "passage")
+        query_tower, passage_tower = tower_paths(encoder_dir)
+        node["encoder"]["local_path"] = str(query_tower)
+        if passage_tower is not None:
+            node["encoder"]["passage_local_path"] = str(passage_tower)
         node["encoder"]["name"] = f"{cfg.model.name}+{cfg.loss.name}"
         retriever = build(OmegaConf.create(node), "model.retriever")
         extra = {
