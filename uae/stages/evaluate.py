@@ -20,6 +20,7 @@ from uae.evaluation.evaluate import evaluate_retriever
 from uae.evaluation.metrics import answer_f1
 from uae.retrieval.base import Retriever
 from uae.retrieval.st_layout import tower_paths
+from uae.run_folder import write_run_card
 from uae.stages.common import build, load_split
 
 log = logging.getLogger("uae.run")
@@ -48,6 +49,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         if cfg.evaluate.zero_shot:
             base = build(cfg.model.retriever, "model.retriever")
             state["zero_shot_results"] = evaluate_into(cfg, state, split, base, cfg.model.name, out_dir / "zero_shot", {})
+        write_run_card(out_dir, Path(encoder_dir))  # the model card, now with the evaluation table
         return
     retriever = build(cfg.model.retriever, "model.retriever")
     name = cfg.model.name
