@@ -95,7 +95,8 @@ in nats per answer token. UAE trains dense retrievers on it.
 ```python
 from datasets import load_dataset
 
-table = load_dataset("parquet", data_files="{file}", split="train")
+table = load_dataset("parquet", data_files="{file}", split="train")  # in this folder
+# once on the hub: load_dataset("OWNER/NAME", split="{split}")
 ```
 
 ## Columns
@@ -251,7 +252,7 @@ def _model_facts(
         "warmup": train.get("warmup_ratio", "?"),
         "epochs": trainer.get("max_epochs", "?"),
         "seed": config.get("seed", "?"),
-        "train_time": f"; {seconds / 60:.1f} minutes of training" if isinstance(seconds, int | float) else "",
+        "train_time": _duration(seconds),
         "checkpoint": "the best by MAP on the evaluation split, checked after each epoch" if train.get("validate")
         else "the last one",
         "evaluation": evaluation,
@@ -280,6 +281,12 @@ def dataset_card(spec: Mapping[str, Any], *, n_rows: int, n_questions: int, file
         spec_fingerprint=fingerprint(dict(spec)),
     )
     return DatasetCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}")
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return ""
+    return f"; {seconds:.0f} s of training" if seconds < 120 else f"; {seconds / 60:.1f} minutes of training"
 
 
 def _size_category(n: int) -> str:
