@@ -77,6 +77,11 @@ def test_sentence_transformers_embeds_as_our_encoder(tmp_path: Path, tiny_encode
     reloaded = _encoder(folder, **settings)
     torch.testing.assert_close(reloaded.encode(PASSAGES, "passage", progress=False), ours.encode(PASSAGES, "passage", progress=False))
 
+    from uae import Retriever  # the API reads the settings back from these files alone
+
+    retriever = Retriever.load(folder, device="cpu")
+    torch.testing.assert_close(torch.from_numpy(retriever.embed_queries(QUERIES)), ours.encode(QUERIES, "query", progress=False))
+
 
 def test_separate_towers_are_a_router_with_query_and_document_routes(tmp_path: Path, tiny_encoder_dir: Path) -> None:
     ours = _encoder(tiny_encoder_dir, shared=False, pooling="cls", query_instruction="query: ", query_max_length=10, passage_max_length=20)

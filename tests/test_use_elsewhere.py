@@ -1,9 +1,11 @@
 """A trained run in users' hands: the exported encoder in sentence-transformers, its model card, the
 ``uae.Retriever`` API, ``python -m uae.export`` and ``python -m uae.search``, and their bad input.
 
-One tiny run (tiny BERT with CLS pooling and a query instruction, tiny LLM, the two-paper fixture) is
-trained once for the module; every check compares against what that run itself wrote (rankings.json,
-results.json), never against numbers tuned into the test.
+One tiny run (tiny BERT with CLS pooling, a query instruction and separate query and passage towers,
+tiny LLM, the two-paper fixture) is trained once for the module; every check compares against what
+that run itself wrote (rankings.json, results.json), never against numbers tuned into the test. Shared
+towers, the usual case, are exported by the same code (tests/test_st_export.py) and trained end to end
+in tests/test_run_cli.py.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, ti
     done = uae_run(
         base, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir),
         "model.encoder.model_id=uae-test/tiny-bert",  # a hub-style id: the card names it as the base model
-        "model.encoder.pooling=cls", "model.encoder.query_instruction='search: '",
+        "model.encoder.pooling=cls", "model.encoder.query_instruction='search: '", "model.encoder.shared=false",
         f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama", f"utility.table_dir={base / 'tables'}",
         "stages=[utility,fit,evaluate]", "data.train_split=dev", "utility.splits=[dev]", "candidates.size=3",
         "train.batch_size=2", "train.lr=1e-3", "trainer.max_epochs=1", "evaluate.zero_shot=true", "logger=none",
@@ -62,6 +64,7 @@ def test_sentence_transformers_ranks_as_the_run_did(trained: Path, split) -> Non
 
     model = SentenceTransformer(str(trained / "encoder"), device="cpu")
     assert model.prompts["query"] == "search: "
+    assert type(model[0]).__name__ == "Router"  # the separate towers, as sentence-transformers holds two
     rankings = json.loads((trained / "rankings.json").read_text())
     assert set(rankings) == {q.question_id for q in split.evaluable_questions}
     for question in split.evaluable_questions:
@@ -207,14 +210,16 @@ def test_export_writes_a_copy_and_upgrades_an_old_export(trained: Path, tmp_path
     again = _cli("uae.export", str(trained), "--to", str(copy))  # an earlier export is replaced
     assert again.returncode == 0, again.stderr[-3000:]
 
-    # A run exported before encoders were sentence-transformers folders: a bare transformers folder.
+    # A run exported before encoders were sentence-transformers folders: a bare transformers folder (shared
+    # towers, the only layout of that time that a config could ask for).
     old = tmp_path / "old-run"
-    shutil.copytree(trained, old, ignore=shutil.ignore_patterns("checkpoints"))
-    for name in ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json", "README.md"):
-        (old / "encoder" / name).unlink()
-    for name in ("1_Pooling", "2_Normalize"):
-        shutil.rmtree(old / "encoder" / name)
+    shutil.copytree(trained, old, ignore=shutil.ignore_patterns("checkpoints", "encoder"))
+    shutil.copytree(trained / "encoder" / "query", old / "encoder", ignore=shutil.ignore_patterns("sentence_bert_config.json"))
+    result = json.loads((old / "results.json").read_text())
+    result["config"]["model"]["encoder"]["shared"] = True
+    (old / "results.json").write_text(json.dumps(result))
     from uae import Retriever
+    from uae.retrieval.encoder import DualEncoder
 
     with pytest.raises(UAEError, match="python -m uae.export"):
         Retriever.load(old)
@@ -222,8 +227,19 @@ def test_export_writes_a_copy_and_upgrades_an_old_export(trained: Path, tmp_path
     assert upgraded.returncode == 0, upgraded.stderr[-3000:]
     model = SentenceTransformer(str(old / "encoder"), device="cpu")
     assert model.prompts["query"] == "search: "
-    np.testing.assert_allclose(model.encode_document(texts), expected, atol=1e-6)
+    settings = {k: result["config"]["model"]["encoder"][k] for k in ("pooling", "query_instruction", "query_max_length", "passage_max_length")}
+    reference = DualEncoder("old", cache_dir=tmp_path, local_path=trained / "encoder" / "query", **settings)
+    np.testing.assert_allclose(model.encode_document(texts), reference.encode(texts, "passage", progress=False), atol=1e-5)
+    queries = [q.text for q in split.questions]
+    np.testing.assert_allclose(model.encode_query(queries), reference.encode(queries, "query", progress=False), atol=1e-5)
     assert "minilm+uae" in (old / "encoder" / "README.md").read_text()
+
+    # separate towers in that old layout (passage/ inside the query tower) cannot be converted: said so
+    (old / "encoder" / "modules.json").unlink()
+    result["config"]["model"]["encoder"]["shared"] = False
+    (old / "results.json").write_text(json.dumps(result))
+    _assert_error(_cli("uae.export", str(old), "--to", str(tmp_path / "never")), "cannot be converted")
+    assert not (tmp_path / "never").exists()
 
 
 def test_export_bad_input(trained: Path, tmp_path: Path) -> None:
@@ -362,3 +378,32 @@ def test_readme_use_elsewhere_runs_as_written(trained: Path, tmp_path: Path) -> 
         assert float(score) == pytest.approx(similarity[passages.index(text)], abs=2e-4)
     top = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(top) == 3 and all(i % 2 == ours[0].index for i in top)  # the best passage's copies in the corpus
+
+
+@pytest.mark.slow
+def test_quickstart_export_ranks_held_out_questions_as_the_run(tmp_path: Path, shared_data: Path) -> None:
+    """The issue's acceptance check at full size: `make run`'s quick start (MiniLM fine-tuned on 89 QASPER
+    train papers), exported, loads in sentence-transformers and ranks every held-out dev question's
+    paragraphs in the order uae.run did. About 10 minutes on 2 CPU cores (reader=none saves the LLM)."""
+    from sentence_transformers import SentenceTransformer
+
+    from uae.data.qasper import load_qasper
+
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "uae.run", "+experiment=quickstart", "reader=none", f"hydra.run.dir={run}",
+         f"paths.cache_dir={tmp_path / 'cache'}", f"data.dir={shared_data}", "retrieval.progress=false"],
+        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=3600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    exported = _cli("uae.export", str(run), "--to", str(tmp_path / "my-retriever"))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+
+    model = SentenceTransformer(str(tmp_path / "my-retriever"), device="cpu")
+    split = load_qasper("dev", shared_data, allow_hub=False, max_documents=28)
+    rankings = json.loads((run / "rankings.json").read_text())
+    assert len(rankings) == len(split.evaluable_questions) > 50
+    for question in split.evaluable_questions:
+        passages = split.passages(question.document_id)
+        scores = model.encode_document([p.text for p in passages]) @ model.encode_query(question.text)
+        _assert_ranked_as(rankings[question.question_id], {p.passage_id: float(s) for p, s in zip(passages, scores)})

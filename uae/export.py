@@ -39,14 +39,20 @@ def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None
     source = run_dir / ENCODER
     if not (source / "config.json").is_file() and not (source / "modules.json").is_file():
         find_encoder(run_dir)  # the run folder without an encoder
-    target = source if to is None else to
-    if to is not None:
-        _copy_folder(source, to)
-    if not (target / "modules.json").is_file():
-        _add_layout(target, run_results(run_dir))
-    if (run_dir / "results.json").is_file():
-        write_run_card(run_dir, target, repo_id)
-    return target
+
+    def complete(folder: Path) -> None:
+        if not (folder / "modules.json").is_file():
+            _add_layout(folder, run_results(run_dir))
+        if (run_dir / "results.json").is_file():
+            write_run_card(run_dir, folder, repo_id)
+
+    if to is None:
+        complete(source)
+        return source
+    with _replacing(to) as tmp:  # the copy appears complete, or not at all
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        complete(tmp)
+    return to
 
 
 def _add_layout(folder: Path, result: dict) -> None:
@@ -149,11 +155,6 @@ def _hub_problems(token: str | None) -> list[str]:
     except Exception as exc:  # noqa: BLE001 (connection refused, DNS, timeouts: whatever the HTTP client raises)
         problems.append(f"no network: {constants.ENDPOINT} cannot be reached ({type(exc).__name__}: {exc})")
     return problems
-
-
-def _copy_folder(source: Path, to: Path) -> None:
-    with _replacing(to) as tmp:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,10 @@ def find_encoder(path: str | os.PathLike) -> Path:
     """The sentence-transformers folder that ``path`` (a run folder or an encoder folder) holds."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise UAEError(f"{path}: no such folder. Give a run folder (hydra.run.dir of a run with the fit stage) or an encoder folder.")
+        raise UAEError(
+            f"{path}: no such folder. Give a run folder (hydra.run.dir of a run with the fit stage) or an encoder "
+            "folder; a model on the hub: download it first (huggingface_hub.snapshot_download) and give its folder."
+        )
     if not path.is_dir():
         raise UAEError(f"{path} is a file; give a run folder or an exported encoder folder.")
     if (path / "modules.json").is_file():
