@@ -270,6 +270,48 @@ def test_push_without_token_or_network_says_which_and_writes_nothing(trained: Pa
     _assert_error(table, "no Hugging Face token")
 
 
+def test_push_uploads_the_folder_with_a_card_naming_the_repo(trained: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The upload itself, with huggingface_hub's network calls replaced by recorders (tests never reach a hub)."""
+    import huggingface_hub
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.repocard import RepoCard
+
+    from uae import export
+
+    uploads: list[dict] = []
+
+    def upload_folder(self, *, folder_path: str, repo_id: str, repo_type: str, **kwargs):
+        files = sorted(str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file())
+        uploads.append({"repo": repo_id, "type": repo_type, "files": files, "card": (Path(folder_path) / "README.md").read_text()})
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
+    monkeypatch.setattr(HfApi, "whoami", lambda self, *a, **k: {"name": "someone"})
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **k: repo_id)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(RepoCard, "validate", lambda self, repo_type=None: None)
+    assert huggingface_hub.get_token()
+
+    before = (trained / "encoder" / "README.md").read_text()
+    assert export.main([str(trained), "--push-to-hub", "someone/uae-test"]) == 0
+    assert export.main([str(trained.parent / "tables" / "dev.parquet"), "--push-to-hub", "someone/utilities"]) == 0
+    model, dataset = uploads
+    assert (model["repo"], model["type"], dataset["repo"], dataset["type"]) == ("someone/uae-test", "model", "someone/utilities", "dataset")
+    assert {"modules.json", "router_config.json", "query/model.safetensors", "passage/model.safetensors", "README.md"} <= set(model["files"])
+    assert 'SentenceTransformer("someone/uae-test")' in model["card"]
+    assert dataset["files"] == ["README.md", "data/dev.parquet"]
+    assert (trained / "encoder" / "README.md").read_text() == before  # the run's own card is untouched
+    assert "pushed" in capsys.readouterr().out
+
+    def refused(self, repo_type=None):
+        raise ValueError("bad metadata")
+
+    monkeypatch.setattr(RepoCard, "validate", refused)
+    assert export.main([str(trained), "--push-to-hub", "someone/uae-test"]) == 2
+    assert "the hub rejects the card's metadata (bad metadata); nothing was pushed" in capsys.readouterr().err
+    assert len(uploads) == 2
+
+
 def test_utility_tables_export_as_datasets(trained: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
     from datasets import load_dataset

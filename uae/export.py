@@ -191,11 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m uae.export",
         description="Write a run's fine-tuned encoder (a sentence-transformers folder with a model card) or a utility "
         "table (a dataset folder with a card), and optionally push it to the Hugging Face hub.",
-        epilog=__doc__.split("\n\n")[1],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", type=Path, help="a run folder (hydra.run.dir of a run with the fit stage), or a utility table (.parquet)")
-    parser.add_argument("--to", type=Path, help="write the folder here (default: a run's own encoder/; needed for a table unless pushing)")
+    parser.add_argument("--to", type=Path, metavar="DIR", help="write the folder here (default: a run's own encoder/; needed for a table unless pushing)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload to this hub repo (owner/name): a model, or a dataset for a table")
     parser.add_argument("--private", action="store_true", help="create the hub repo as private")
     args = parser.parse_args(argv)

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.search",
         description="Rank the passages of a JSONL file for a question with a trained UAE model.",
-        epilog=__doc__.split("\n\n")[1],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", type=Path, metavar="RUN_DIR", help="a run folder with a fine-tuned encoder, or an exported encoder folder")
