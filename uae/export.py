@@ -109,6 +109,8 @@ def push(folder: Path, repo_id: str, *, repo_type: str, private: bool) -> str:
         card.validate(repo_type=repo_type)  # the hub's own check of the card's metadata, before any upload
     except ValueError as exc:
         raise UAEError(f"the hub rejects the card's metadata ({exc}); nothing was pushed.") from exc
+    except Exception as exc:  # the request itself failed (connection, HTTP): reported, never a traceback
+        raise UAEError(f"the hub could not check the card ({type(exc).__name__}: {exc}); nothing was pushed.") from exc
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
