@@ -1,44 +1,90 @@
-"""A Hydra callback that makes sure the run (or sweep) folder can be written, before Hydra writes into it.
+"""A run folder's trained model: where its encoder is, and its model card made from the run's records.
 
-Hydra creates the folder and writes its ``.hydra/`` files before the job starts, so a folder nobody can
-write to would end in Hydra's traceback, outside ``uae.run``'s error handling. This check runs first
-(``conf/hydra/default.yaml``) and stops with the usual one-paragraph error and exit status 2.
+``uae.Retriever``, ``python -m uae.search`` and ``python -m uae.export`` all take a run folder or an
+exported encoder folder; this module decides which one a path is, and says what is wrong with one
+that is neither, so the three give the same clear error for the same mistake.
 """
 
 from __future__ import annotations
 
-import sys
-import tempfile
+import json
+import os
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from uae.errors import UAEError
+
+ENCODER = "encoder"
+CARD = "README.md"
 
 
-class RunFolderCheck(Callback):
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_writable(config, "hydra.run.dir")
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_writable(config, "hydra.sweep.dir")
+def is_run_folder(path: Path) -> bool:
+    return (path / "results.json").is_file() or (path / ".hydra" / "config.yaml").is_file()
 
 
-def check_writable(config: DictConfig, key: str) -> None:
-    """Create the folder ``key`` names and write a file in it; exit 2 with the key to change if that fails."""
-    from hydra.core.hydra_config import HydraConfig
-
-    HydraConfig.instance().set_config(config)  # so that ${hydra:...} in the folder's name resolves
-    folder = Path(str(OmegaConf.select(config, key)))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".uae-write-check."):
-            pass
-    except OSError as exc:
-        print(
-            f"\nerror: cannot write the run folder {folder} ({exc.strerror or exc}). Give this run a folder it "
-            f"can write: {key}=PATH (or move them all with paths.log_dir=PATH).",
-            file=sys.stderr,
-            flush=True,
+def find_encoder(path: str | os.PathLike) -> Path:
+    """The sentence-transformers folder that ``path`` (a run folder or an encoder folder) holds."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UAEError(
+            f"{path}: no such folder. Give a run folder (hydra.run.dir of a run with the fit stage) or an encoder "
+            "folder; a model on the hub: download it first (huggingface_hub.snapshot_download) and give its folder."
         )
-        sys.exit(2)
+    if not path.is_dir():
+        raise UAEError(f"{path} is a file; give a run folder or an exported encoder folder.")
+    if (path / "modules.json").is_file():
+        return path
+    encoder = path / ENCODER
+    if (encoder / "modules.json").is_file():
+        return encoder
+    if (encoder / "config.json").is_file():
+        raise UAEError(
+            f"{encoder} was exported before encoders were sentence-transformers folders. Add the missing files with "
+            f"`python -m uae.export {path}`, then load it again."
+        )
+    if is_run_folder(path):
+        raise UAEError(
+            f"{path} is a run folder without an encoder: the run had no fit stage (only a fine-tuned run exports "
+            "one to encoder/). Train with stages=[utility,fit,evaluate], or load a base model by its folder."
+        )
+    raise UAEError(
+        f"{path} is neither a UAE run folder (results.json, .hydra/) nor a sentence-transformers folder (modules.json)."
+    )
+
+
+def run_results(run_dir: Path) -> dict[str, Any]:
+    """The run's results.json (the fine-tuned encoder's evaluation and the run's resolved config)."""
+    path = run_dir / "results.json"
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UAEError(f"{run_dir} has no results.json: the run did not finish its evaluate stage.") from None
+    except (OSError, ValueError) as exc:
+        raise UAEError(f"{path} cannot be read ({exc}).") from exc
+    if not isinstance(result, dict) or "config" not in result:
+        raise UAEError(f"{path} lacks the run's config: not a results.json of this version.")
+    return result
+
+
+def write_card(encoder_dir: Path, card: Any) -> Path:
+    from uae.cache import atomic_path
+
+    with atomic_path(encoder_dir / CARD) as tmp:
+        tmp.write_text(str(card), encoding="utf-8")
+    return encoder_dir / CARD
+
+
+def write_run_card(run_dir: Path, encoder_dir: Path | None = None, repo_id: str | None = None) -> Path:
+    """Write the model card of a finished run's encoder (into ``encoder_dir``, else its own encoder/)."""
+    from uae.analysis.report import load_results, markdown_table
+    from uae.cards import command_line, model_card
+    from uae.retrieval.st_layout import read_layout
+
+    result = run_results(run_dir)
+    encoder_dir = encoder_dir or run_dir / ENCODER
+    layout = read_layout(encoder_dir)[0]
+    rows = load_results([d for d in (run_dir / "zero_shot", run_dir) if (d / "results.json").is_file()])
+    card = model_card(
+        result["config"], result, layout, rows, table=markdown_table(rows), command=command_line(run_dir), repo_id=repo_id
+    )
+    return write_card(encoder_dir, card)

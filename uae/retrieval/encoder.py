@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from uae.cache import model_digest
 from uae.errors import ModelNotFoundError
+from uae.retrieval.st_layout import PASSAGE_TOWER, QUERY_TOWER, EncoderLayout, write_layout
 
 Pooling = Literal["mean", "cls"]
 Side = Literal["query", "passage"]
@@ -198,20 +199,37 @@ class DualEncoder(nn.Module):
             spec["passage_weights"] = model_digest(self.passage_path)
         return spec
 
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write the towers as Hugging Face folders that ``local_path`` (and ``passage_local_path``) load.
+    def layout(self) -> EncoderLayout:
+        """The settings an export carries beside the weights (see uae.retrieval.st_layout)."""
+        return EncoderLayout(
+            pooling=self.pooling,
+            normalize=self.normalize,
+            query_instruction=self.instructions["query"],
+            passage_instruction=self.instructions["passage"],
+            query_max_length=self.max_lengths["query"],
+            passage_max_length=self.max_lengths["passage"],
+            shared=self.shared,
+        )
 
-        The query tower and tokenizer go to ``folder``, a separate passage tower to ``folder/passage``.
-        Written to a temporary sibling and renamed, so a crash never leaves a half-saved encoder.
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the towers as a sentence-transformers folder that is also a Hugging Face one.
+
+        Shared towers: the model and tokenizer at the top (what ``local_path`` loads). Separate towers:
+        ``folder/query`` and ``folder/passage``, each with the tokenizer, under a sentence-transformers
+        Router (:func:`uae.retrieval.st_layout.tower_paths` gives both paths). Written to a temporary
+        sibling and renamed, so a crash never leaves a half-saved encoder.
         """
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
-            self.query_encoder.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            if not self.shared:
-                self.passage_encoder.save_pretrained(tmp / "passage")
+            towers = [(self.query_encoder, tmp)] if self.shared else [
+                (self.query_encoder, tmp / QUERY_TOWER), (self.passage_encoder, tmp / PASSAGE_TOWER)
+            ]
+            for encoder, path in towers:
+                encoder.save_pretrained(path)
+                self.tokenizer.save_pretrained(path)
+            write_layout(tmp, self.layout(), self.dimension)
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)

@@ -19,6 +19,8 @@ from uae.data.records import Split
 from uae.evaluation.evaluate import evaluate_retriever
 from uae.evaluation.metrics import answer_f1
 from uae.retrieval.base import Retriever
+from uae.retrieval.st_layout import tower_paths
+from uae.run_folder import write_run_card
 from uae.stages.common import build, load_split
 
 log = logging.getLogger("uae.run")
@@ -30,9 +32,10 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     encoder_dir = state.get("encoder_dir")
     if encoder_dir is not None:  # the fit stage's export: loaded exactly as a base model is
         node = OmegaConf.to_container(cfg.model.retriever, resolve=True)
-        node["encoder"]["local_path"] = str(encoder_dir)
-        if not node["encoder"].get("shared", True):
-            node["encoder"]["passage_local_path"] = str(Path(encoder_dir) / "passage")
+        query_tower, passage_tower = tower_paths(encoder_dir)
+        node["encoder"]["local_path"] = str(query_tower)
+        if passage_tower is not None:
+            node["encoder"]["passage_local_path"] = str(passage_tower)
         node["encoder"]["name"] = f"{cfg.model.name}+{cfg.loss.name}"
         retriever = build(OmegaConf.create(node), "model.retriever")
         extra = {
@@ -46,6 +49,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         if cfg.evaluate.zero_shot:
             base = build(cfg.model.retriever, "model.retriever")
             state["zero_shot_results"] = evaluate_into(cfg, state, split, base, cfg.model.name, out_dir / "zero_shot", {})
+        write_run_card(out_dir, Path(encoder_dir))  # the model card, now with the evaluation table
         return
     retriever = build(cfg.model.retriever, "model.retriever")
     name = cfg.model.name

@@ -16,9 +16,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from uae.cache import fingerprint
+from uae.cards import command_line, model_card
 from uae.data.datamodule import TrainingDataModule
 from uae.data.utility_table import table_spec, training_groups
 from uae.errors import UAEError
+from uae.run_folder import write_card
 from uae.stages.common import build, load_split
 from uae.stages.labels import apply_labels
 from uae.stages.tables import train_table, utility_questions
@@ -96,6 +98,11 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     state["encoder_dir"] = encoder_dir
     state["checkpoint"] = str(checkpoint) if checkpoint else None
     state["train_seconds"] = seconds  # wall clock of trainer.fit, validation included
+    # the card of a model not yet evaluated; the evaluate stage rewrites it with the run's results
+    card = model_card(
+        OmegaConf.to_container(cfg, resolve=True), state, module.encoder.layout(), [], command=command_line(out_dir)
+    )
+    write_card(encoder_dir, card)
     log.info("fit: exported %s (from %s) to %s", cfg.loss.name, checkpoint or "the final weights", encoder_dir)
 
 

@@ -1,0 +1,197 @@
+"""``uae.Retriever``: a trained encoder for code that does not go through the CLI.
+
+    from uae import Retriever
+
+    r = Retriever.load("logs/quickstart/runs/<time>")      # a run folder, or an exported encoder folder
+    r.rank("What dataset do they use?", paragraphs, k=3)    # one document's passages, best first
+    r.index(corpus)                                         # a FAISS index of a corpus (GPU FAISS when present)
+    r.search("What dataset do they use?", k=5)
+
+It runs UAE's own encoder on the settings in the exported folder (pooling, normalisation, prompts, max
+lengths), so it embeds as ``python -m uae.run`` evaluated it, and ranks with the same rules (exact inner
+products; equal scores keep the passages' order). ``k`` larger than the number of passages is clamped
+to that number: every passage, ranked. This module imports nothing heavy, so ``from uae import
+Retriever`` stays cheap; torch, transformers and FAISS load with the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from numbers import Integral
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from uae.errors import UAEError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from uae.retrieval.encoder import DualEncoder
+    from uae.retrieval.index import PassageIndex
+
+# Corpora above this many passages show a progress bar while they are encoded (progress=None).
+PROGRESS_FROM = 1_000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved passage: its position in the list given, its id (the position as text unless ids were
+    given), its text and its score (cosine similarity for a normalised model, else the inner product)."""
+
+    rank: int
+    score: float
+    index: int
+    id: str
+    text: str
+
+
+class Retriever:
+    """A dual encoder ready to rank passages for questions."""
+
+    def __init__(self, encoder: DualEncoder, *, batch_size: int = 64, progress: bool | None = None,
+                 use_gpu_index: bool | None = None, source: Path | None = None) -> None:
+        if int(batch_size) < 1:
+            raise UAEError(f"batch_size={batch_size}: must be a positive number of texts per batch.")
+        self.encoder = encoder
+        self.batch_size = int(batch_size)
+        self.progress = progress
+        self.use_gpu_index = use_gpu_index
+        self.source = source
+        self._index: PassageIndex | None = None
+        self._texts: list[str] = []
+        self._ids: list[str] = []
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        device: str = "auto",
+        batch_size: int = 64,
+        progress: bool | None = None,
+        use_gpu_index: bool | None = None,
+    ) -> Retriever:
+        """The encoder of a run folder (its ``encoder/``) or of an exported sentence-transformers folder.
+
+        ``device``: auto (CUDA when available), cpu or cuda. ``progress``: None shows a bar for corpora
+        of over 1,000 passages. ``use_gpu_index``: None puts the FAISS index on the GPU when faiss-gpu
+        and a GPU are present.
+        """
+        import torch
+
+        from uae.retrieval.encoder import DualEncoder
+        from uae.retrieval.st_layout import read_layout
+        from uae.run_folder import find_encoder
+
+        folder = find_encoder(path)
+        layout, query_path, passage_path = read_layout(folder)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        encoder = DualEncoder(
+            str(folder),
+            cache_dir=folder,
+            local_path=query_path,
+            passage_local_path=passage_path,
+            name=folder.parent.name if folder.name == "encoder" else folder.name,
+            **asdict(layout),
+        )
+        try:
+            encoder.to(device).eval()
+        except (RuntimeError, AssertionError) as exc:
+            raise UAEError(f"device={device!r}: the model cannot be moved there ({exc}). Use device='cpu'.") from exc
+        return cls(encoder, batch_size=batch_size, progress=progress, use_gpu_index=use_gpu_index, source=folder)
+
+    def __repr__(self) -> str:
+        return f"Retriever({self.source or self.encoder.name}, {len(self._texts)} passages indexed)"
+
+    def __len__(self) -> int:
+        """How many passages the index holds."""
+        return len(self._texts)
+
+    def embed_queries(self, questions: Sequence[str]) -> np.ndarray:
+        """Query embeddings (float32, one row per question), with the query instruction."""
+        return self._embed(_texts(questions, "questions"), "query")
+
+    def embed_passages(self, passages: Sequence[str]) -> np.ndarray:
+        """Passage embeddings (float32, one row per passage), with the passage instruction."""
+        return self._embed(_texts(passages, "passages"), "passage")
+
+    def rank(self, question: str, passages: Sequence[str], k: int | None = None) -> list[Hit]:
+        """The ``k`` best of ``passages`` for ``question`` (all of them when k is None or larger), best first.
+
+        For one document's passages: scored exactly, nothing kept. A corpus searched by many questions
+        is faster with :meth:`index` and :meth:`search`."""
+        from uae.retrieval.index import PassageIndex
+
+        question = _question(question)
+        texts = _texts(passages, "passages")
+        k = _k(k, len(texts))
+        index = PassageIndex(self._embed(texts, "passage"), [str(i) for i in range(len(texts))], [""] * len(texts))
+        scores, rows = index.search_document(self._embed([question], "query"), None)
+        return [Hit(r + 1, float(s), int(i), str(i), texts[int(i)]) for r, (s, i) in enumerate(zip(scores[0][:k], rows[0][:k]))]
+
+    def index(self, passages: Sequence[str], ids: Sequence[str] | None = None) -> Retriever:
+        """Encode a corpus (batched; a progress bar past 1,000 passages) into a FAISS index for :meth:`search`.
+
+        ``ids`` name the passages in the hits (default: their positions). Replaces an earlier index."""
+        from uae.retrieval.index import PassageIndex
+
+        texts = _texts(passages, "passages")
+        ids = [str(i) for i in range(len(texts))] if ids is None else [str(i) for i in ids]
+        if len(ids) != len(texts):
+            raise UAEError(f"index: {len(ids)} ids for {len(texts)} passages; give one id per passage.")
+        if len(set(ids)) != len(ids):
+            raise UAEError("index: the ids are not unique; each passage needs its own id.")
+        embeddings = self._embed(texts, "passage")
+        rows = [str(i) for i in range(len(texts))]
+        self._index = PassageIndex(embeddings, rows, [""] * len(texts), use_gpu=self.use_gpu_index)
+        self._texts, self._ids = texts, ids
+        return self
+
+    def search(self, question: str | Sequence[str], k: int = 10) -> list[Hit] | list[list[Hit]]:
+        """The ``k`` best indexed passages for a question (a list of hits), or for each of several questions
+        (a list of such lists, encoded in batches). ``k`` above the corpus size is clamped to it."""
+        if self._index is None:
+            raise UAEError("search: nothing is indexed yet. Call index(passages) first.")
+        single = isinstance(question, str)
+        questions = [_question(question)] if single else [_question(q) for q in _texts(question, "questions")]
+        k = _k(k, len(self._texts))
+        scores, rows = self._index.search_corpus(self._embed(questions, "query"), k)
+        hits = [
+            [Hit(r + 1, float(s), int(i), self._ids[int(i)], self._texts[int(i)]) for r, (s, i) in enumerate(zip(qs, qr))]
+            for qs, qr in zip(scores, rows)
+        ]
+        return hits[0] if single else hits
+
+    def _embed(self, texts: list[str], side: str) -> np.ndarray:
+        progress = self.progress if self.progress is not None else len(texts) > PROGRESS_FROM
+        return self.encoder.encode(texts, side, batch_size=self.batch_size, progress=progress).numpy()  # type: ignore[arg-type]
+
+
+def _texts(values: Any, what: str) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise UAEError(f"{what}: expected a list of strings, got {type(values).__name__}.")
+    texts = list(values)
+    if not texts:
+        raise UAEError(f"{what}: the list is empty; there is nothing to rank.")
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise UAEError(f"{what}[{bad}] is a {type(texts[bad]).__name__}, not a string.")
+    return texts
+
+
+def _question(question: Any) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise UAEError(f"question: expected a non-empty string, got {question!r}.")
+    return question
+
+
+def _k(k: int | None, n: int) -> int:
+    """``k`` clamped to the ``n`` passages there are (None: all of them)."""
+    if k is None:
+        return n
+    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
+        raise UAEError(f"k={k!r}: must be a positive integer (the number of passages to return).")
+    return min(int(k), n)

@@ -1,0 +1,87 @@
+"""Search your own passages with a trained model: ``python -m uae.search RUN_DIR --passages FILE.jsonl --question "..."``.
+
+    python -m uae.search logs/quickstart/runs/<time> --passages corpus.jsonl --question "What dataset is used?" --k 5
+    python -m uae.search my-retriever --passages corpus.jsonl --question "..." --json   # one JSON object per hit
+
+RUN_DIR is a run folder with a fine-tuned encoder, or an exported encoder folder. Each line of the
+passages file is a JSON object with a "text" and optionally an "_id" or "id" (BEIR's corpus.jsonl
+works as is); passages without an id are named by their line number. ``--k`` larger than the number of
+passages is clamped to it. The index is FAISS (GPU FAISS when present), as ``uae.Retriever.search``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from uae.errors import DataError, UAEError
+
+
+def read_passages(path: Path) -> tuple[list[str], list[str]]:
+    """Texts and ids of a passages file (JSONL: {"text", optional "_id"/"id"}), with line-numbered errors."""
+    from uae.data.files import read_jsonl
+
+    if not path.is_file():
+        raise DataError(f"--passages {path}: no such file.")
+    texts, ids = [], []
+    for lineno, row in read_jsonl(path, 'one passage: {"text": "...", "_id": "..."}'):
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise DataError(f"{path}, line {lineno}: no \"text\" string (each line holds one passage: {{\"text\", \"_id\"}}).")
+        identifier = row.get("_id", row.get("id", str(lineno)))
+        if not isinstance(identifier, str | int) or isinstance(identifier, bool):
+            raise DataError(f"{path}, line {lineno}: the id {identifier!r} is not a string or number.")
+        texts.append(text)
+        ids.append(str(identifier))
+    if not texts:
+        raise DataError(f"--passages {path} holds no passages: there is nothing to search.")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))
+        raise DataError(f"--passages {path}: the id {duplicate!r} names two passages; ids must be unique.")
+    return texts, ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m uae.search",
+        description="Rank the passages of a JSONL file for a question with a trained UAE model.",
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", type=Path, metavar="RUN_DIR", help="a run folder with a fine-tuned encoder, or an exported encoder folder")
+    parser.add_argument("--passages", type=Path, required=True, help='JSONL file, one {"text": ..., "_id": ...} per line')
+    parser.add_argument("--question", required=True, help="the question to search for")
+    parser.add_argument("--k", type=int, default=5, help="how many passages to show (default 5; clamped to the number of passages)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per hit instead of a table")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=64, help="passages encoded per batch (default 64)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        if not args.question.strip():
+            raise UAEError("--question is empty: give the question to search for.")
+        if args.k < 1:
+            raise UAEError(f"--k {args.k}: must be at least 1.")
+        texts, ids = read_passages(args.passages)
+        from uae.api import Retriever
+
+        retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size)
+        hits = retriever.index(texts, ids).search(args.question, k=args.k)
+    except UAEError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for hit in hits:
+        if args.json:
+            print(json.dumps({"rank": hit.rank, "score": round(hit.score, 6), "id": hit.id, "text": hit.text}, ensure_ascii=False))
+        else:
+            text = " ".join(hit.text.split())
+            print(f"{hit.rank:>3}  {hit.score:.4f}  {hit.id}  {text[:160] + ('...' if len(text) > 160 else '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
