@@ -208,7 +208,7 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
 	  $(call LOG_TIME,$$name); done
 	$(call SKIP_IF,$(LF)/teacher-dev/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[utility] \
-	  'utility.splits=[dev]' 'data.max_documents={train: 120, dev: 40}' utility.report=true hydra.run.dir=$(LF)/teacher-dev \
+	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev \
 	  && $(call LOG_TIME,teacher-dev); }
 	$(PY) -m uae.analysis.label_efficiency $(LF) --csv $(LF_CSV) --into $(RESULTS) --section label-efficiency \
 	  --plot experiments/qasper/plots/label_efficiency.png
