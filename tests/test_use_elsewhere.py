@@ -342,7 +342,7 @@ def test_utility_tables_export_as_datasets(trained: Path, tmp_path: Path) -> Non
         assert fingerprint(spec) in card.text and spec["scorer"]["model_id"] in card.text
 
     (tmp_path / "not-a-table.parquet").write_bytes(b"PAR1 nonsense")
-    _assert_error(_cli("uae.export", str(tmp_path / "not-a-table.parquet"), "--to", str(tmp_path / "x")), "not a utility table")
+    _assert_error(_cli("uae.export", str(tmp_path / "not-a-table.parquet"), "--to", str(tmp_path / "x")), "cannot be read as a utility table")
     assert not (tmp_path / "x").exists()
 
 
