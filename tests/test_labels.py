@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from uae.data.labels import answer_overlap_positives, labelled_questions, teacher_argmax
+from uae.data.labels import answer_overlap_positives, labelled_questions, passage_tokens, teacher_argmax
 from uae.data.records import Answer, Question
 
 PASSAGES = {
@@ -16,6 +16,7 @@ PASSAGES = {
     "p/3": "Our encoder is a BiLSTM with attention over tokens.",
     "p/4": "Experiments use English and German corpora.",
 }
+TOKENS = passage_tokens(PASSAGES)
 
 
 def _q(*answers: tuple[str, str]) -> Question:
@@ -24,32 +25,32 @@ def _q(*answers: tuple[str, str]) -> Question:
 
 def test_extractive_answer_found_in_one_paragraph() -> None:
     q = _q(("English and German corpora", "extractive"))
-    assert answer_overlap_positives(q, PASSAGES, ["p/0", "p/1", "p/2", "p/3", "p/4"]) == ("p/4",)
+    assert answer_overlap_positives(q, TOKENS, ["p/0", "p/1", "p/2", "p/3", "p/4"]) == ("p/4",)
 
 
 def test_abstractive_answer_goes_to_the_best_overlap_above_the_threshold() -> None:
     # content tokens {bilstm, attention, encoder, layers}: p/3 holds 3 of 4, p/1 2 of 4.
     q = _q(("A BiLSTM encoder with attention layers", "abstractive"))
-    assert answer_overlap_positives(q, PASSAGES, []) == ("p/3",)
-    assert answer_overlap_positives(q, PASSAGES, [], min_overlap=0.8) == ()  # 0.75 < 0.8
+    assert answer_overlap_positives(q, TOKENS, []) == ("p/3",)
+    assert answer_overlap_positives(q, TOKENS, [], min_overlap=0.8) == ()  # 0.75 < 0.8
 
 
 def test_yes_no_and_unanswerable_give_no_positive() -> None:
-    assert answer_overlap_positives(_q(("Yes", "boolean")), PASSAGES, []) == ()
-    assert answer_overlap_positives(_q(("Unanswerable", "none")), PASSAGES, []) == ()
-    assert answer_overlap_positives(_q(("the of and", "extractive")), PASSAGES, []) == ()  # only stopwords
+    assert answer_overlap_positives(_q(("Yes", "boolean")), TOKENS, []) == ()
+    assert answer_overlap_positives(_q(("Unanswerable", "none")), TOKENS, []) == ()
+    assert answer_overlap_positives(_q(("the of and", "extractive")), TOKENS, []) == ()  # only stopwords
 
 
 def test_answer_in_two_paragraphs_goes_to_the_higher_bm25_rank() -> None:
     q = _q(("Penn Treebank", "extractive"))
-    assert answer_overlap_positives(q, PASSAGES, ["p/2", "p/1"]) == ("p/2",)
-    assert answer_overlap_positives(q, PASSAGES, ["p/1", "p/2"]) == ("p/1",)
-    assert answer_overlap_positives(q, PASSAGES, ["p/1", "p/2"], max_positives=2) == ("p/1", "p/2")
+    assert answer_overlap_positives(q, TOKENS, ["p/2", "p/1"]) == ("p/2",)
+    assert answer_overlap_positives(q, TOKENS, ["p/1", "p/2"]) == ("p/1",)
+    assert answer_overlap_positives(q, TOKENS, ["p/1", "p/2"], max_positives=2) == ("p/1", "p/2")
 
 
 def test_annotators_answers_are_united() -> None:
     q = _q(("Penn Treebank", "extractive"), ("Yes", "boolean"), ("English and German", "abstractive"))
-    assert answer_overlap_positives(q, PASSAGES, ["p/1"]) == ("p/1", "p/4")
+    assert answer_overlap_positives(q, TOKENS, ["p/1"]) == ("p/1", "p/4")
 
 
 def test_labelled_fractions_are_nested_seeded_and_order_free() -> None:

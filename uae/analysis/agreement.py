@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from uae.data.labels import answer_overlap_positives, teacher_argmax
+from uae.data.labels import teacher_argmax
 from uae.data.records import Question, Split
 from uae.data.utility_table import read_table, read_table_spec
 from uae.errors import UAEError
@@ -38,25 +38,23 @@ def answer_type(question: Question) -> str:
 
 def labels_per_question(split: Split, table: Path, min_overlap: float, max_positives: int) -> dict[str, dict[str, Any]]:
     """For each question of the table: its type, candidates, teacher's best, overlap paragraphs and evidence."""
-    from uae.retrieval.base import rank_questions
-    from uae.retrieval.bm25 import BM25Retriever
+    from uae.stages.labels import answer_overlap_labels
 
     rows = read_table(table, ["question_id", "passage_id", "position", "utility"]).to_pylist()
     sets: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
     for r in rows:
         sets[r["question_id"]].append((r["position"], r["passage_id"], r["utility"]))
     questions = [q for q in split.questions if q.question_id in sets]
-    bm25 = rank_questions(BM25Retriever(), split, questions, scope="document", top_k=100).ranked_ids
+    overlaps = answer_overlap_labels(split, questions, min_overlap=min_overlap, max_positives=max_positives)
     out = {}
-    for question, ranking in zip(questions, bm25, strict=True):
+    for question, overlap in zip(questions, overlaps, strict=True):
         ordered = sorted(sets[question.question_id])
         ids = [pid for _, pid, _ in ordered]
-        passages = {p.passage_id: p.text for p in split.passages(question.document_id)}
         out[question.question_id] = {
             "type": answer_type(question),
             "candidates": set(ids),
             "teacher": teacher_argmax(ids, [u for _, _, u in ordered]),
-            "overlap": set(answer_overlap_positives(question, passages, ranking, min_overlap=min_overlap, max_positives=max_positives)),
+            "overlap": set(overlap),
             "evidence": set(question.gold_ids),
         }
     return out
@@ -111,11 +109,11 @@ def _split_for(table: Path, run: Path) -> Split:
     from uae.stages.common import load_from
 
     config = json.loads((run / "results.json").read_text(encoding="utf-8"))["config"]
-    name = read_table_spec(table).get("split")
-    if name is None:
+    spec = read_table_spec(table)
+    if spec.get("split") is None:
         raise UAEError(f"{table}: not a utility table (no split in its metadata)")
-    split = load_from(OmegaConf.create(config["data"]), name)
-    if read_table_spec(table).get("data") != split.fingerprint:
+    split = load_from(OmegaConf.create(config["data"]), spec["split"])
+    if spec.get("data") != split.fingerprint:
         raise UAEError(f"{table} was made from other data than {split.source}")
     return split
 

@@ -74,9 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from uae.analysis.report import emit
         from uae.data.export import compose
-        from uae.retrieval.base import rank_questions
         from uae.stages.common import load_split
-        from uae.stages.tables import hard_negative_retrievers, utility_questions
+        from uae.stages.tables import document_rankings, hard_negative_retrievers, utility_questions
 
         cfg = compose(args.overrides)
         retrievers = hard_negative_retrievers(cfg)
@@ -85,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.splits or [cfg.data.train_split]:
             split = load_split(cfg, name)
             questions = utility_questions(split)
-            rankings = {
-                source: rank_questions(r, split, questions, scope="document", top_k=100).ranked_ids
-                for source, r in retrievers.items()
-            }
+            rankings = document_rankings(split, questions, retrievers)
             for size in args.sizes:
                 shares = scaled_shares(n_hard, size, int(cfg.candidates.size))
                 sets = build_candidates(

@@ -47,15 +47,22 @@ def overlap(answer: frozenset[str], passage: frozenset[str]) -> float:
     return len(answer & passage) / len(answer) if answer else 0.0
 
 
+def passage_tokens(passages: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """:func:`content_tokens` of each passage: computed once per document, shared by its questions."""
+    return {pid: content_tokens(text) for pid, text in passages.items()}
+
+
 def answer_overlap_positives(
     question: Question,
-    passages: Mapping[str, str],
+    tokens: Mapping[str, frozenset[str]],
     bm25_ranking: Sequence[str],
     *,
     min_overlap: float = 0.5,
     max_positives: int = 1,
 ) -> tuple[str, ...]:
     """The document's paragraphs that best hold the question's gold answers, best first; () when none does.
+
+    ``tokens``: :func:`passage_tokens` of the document's paragraphs.
 
     Per answer (annotators answer separately): the paragraphs with the highest :func:`overlap`, kept
     when it reaches ``min_overlap``, ties broken by ``bm25_ranking`` (the question's BM25 ranking of
@@ -65,7 +72,6 @@ def answer_overlap_positives(
     if max_positives < 1:
         raise ValueError(f"max_positives must be >= 1, got {max_positives}")
     rank = {pid: i for i, pid in enumerate(bm25_ranking)}
-    tokens = {pid: content_tokens(text) for pid, text in passages.items()}
     chosen: dict[str, None] = {}
     for answer in question.answers:
         if answer.answer_type in ("boolean", "none"):

@@ -23,12 +23,18 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from uae.data.labels import answer_overlap_positives, labelled_questions, positives_mask, teacher_argmax
-from uae.data.records import Split, TrainingGroup
+from uae.data.labels import (
+    answer_overlap_positives,
+    labelled_questions,
+    passage_tokens,
+    positives_mask,
+    teacher_argmax,
+)
+from uae.data.records import Question, Split, TrainingGroup
 from uae.data.utility_table import training_groups
 from uae.errors import UAEError
-from uae.retrieval.base import rank_questions
 from uae.retrieval.bm25 import BM25Retriever
+from uae.stages.tables import document_rankings
 
 log = logging.getLogger("uae.run")
 
@@ -88,16 +94,36 @@ def _evidence(
     return [replaced[g.question_id] if g.question_id in labelled else _clear(g) for g in groups]
 
 
+def answer_overlap_labels(
+    split: Split, questions: list[Question], *, min_overlap: float, max_positives: int
+) -> list[tuple[str, ...]]:
+    """Each question's answer-overlap paragraphs, ties broken by its BM25 ranking; each document tokenised once."""
+    bm25 = document_rankings(split, questions, {"bm25": BM25Retriever()})["bm25"]
+    tokens: dict[str | None, dict[str, frozenset[str]]] = {}
+    labels = []
+    for question, ranking in zip(questions, bm25, strict=True):
+        if question.document_id not in tokens:
+            tokens[question.document_id] = passage_tokens({p.passage_id: p.text for p in split.passages(question.document_id)})
+        labels.append(
+            answer_overlap_positives(
+                question, tokens[question.document_id], ranking, min_overlap=min_overlap, max_positives=max_positives
+            )
+        )
+    return labels
+
+
 def _answer_overlap(
     split: Split, groups: list[TrainingGroup], record: dict[str, Any], min_overlap: float, max_positives: int
 ) -> list[TrainingGroup]:
     questions = {q.question_id: q for q in split.questions}
     asked = [questions[g.question_id] for g in groups]
-    bm25 = rank_questions(BM25Retriever(), split, asked, scope="document", top_k=100).ranked_ids
+    labels = answer_overlap_labels(split, asked, min_overlap=min_overlap, max_positives=max_positives)
+    by_document: dict[str | None, dict[str, str]] = {}
     out, inserted = [], 0
-    for group, question, ranking in zip(groups, asked, bm25):
-        passages = {p.passage_id: p.text for p in split.passages(question.document_id)}
-        positives = answer_overlap_positives(question, passages, ranking, min_overlap=min_overlap, max_positives=max_positives)
+    for group, question, positives in zip(groups, asked, labels, strict=True):
+        if question.document_id not in by_document:
+            by_document[question.document_id] = {p.passage_id: p.text for p in split.passages(question.document_id)}
+        passages = by_document[question.document_id]
         missing = [pid for pid in positives if pid not in group.passage_ids]
         inserted += len(missing)
         if missing:  # positives first, then the set's own candidates, keeping its size

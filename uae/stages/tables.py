@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from uae.data.records import Question, Split
 from uae.data.utility_table import find_table
 from uae.errors import UAEError
-from uae.retrieval.base import Retriever
+from uae.retrieval.base import Retriever, rank_questions
 from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.common import build, max_documents_for
 
@@ -22,6 +22,18 @@ from uae.stages.common import build, max_documents_for
 def utility_questions(split: Split) -> list[Question]:
     """Questions with a gold answer to score, whose document has passages to score it with."""
     return [q for q in split.questions if q.answerable and split.passages(q.document_id)]
+
+
+# How deep a question without a document (open retrieval) is ranked for its hard negatives.
+OPEN_DEPTH = 100
+
+
+def document_rankings(split: Split, questions: list[Question], retrievers: dict[str, Retriever]) -> dict[str, list[list[str]]]:
+    """Each retriever's ranking of each question's document: what candidate sets and pseudo-labels draw from."""
+    return {
+        name: rank_questions(r, split, questions, scope="document", top_k=OPEN_DEPTH).ranked_ids
+        for name, r in retrievers.items()
+    }
 
 
 def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:

@@ -23,24 +23,23 @@ from uae.errors import UAEError
 from uae.evaluation.teacher import markdown as teacher_markdown
 from uae.evaluation.teacher import teacher_quality
 from uae.llm.utility import IncompleteUtilitiesError, Shard, compute_utilities, merge_utilities, work_key
-from uae.retrieval.base import Retriever, rank_questions
+from uae.retrieval.base import Retriever
 from uae.stages.common import build, load_split, max_documents_for
-from uae.stages.tables import configured_table, hard_negative_retrievers, utility_questions, utility_settings
+from uae.stages.tables import (
+    configured_table,
+    document_rankings,
+    hard_negative_retrievers,
+    utility_questions,
+    utility_settings,
+)
 
 log = logging.getLogger("uae.run")
-
-# How deep a question without a document (open retrieval) is ranked for its hard negatives.
-OPEN_DEPTH = 100
-
 
 def candidate_sets(
     cfg: DictConfig, split: Split, questions: list[Question], retrievers: dict[str, Retriever]
 ) -> tuple[list[CandidateSet], dict[str, list[list[str]]]]:
     """Candidate sets from the hard-negative retrievers' rankings of each question's document; the rankings."""
-    rankings = {
-        name: rank_questions(r, split, questions, scope="document", top_k=OPEN_DEPTH).ranked_ids
-        for name, r in retrievers.items()
-    }
+    rankings = document_rankings(split, questions, retrievers)
     n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
     sets = build_candidates(
         split, questions, size=cfg.candidates.size, hard_rankings=rankings, n_hard=n_hard, seed=cfg.candidates.seed,
