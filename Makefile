@@ -185,8 +185,8 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 # answers alone"). conf/experiment/qasper_label_free.yaml: label-free candidate sets, the first 120 train
 # papers (a CPU scale, stated in RESULTS.md), one epoch, retrieval metrics on all of dev (reader=none).
 # Each run is NAME/OVERRIDE/...; a run whose results.json exists is skipped (resumable). lambda
-# (LF_MIX) for UAE with a label fraction was chosen on dev before these runs: the full-label mix sweep
-# above (best short of InfoNCE alone: 0.5).
+# (LF_MIX) for UAE with a label fraction is chosen on dev at f = 0.25 by the multirun in $(LF)/mix
+# (lambda 0.25 and 0.75; 0.5 is the uae-f0.25 run, 0 is label-free UAE, 1 is about InfoNCE-f0.25).
 LF := $(R)/label_free
 LF_MIX ?= 0.5
 LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null \
@@ -203,6 +203,8 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train && $(call LOG_TIME,teacher-train); }
 	$(call SKIP_IF,$(LF)/coverage.md) || { $(PY) -m uae.analysis.coverage +experiment=qasper_label_free 'data.max_documents={train: 120}' \
 	  --splits train dev --sizes 8 16 > $(LF)/coverage.md.tmp && mv $(LF)/coverage.md.tmp $(LF)/coverage.md; }
+	$(call SKIP_IF,$(LF)/mix/summary.md) || { $(TIMED) $(PY) -m uae.run --multirun +experiment=qasper_label_free \
+	  loss.mix=0.25,0.75 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }
 	for run in $(LF_RUNS); do name=$${run%%/*}; \
 	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
@@ -219,6 +221,7 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  --into $(RESULTS) --section compare-uae-quarter-infonce-all
 	$(PY) -m uae.analysis.agreement $(LF) --train-table $(LF_TABLES)/train-first120.parquet --dev-table $(LF_TABLES)/dev-first40.parquet \
 	  --into $(RESULTS) --section label-agreement
+	$(PY) -m uae.analysis.report --insert $(LF)/mix/summary.md --into $(RESULTS) --section label-efficiency-mix
 	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
 	for split in train dev; do \
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section label-free-teacher-$$split || exit 1; done

@@ -8,8 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tests.test_run_cli import tiny_model, uae_run
+from uae.cache import fingerprint
 from uae.data.labels import labelled_questions
 from uae.data.qasper import load_qasper
+from uae.data.utility_table import read_table_spec
 
 
 def test_label_free_table_then_infonce_on_a_labelled_half(
@@ -47,3 +49,7 @@ def test_label_free_table_then_infonce_on_a_labelled_half(
     assert record["labelled"] == len(kept) == round(len(asked) / 2)
     # the labelled questions train on the gold-first groups: each with evidence has a positive, nobody else does
     assert record["with_positive"] == sum(bool(gold[qid]) for qid in kept)
+    # the record names the table by its spec, which tells the gold-first table from the label-free one
+    assert record["table"] == str(labelled / "dev.parquet")
+    assert record["table_spec"] == fingerprint(read_table_spec(labelled / "dev.parquet"))
+    assert record["table_spec"] != fingerprint(read_table_spec(free / "dev.parquet"))

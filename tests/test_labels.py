@@ -132,3 +132,13 @@ def test_apply_labels_teacher_argmax_and_answer_overlap() -> None:
         apply_labels(_cfg("uae", source="answer_overlap"), split, groups)
     with pytest.raises(UAEError, match="source=evidence only"):
         apply_labels(_cfg(source="teacher_argmax", fraction=0.5), split, groups)
+
+
+def test_recorded_table_path_is_relative_to_the_project_inside_it(tmp_path) -> None:
+    from uae.stages.labels import _project_relative
+
+    project = tmp_path / "checkout"
+    (project / "experiments").mkdir(parents=True)
+    assert _project_relative(project / "experiments" / "train.parquet", str(project)) == "experiments/train.parquet"
+    assert _project_relative(tmp_path / "elsewhere.parquet", str(project)) == str(tmp_path / "elsewhere.parquet")
+    assert _project_relative(tmp_path / "elsewhere.parquet", None) == str(tmp_path / "elsewhere.parquet")

@@ -31,7 +31,8 @@ from uae.data.labels import (
     teacher_argmax,
 )
 from uae.data.records import Question, Split, TrainingGroup
-from uae.data.utility_table import training_groups
+from uae.cache import fingerprint
+from uae.data.utility_table import read_table_spec, training_groups
 from uae.errors import UAEError
 from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.tables import document_rankings
@@ -57,7 +58,7 @@ def apply_labels(cfg: DictConfig, split: Split, groups: list[TrainingGroup]) -> 
         )
     record: dict[str, Any] = {"source": source, "fraction": fraction, "seed": int(labels.get("seed", 0))}
     if source == "evidence":
-        groups = _evidence(split, groups, fraction, record, labels.get("table"))
+        groups = _evidence(split, groups, fraction, record, labels.get("table"), cfg.get("paths", {}).get("root_dir"))
     elif source == "none":
         groups = [_clear(g) for g in groups]
     elif source == "teacher_argmax":
@@ -79,8 +80,20 @@ def _clear(group: TrainingGroup) -> TrainingGroup:
     return replace(group, gold=(False,) * len(group.passage_ids))
 
 
+def _project_relative(path: Path, root: str | None) -> str:
+    resolved = path.resolve()
+    if root is not None and resolved.is_relative_to(Path(root).resolve()):
+        return str(resolved.relative_to(Path(root).resolve()))
+    return str(path)
+
+
 def _evidence(
-    split: Split, groups: list[TrainingGroup], fraction: float, record: dict[str, Any], table: str | None
+    split: Split,
+    groups: list[TrainingGroup],
+    fraction: float,
+    record: dict[str, Any],
+    table: str | None,
+    root: str | None,
 ) -> list[TrainingGroup]:
     labelled = labelled_questions([g.question_id for g in groups], fraction, record["seed"])
     record["labelled"] = len(labelled)
@@ -90,7 +103,9 @@ def _evidence(
         raise UAEError(f"train.labels.table={table}: no such file (a gold-first utility table of {split.name}).")
     # the table must cover every question (it is checked as a whole); only the labelled ones use it
     replaced = {g.question_id: g for g in training_groups(split, Path(table), [g.question_id for g in groups])}
-    record["table"] = str(table)
+    # a path relative to the project and the spec's fingerprint: the record names the same table from any checkout
+    record["table"] = _project_relative(Path(table), root)
+    record["table_spec"] = fingerprint(read_table_spec(Path(table)))
     return [replaced[g.question_id] if g.question_id in labelled else _clear(g) for g in groups]
 
 
