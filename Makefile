@@ -186,8 +186,8 @@ reproduce: teacher results-zero-shot results-rerank results-train sweep-temperat
 # papers (a CPU scale, stated in RESULTS.md), one epoch, retrieval metrics on all of dev (reader=none).
 # Each run is NAME/OVERRIDE/...; a run whose results.json exists is skipped (resumable). lambda
 # (LF_MIX) for UAE with a label fraction is chosen on dev at f = 0.25, by recall@1, from the multirun in
-# $(LF)/mix (lambda 0.25 and 0.75) and lambda 0.5 (the full-label sweep's choice, run first as uae-f0.25):
-# 0.75 had the best recall@1 (0.1835; 0.1800 at 0.5, 0.1775 at 0.25), within noise of 0.5.
+# $(LF)/mix (lambda 0.25, 0.75, 0.5): 0.75 had the best recall@1 (0.1835; 0.1800 at 0.5, the full-label
+# sweep's choice, and 0.1775 at 0.25), within noise of 0.5.
 LF := $(R)/label_free
 LF_MIX ?= 0.75
 LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null \
@@ -205,7 +205,7 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	$(call SKIP_IF,$(LF)/coverage.md) || { $(PY) -m uae.analysis.coverage +experiment=qasper_label_free 'data.max_documents={train: 120}' \
 	  --splits train dev --sizes 8 16 > $(LF)/coverage.md.tmp && mv $(LF)/coverage.md.tmp $(LF)/coverage.md; }
 	$(call SKIP_IF,$(LF)/mix/summary.md) || { $(TIMED) $(PY) -m uae.run --multirun +experiment=qasper_label_free \
-	  loss.mix=0.25,0.75 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }
+	  loss.mix=0.25,0.75,0.5 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }
 	for run in $(LF_RUNS); do name=$${run%%/*}; \
 	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
