@@ -44,7 +44,7 @@ train: setup ## the full pipeline on QASPER train -> dev (loss=..., model=... vi
 	$(PY) -m uae.run +experiment=qasper_minilm $(ARGS)
 
 test: setup ## the test suite (what CI runs), without the slow tests
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q --durations=15 $(PYTEST_ARGS)
 
 test-slow: setup ## only the slow tests
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
@@ -218,8 +218,9 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	for base in zero_shot answer_overlap teacher_argmax infonce-f1; do \
 	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/uae --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-label-free-$$base || exit 1; done
-	$(PY) -m uae.analysis.compare $(LF)/infonce-f1 $(LF)/uae-f0.25 --metrics hit@1 recall@1 map mrr \
-	  --into $(RESULTS) --section compare-uae-quarter-infonce-all
+	for pair in infonce-f0.25:uae-f0.25 infonce-f1:uae-f0.25 infonce-f1:uae-f0.5; do a=$${pair%%:*}; b=$${pair#*:}; \
+	  $(PY) -m uae.analysis.compare $(LF)/$$a $(LF)/$$b --metrics hit@1 recall@1 map mrr \
+	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
 	$(PY) -m uae.analysis.agreement $(LF) --train-table $(LF_TABLES)/train-first120.parquet --dev-table $(LF_TABLES)/dev-first40.parquet \
 	  --into $(RESULTS) --section label-agreement
 	$(PY) -m uae.analysis.report --insert $(LF)/mix/summary.md --into $(RESULTS) --section label-efficiency-mix
