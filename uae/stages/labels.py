@@ -23,6 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from uae.cache import fingerprint
 from uae.data.labels import (
     answer_overlap_positives,
     labelled_questions,
@@ -31,7 +32,6 @@ from uae.data.labels import (
     teacher_argmax,
 )
 from uae.data.records import Question, Split, TrainingGroup
-from uae.cache import fingerprint
 from uae.data.utility_table import read_table_spec, training_groups
 from uae.errors import UAEError
 from uae.retrieval.bm25 import BM25Retriever
