@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from uae.errors import UAEError
+from uae.errors import UAEError, command_line
 
 
 def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None) -> Path:
@@ -188,6 +188,7 @@ def _replaceable(folder: Path) -> bool:
     return not names or "modules.json" in names or ("data" in names and names <= {"data", "README.md", ".gitattributes"})
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.export",
@@ -201,30 +202,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload to this hub repo (owner/name): a model, or a dataset for a table")
     parser.add_argument("--private", action="store_true", help="create the hub repo as private")
     args = parser.parse_args(argv)
-    try:
+    if args.push_to_hub:
+        hub_token(args.push_to_hub)  # before any work: without a token or the network, say so and stop
+    with contextlib.ExitStack() as stack:
+        if args.path.suffix == ".parquet":
+            if args.to is None and not args.push_to_hub:
+                raise UAEError("a utility table needs --to DIR (or --push-to-hub REPO_ID) to be written to.")
+            if not args.path.is_file():
+                raise UAEError(f"{args.path}: no such file.")
+            to = args.to or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="uae-export-"))) / "dataset"
+            folder, repo_type = export_table(args.path, to), "dataset"
+        else:
+            to = args.to
+            if to is None and args.push_to_hub:  # a copy, so the card names the repo without touching the run
+                to = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="uae-export-"))) / "model"
+            folder, repo_type = export_run(args.path, to, args.push_to_hub), "model"
+        if not args.push_to_hub or args.to is not None:
+            print(f"wrote {folder}", flush=True)
         if args.push_to_hub:
-            hub_token(args.push_to_hub)  # before any work: without a token or the network, say so and stop
-        with contextlib.ExitStack() as stack:
-            if args.path.suffix == ".parquet":
-                if args.to is None and not args.push_to_hub:
-                    raise UAEError("a utility table needs --to DIR (or --push-to-hub REPO_ID) to be written to.")
-                if not args.path.is_file():
-                    raise UAEError(f"{args.path}: no such file.")
-                to = args.to or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="uae-export-"))) / "dataset"
-                folder, repo_type = export_table(args.path, to), "dataset"
-            else:
-                to = args.to
-                if to is None and args.push_to_hub:  # a copy, so the card names the repo without touching the run
-                    to = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="uae-export-"))) / "model"
-                folder, repo_type = export_run(args.path, to, args.push_to_hub), "model"
-            if not args.push_to_hub or args.to is not None:
-                print(f"wrote {folder}", flush=True)
-            if args.push_to_hub:
-                url = push(folder, args.push_to_hub, repo_type=repo_type, private=args.private)
-                print(f"pushed {args.path} to {url}")
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            url = push(folder, args.push_to_hub, repo_type=repo_type, private=args.private)
+            print(f"pushed {args.path} to {url}")
     return 0
 
 

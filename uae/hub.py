@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from uae.errors import ModelNotFoundError, UAEError
+from uae.errors import ModelNotFoundError, UAEError, command_line
 
 __all__ = [
     "BUNDLED",
@@ -717,6 +717,7 @@ _BUILDERS: dict[str, Callable[[BundledModel, list[Path], Path], None]] = {
 # command line: python -m uae.hub list | resolve ID --cache-dir DIR
 
 
+@command_line
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uae.hub", description="UAE model resolution.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -733,13 +734,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{model_id}\t{entry.kind}\t{state}\t{entry.install_command}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        path = resolve_model(
-            args.model_id, local_path=args.local_path, cache_dir=args.cache_dir, offline=args.offline
-        )
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    path = resolve_model(
+        args.model_id, local_path=args.local_path, cache_dir=args.cache_dir, offline=args.offline
+    )
     print(path)
     return 0
 

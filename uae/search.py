@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from uae.errors import DataError, UAEError
+from uae.errors import DataError, UAEError, command_line
 
 
 def read_passages(path: Path) -> tuple[list[str], list[str]]:
@@ -45,6 +45,7 @@ def read_passages(path: Path) -> tuple[list[str], list[str]]:
     return texts, ids
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.search",
@@ -61,19 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="passages encoded per batch (default 64)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        if not args.question.strip():
-            raise UAEError("--question is empty: give the question to search for.")
-        if args.k < 1:
-            raise UAEError(f"--k {args.k}: must be at least 1.")
-        texts, ids = read_passages(args.passages)
-        from uae.api import Retriever
+    if not args.question.strip():
+        raise UAEError("--question is empty: give the question to search for.")
+    if args.k < 1:
+        raise UAEError(f"--k {args.k}: must be at least 1.")
+    texts, ids = read_passages(args.passages)
+    from uae.api import Retriever
 
-        retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size)
-        hits = retriever.index(texts, ids).search(args.question, k=args.k)
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size)
+    hits = retriever.index(texts, ids).search(args.question, k=args.k)
     for hit in hits:
         if args.json:
             print(json.dumps({"rank": hit.rank, "score": round(hit.score, 6), "id": hit.id, "text": hit.text}, ensure_ascii=False))

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from uae.data.labels import teacher_argmax
 from uae.data.records import Question, Split
 from uae.data.utility_table import read_table, read_table_spec
-from uae.errors import UAEError
+from uae.errors import UAEError, command_line
 
 TYPES = ("extractive", "abstractive", "boolean")
 
@@ -118,6 +118,7 @@ def _split_for(table: Path, run: Path) -> Split:
     return split
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.agreement",
@@ -134,25 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--into", type=Path, help="a RESULTS.md to write the tables into, between section markers")
     parser.add_argument("--section", default="label-agreement")
     args = parser.parse_args(argv)
-    try:
-        from uae.analysis.report import emit
+    from uae.analysis.report import emit
 
-        missing = [r for r in args.runs if not (args.folder / r / "rankings.json").is_file()]
-        if missing:
-            raise UAEError(f"{args.folder}: no rankings.json for {', '.join(missing)}; run `make label-efficiency` first")
-        reference = args.folder / args.runs[0]
-        train = labels_per_question(_split_for(args.train_table, reference), args.train_table, args.min_overlap, args.max_positives)
-        dev = labels_per_question(_split_for(args.dev_table, reference), args.dev_table, args.min_overlap, args.max_positives)
-        runs = {r: json.loads((args.folder / r / "rankings.json").read_text(encoding="utf-8")) for r in args.runs}
-        body = (
-            f"Training questions (label-free train table, {len(train)} questions):\n\n{agreement_table(train)}\n"
-            f"Dev questions of the dev table ({len(dev)} questions; the retrievers rank each whole paper):\n\n"
-            f"{agreement_table(dev)}\n{following_table(dev, runs)}"
-        )
-        emit(body, args.into, args.section)
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    missing = [r for r in args.runs if not (args.folder / r / "rankings.json").is_file()]
+    if missing:
+        raise UAEError(f"{args.folder}: no rankings.json for {', '.join(missing)}; run `make label-efficiency` first")
+    reference = args.folder / args.runs[0]
+    train = labels_per_question(_split_for(args.train_table, reference), args.train_table, args.min_overlap, args.max_positives)
+    dev = labels_per_question(_split_for(args.dev_table, reference), args.dev_table, args.min_overlap, args.max_positives)
+    runs = {r: json.loads((args.folder / r / "rankings.json").read_text(encoding="utf-8")) for r in args.runs}
+    body = (
+        f"Training questions (label-free train table, {len(train)} questions):\n\n{agreement_table(train)}\n"
+        f"Dev questions of the dev table ({len(dev)} questions; the retrievers rank each whole paper):\n\n"
+        f"{agreement_table(dev)}\n{following_table(dev, runs)}"
+    )
+    emit(body, args.into, args.section)
     return 0
 
 

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from uae.data.candidates import CandidateSet, build_candidates
 from uae.data.records import Question
-from uae.errors import UAEError
+from uae.errors import UAEError, command_line
 
 log = logging.getLogger("uae.analysis.coverage")
 
@@ -59,6 +59,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.coverage",
@@ -71,31 +72,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", default="coverage", help="the section name in --into")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        from uae.analysis.report import emit
-        from uae.data.export import compose
-        from uae.stages.common import load_split
-        from uae.stages.tables import document_rankings, hard_negative_retrievers, utility_questions
+    from uae.analysis.report import emit
+    from uae.data.export import compose
+    from uae.stages.common import load_split
+    from uae.stages.tables import document_rankings, hard_negative_retrievers, utility_questions
 
-        cfg = compose(args.overrides)
-        retrievers = hard_negative_retrievers(cfg)
-        n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
-        rows: list[dict[str, object]] = []
-        for name in args.splits or [cfg.data.train_split]:
-            split = load_split(cfg, name)
-            questions = utility_questions(split)
-            rankings = document_rankings(split, questions, retrievers)
-            for size in args.sizes:
-                shares = scaled_shares(n_hard, size, int(cfg.candidates.size))
-                sets = build_candidates(
-                    split, questions, size=size, hard_rankings=rankings, n_hard=shares, seed=cfg.candidates.seed, gold=False
-                )
-                row = {"split": name, "size": size, "slots": " + ".join(str(shares.get(s, 0)) for s in ("bm25", "dense"))}
-                rows.append(row | evidence_coverage(sets, questions))
-        emit(markdown(rows) + "\n", args.into, args.section)
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = compose(args.overrides)
+    retrievers = hard_negative_retrievers(cfg)
+    n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
+    rows: list[dict[str, object]] = []
+    for name in args.splits or [cfg.data.train_split]:
+        split = load_split(cfg, name)
+        questions = utility_questions(split)
+        rankings = document_rankings(split, questions, retrievers)
+        for size in args.sizes:
+            shares = scaled_shares(n_hard, size, int(cfg.candidates.size))
+            sets = build_candidates(
+                split, questions, size=size, hard_rankings=rankings, n_hard=shares, seed=cfg.candidates.seed, gold=False
+            )
+            row = {"split": name, "size": size, "slots": " + ".join(str(shares.get(s, 0)) for s in ("bm25", "dense"))}
+            rows.append(row | evidence_coverage(sets, questions))
+    emit(markdown(rows) + "\n", args.into, args.section)
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from uae.cache import atomic_path
-from uae.errors import UAEError
+from uae.errors import UAEError, command_line
 
 COLUMNS = ("method", "label_fraction", "split", "n_questions", "hit@1", "recall@1", "map", "mrr", "token_f1")
 METHODS = ("zero_shot", "answer_overlap", "teacher_argmax", "infonce", "uae")
@@ -134,6 +134,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.label_efficiency",
@@ -147,18 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", default="label-efficiency")
     parser.add_argument("--plot", type=Path, help="a PNG of recall@1 and MAP against the label fraction")
     args = parser.parse_args(argv)
-    try:
-        from uae.analysis.report import emit
+    from uae.analysis.report import emit
 
-        rows = collect(run_folders(args.folder))
-        if args.csv:
-            write_csv(rows, args.csv)
-        if args.plot:
-            plot(rows, args.plot)
-        emit(markdown(rows) + gain_share(rows) + gain_share(rows, "map"), args.into, args.section)
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    rows = collect(run_folders(args.folder))
+    if args.csv:
+        write_csv(rows, args.csv)
+    if args.plot:
+        plot(rows, args.plot)
+    emit(markdown(rows) + gain_share(rows) + gain_share(rows, "map"), args.into, args.section)
     return 0
 
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from uae import machine
 from uae.cache import write_json
 from uae.config import ROOT_DIR, register_resolvers
-from uae.errors import UAEError
+from uae.errors import UAEError, command_line
 from uae.stages.common import run_split
 from uae.stages.evaluate import reader_token_f1
 
@@ -66,6 +66,7 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
     return f1
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.read",
@@ -94,9 +95,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run_dir}\ttoken_f1={f1:.4f}", flush=True)
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"error: the overrides {overrides} do not compose: {exc}", file=sys.stderr)
-        return 2
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from uae.cache import atomic_path
 from uae.data.qasper import RAW_FILE
-from uae.errors import DataError, UAEError
+from uae.errors import DataError, command_line
 
 BASE_URL = "https://qasper-dataset.s3.us-west-2.amazonaws.com/"
 ARCHIVES = {
@@ -61,16 +61,13 @@ def download(data_dir: Path, splits: list[str], version: str = "0.3") -> list[Pa
     return list(wanted.values())
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, required=True, help="folder to hold qasper-{split}-v0.3.json")
     parser.add_argument("--splits", nargs="+", default=["train", "dev", "test"], choices=sorted(ARCHIVES))
     args = parser.parse_args(argv)
-    try:
-        download(args.dir, args.splits)
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    download(args.dir, args.splits)
     return 0
 
 

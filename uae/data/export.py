@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from uae.config import ROOT_DIR, register_resolvers
-from uae.errors import UAEError
+from uae.errors import UAEError, command_line
 
 log = logging.getLogger("uae.data.export")
 
@@ -39,6 +39,7 @@ def compose(overrides: list[str]) -> DictConfig:
         raise UAEError(f"the overrides {overrides} do not compose: {exc}") from exc
 
 
+@command_line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.data.export",
@@ -54,29 +55,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", help="groups: the split the table was made from (default: the table's own)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        from uae.stages.common import load_split
+    from uae.stages.common import load_split
 
-        cfg = compose(args.overrides)
-        if args.format == "beir":
-            from uae.data.beir import write_beir
+    cfg = compose(args.overrides)
+    if args.format == "beir":
+        from uae.data.beir import write_beir
 
-            names = args.splits or list(dict.fromkeys([cfg.data.train_split, cfg.data.eval_split]))
-            counts = write_beir([load_split(cfg, name) for name in names], args.to)
-            print(f"wrote {args.to}: {counts['passages']} passages, {counts['queries']} queries, "
-                  f"{counts['qrels']} qrels lines for {', '.join(names)}")
-        else:
-            from uae.data.flagembedding import export_groups
-            from uae.data.utility_table import read_table_spec
+        names = args.splits or list(dict.fromkeys([cfg.data.train_split, cfg.data.eval_split]))
+        counts = write_beir([load_split(cfg, name) for name in names], args.to)
+        print(f"wrote {args.to}: {counts['passages']} passages, {counts['queries']} queries, "
+              f"{counts['qrels']} qrels lines for {', '.join(names)}")
+    else:
+        from uae.data.flagembedding import export_groups
+        from uae.data.utility_table import read_table_spec
 
-            if args.table is None:
-                raise UAEError("groups needs --table PATH: the utility table (.parquet) to export.")
-            name = args.split or read_table_spec(args.table).get("split")
-            n = export_groups(args.table, load_split(cfg, name), args.to)
-            print(f"wrote {args.to}: {n} training groups of {name}")
-    except UAEError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        if args.table is None:
+            raise UAEError("groups needs --table PATH: the utility table (.parquet) to export.")
+        name = args.split or read_table_spec(args.table).get("split")
+        n = export_groups(args.table, load_split(cfg, name), args.to)
+        print(f"wrote {args.to}: {n} training groups of {name}")
     return 0
 
 
