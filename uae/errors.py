@@ -35,7 +35,7 @@ class DamagedFileError(CacheMismatchError):
     """A file's bytes are not the ones written: its content digest does not match, or it cannot be read."""
 
 
-def command_line(main: Callable[P, int]) -> Callable[P, int]:
+def cli_main(main: Callable[P, int]) -> Callable[P, int]:
     """A ``python -m uae.X`` entry point: a :class:`UAEError` is the user's to fix, so it is printed as one
     ``error: ...`` paragraph with exit status 2 instead of a traceback; anything else stays a traceback (a bug)."""
 

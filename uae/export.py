@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from uae.errors import UAEError, command_line
+from uae.errors import UAEError, cli_main
 
 
 def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None) -> Path:
@@ -188,7 +188,7 @@ def _replaceable(folder: Path) -> bool:
     return not names or "modules.json" in names or ("data" in names and names <= {"data", "README.md", ".gitattributes"})
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.export",

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from uae.errors import ModelNotFoundError, UAEError, command_line
+from uae.errors import ModelNotFoundError, UAEError, cli_main
 
 __all__ = [
     "BUNDLED",
@@ -717,7 +717,7 @@ _BUILDERS: dict[str, Callable[[BundledModel, list[Path], Path], None]] = {
 # command line: python -m uae.hub list | resolve ID --cache-dir DIR
 
 
-@command_line
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uae.hub", description="UAE model resolution.")
     sub = parser.add_subparsers(dest="command", required=True)

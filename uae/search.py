@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from uae.errors import DataError, UAEError, command_line
+from uae.errors import DataError, UAEError, cli_main
 
 
 def read_passages(path: Path) -> tuple[list[str], list[str]]:
@@ -45,7 +45,7 @@ def read_passages(path: Path) -> tuple[list[str], list[str]]:
     return texts, ids
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.search",

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from uae.data.labels import teacher_argmax
 from uae.data.records import Question, Split
 from uae.data.utility_table import read_table, read_table_spec
-from uae.errors import UAEError, command_line
+from uae.errors import UAEError, cli_main
 
 TYPES = ("extractive", "abstractive", "boolean")
 
@@ -118,7 +118,7 @@ def _split_for(table: Path, run: Path) -> Split:
     return split
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.agreement",

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from uae.data.candidates import CandidateSet, build_candidates
 from uae.data.records import Question
-from uae.errors import UAEError, command_line
+from uae.errors import UAEError, cli_main
 
 log = logging.getLogger("uae.analysis.coverage")
 
@@ -59,7 +59,7 @@ def markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.coverage",

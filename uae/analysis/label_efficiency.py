@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from uae.cache import atomic_path
-from uae.errors import UAEError, command_line
+from uae.errors import UAEError, cli_main
 
 COLUMNS = ("method", "label_fraction", "split", "n_questions", "hit@1", "recall@1", "map", "mrr", "token_f1")
 METHODS = ("zero_shot", "answer_overlap", "teacher_argmax", "infonce", "uae")
@@ -134,7 +134,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.label_efficiency",

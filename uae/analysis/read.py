@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from uae import machine
 from uae.cache import write_json
 from uae.config import ROOT_DIR, register_resolvers
-from uae.errors import UAEError, command_line
+from uae.errors import UAEError, cli_main
 from uae.stages.common import run_split
 from uae.stages.evaluate import reader_token_f1
 
@@ -66,7 +66,7 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
     return f1
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.analysis.read",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from uae.cache import atomic_path
 from uae.data.qasper import RAW_FILE
-from uae.errors import DataError, command_line
+from uae.errors import DataError, cli_main
 
 BASE_URL = "https://qasper-dataset.s3.us-west-2.amazonaws.com/"
 ARCHIVES = {
@@ -61,7 +61,7 @@ def download(data_dir: Path, splits: list[str], version: str = "0.3") -> list[Pa
     return list(wanted.values())
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, required=True, help="folder to hold qasper-{split}-v0.3.json")

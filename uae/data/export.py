@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from uae.config import ROOT_DIR, register_resolvers
-from uae.errors import UAEError, command_line
+from uae.errors import UAEError, cli_main
 
 log = logging.getLogger("uae.data.export")
 
@@ -39,7 +39,7 @@ def compose(overrides: list[str]) -> DictConfig:
         raise UAEError(f"the overrides {overrides} do not compose: {exc}") from exc
 
 
-@command_line
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m uae.data.export",
