@@ -135,10 +135,7 @@ def test_apply_labels_teacher_argmax_and_answer_overlap() -> None:
 
 
 def test_recorded_table_path_is_relative_to_the_project_inside_it(tmp_path) -> None:
-    from uae.stages.labels import _project_relative
+    from uae.config import ROOT_DIR, project_path
 
-    project = tmp_path / "checkout"
-    (project / "experiments").mkdir(parents=True)
-    assert _project_relative(project / "experiments" / "train.parquet", str(project)) == "experiments/train.parquet"
-    assert _project_relative(tmp_path / "elsewhere.parquet", str(project)) == str(tmp_path / "elsewhere.parquet")
-    assert _project_relative(tmp_path / "elsewhere.parquet", None) == str(tmp_path / "elsewhere.parquet")
+    assert project_path(ROOT_DIR / "experiments" / "qasper" / "utilities" / "train.parquet") == "experiments/qasper/utilities/train.parquet"
+    assert project_path(tmp_path / "elsewhere.parquet") == str(tmp_path / "elsewhere.parquet")

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 from uae.errors import UAEError, cli_main
@@ -57,6 +59,7 @@ def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None
 
 def _add_layout(folder: Path, result: dict) -> None:
     """The sentence-transformers files of an encoder exported as a bare transformers folder, from its run's config."""
+    from uae.retrieval.encoder import DualEncoder
     from uae.retrieval.st_layout import EncoderLayout, write_layout
 
     encoder = dict((result["config"].get("model") or {}).get("encoder") or {})
@@ -65,15 +68,10 @@ def _add_layout(folder: Path, result: dict) -> None:
             f"{folder}: separate query and passage towers exported in the old layout (passage/ inside the query "
             "tower) cannot be converted; rerun the fit stage to export them as a sentence-transformers Router."
         )
-    layout = EncoderLayout(
-        pooling=encoder.get("pooling", "mean"),
-        normalize=bool(encoder.get("normalize", True)),
-        query_instruction=encoder.get("query_instruction") or "",
-        passage_instruction=encoder.get("passage_instruction") or "",
-        query_max_length=int(encoder.get("query_max_length", 256)),
-        passage_max_length=int(encoder.get("passage_max_length", 256)),
-        shared=True,
-    )
+    # a setting an old run's config lacks is the one the encoder took: DualEncoder's default
+    defaults = {name: p.default for name, p in inspect.signature(DualEncoder).parameters.items()}
+    settings = {f.name: encoder.get(f.name) for f in fields(EncoderLayout)}
+    layout = EncoderLayout(**{k: defaults[k] if v is None else v for k, v in settings.items()} | {"shared": True})
     hidden = json.loads((folder / "config.json").read_text(encoding="utf-8"))["hidden_size"]
     write_layout(folder, layout, int(hidden))
 

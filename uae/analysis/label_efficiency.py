@@ -23,7 +23,7 @@ from uae.errors import UAEError, cli_main
 COLUMNS = ("method", "label_fraction", "split", "n_questions", "hit@1", "recall@1", "map", "mrr", "token_f1")
 METHODS = ("zero_shot", "answer_overlap", "teacher_argmax", "infonce", "uae")
 # Hard-label sources that need no annotation: their runs are label-free (fraction 0).
-_PSEUDO = {"answer_overlap": "answer_overlap", "teacher_argmax": "teacher_argmax"}
+_PSEUDO = ("answer_overlap", "teacher_argmax")
 
 
 def classify(result: dict[str, Any]) -> tuple[str, float]:
@@ -35,7 +35,7 @@ def classify(result: dict[str, Any]) -> tuple[str, float]:
         return "zero_shot", 0.0
     loss = result["config"]["loss"]["name"]
     if labels["source"] in _PSEUDO:
-        return _PSEUDO[labels["source"]], 0.0
+        return labels["source"], 0.0
     if loss not in ("infonce", "uae"):
         raise UAEError(f"{result['retriever']}: loss {loss} is not one of the label-efficiency methods (infonce, uae)")
     return loss, 0.0 if labels["source"] == "none" else float(labels["fraction"])

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from uae.cache import write_json
 from uae.errors import UAEError
 
 ROUTER_CONFIG = "router_config.json"
@@ -57,18 +58,18 @@ def write_layout(folder: str | os.PathLike, layout: EncoderLayout, dimension: in
     folder = Path(folder)
     modules: list[dict[str, Any]] = []
     if layout.shared:
-        _write_json(folder / "sentence_bert_config.json", _transformer_config(layout))
+        write_json(folder / "sentence_bert_config.json", _transformer_config(layout))
         modules.append(_module(0, "", "transformer"))
     else:
         for tower, max_length in ((QUERY_TOWER, layout.query_max_length), (PASSAGE_TOWER, layout.passage_max_length)):
-            _write_json(folder / tower / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
-        _write_json(folder / ROUTER_CONFIG, {
+            write_json(folder / tower / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
+        write_json(folder / ROUTER_CONFIG, {
             "types": {QUERY_TOWER: _TYPES["transformer"], PASSAGE_TOWER: _TYPES["transformer"]},
             "structure": {"query": [QUERY_TOWER], "document": [PASSAGE_TOWER]},
             "parameters": {"default_route": "document", "allow_empty_key": True},
         })
         modules.append(_module(0, "", "router"))
-    _write_json(folder / "1_Pooling" / "config.json", {
+    write_json(folder / "1_Pooling" / "config.json", {
         "word_embedding_dimension": dimension,
         "pooling_mode_cls_token": layout.pooling == "cls",
         "pooling_mode_mean_tokens": layout.pooling == "mean",
@@ -79,9 +80,9 @@ def write_layout(folder: str | os.PathLike, layout: EncoderLayout, dimension: in
     if layout.normalize:
         (folder / "2_Normalize").mkdir(exist_ok=True)
         modules.append(_module(2, "2_Normalize", "normalize"))
-    _write_json(folder / "modules.json", modules)
+    write_json(folder / "modules.json", modules)
     prompts = {"query": layout.query_instruction, "document": layout.passage_instruction}
-    _write_json(folder / "config_sentence_transformers.json", {
+    write_json(folder / "config_sentence_transformers.json", {
         "prompts": prompts if any(prompts.values()) else {},
         "default_prompt_name": None,
         "similarity_fn_name": "cosine" if layout.normalize else "dot",
@@ -205,8 +206,3 @@ def _read_json(path: Path, folder: Path, missing: Any = None) -> Any:
         ) from None
     except (OSError, ValueError) as exc:
         raise UAEError(f"{path} cannot be read as JSON ({exc}).") from exc
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae.cache import fingerprint
 from uae.cards import command_line, model_card
+from uae.config import project_path
 from uae.data.datamodule import TrainingDataModule
 from uae.data.utility_table import table_spec, training_groups
 from uae.errors import UAEError
@@ -37,7 +38,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     table = train_table(cfg, train_split, questions, state)
     spec = table_spec(table)
     state["utility_table"] = {  # into results.json: the table's own record of its LLM, not the config's
-        "path": str(table),
+        "path": project_path(table),
         "given": bool(cfg.utility.get("table")),
         "scorer": (spec.get("scorer") or {}).get("model_id"),
         "spec": fingerprint(spec),

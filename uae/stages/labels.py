@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from uae.cache import fingerprint
+from uae.config import project_path
 from uae.data.labels import (
     answer_overlap_positives,
     labelled_questions,
@@ -58,7 +59,7 @@ def apply_labels(cfg: DictConfig, split: Split, groups: list[TrainingGroup]) -> 
         )
     record: dict[str, Any] = {"source": source, "fraction": fraction, "seed": int(labels.get("seed", 0))}
     if source == "evidence":
-        groups = _evidence(split, groups, fraction, record, labels.get("table"), cfg.get("paths", {}).get("root_dir"))
+        groups = _evidence(split, groups, fraction, record, labels.get("table"))
     elif source == "none":
         groups = [_clear(g) for g in groups]
     elif source == "teacher_argmax":
@@ -80,20 +81,8 @@ def _clear(group: TrainingGroup) -> TrainingGroup:
     return replace(group, gold=(False,) * len(group.passage_ids))
 
 
-def _project_relative(path: Path, root: str | None) -> str:
-    resolved = path.resolve()
-    if root is not None and resolved.is_relative_to(Path(root).resolve()):
-        return str(resolved.relative_to(Path(root).resolve()))
-    return str(path)
-
-
 def _evidence(
-    split: Split,
-    groups: list[TrainingGroup],
-    fraction: float,
-    record: dict[str, Any],
-    table: str | None,
-    root: str | None,
+    split: Split, groups: list[TrainingGroup], fraction: float, record: dict[str, Any], table: str | None
 ) -> list[TrainingGroup]:
     labelled = labelled_questions([g.question_id for g in groups], fraction, record["seed"])
     record["labelled"] = len(labelled)
@@ -103,8 +92,8 @@ def _evidence(
         raise UAEError(f"train.labels.table={table}: no such file (a gold-first utility table of {split.name}).")
     # the table must cover every question (it is checked as a whole); only the labelled ones use it
     replaced = {g.question_id: g for g in training_groups(split, Path(table), [g.question_id for g in groups])}
-    # a path relative to the project and the spec's fingerprint: the record names the same table from any checkout
-    record["table"] = _project_relative(Path(table), root)
+    # recorded as fit records its own table: the path inside the project and the spec's fingerprint
+    record["table"] = project_path(table)
     record["table_spec"] = fingerprint(read_table_spec(Path(table)))
     return [replaced[g.question_id] if g.question_id in labelled else _clear(g) for g in groups]
 
@@ -133,15 +122,12 @@ def _answer_overlap(
     questions = {q.question_id: q for q in split.questions}
     asked = [questions[g.question_id] for g in groups]
     labels = answer_overlap_labels(split, asked, min_overlap=min_overlap, max_positives=max_positives)
-    by_document: dict[str | None, dict[str, str]] = {}
     out, inserted = [], 0
     for group, question, positives in zip(groups, asked, labels, strict=True):
-        if question.document_id not in by_document:
-            by_document[question.document_id] = {p.passage_id: p.text for p in split.passages(question.document_id)}
-        passages = by_document[question.document_id]
         missing = [pid for pid in positives if pid not in group.passage_ids]
         inserted += len(missing)
         if missing:  # positives first, then the set's own candidates, keeping its size
+            passages = {p.passage_id: p.text for p in split.passages(question.document_id)}
             keep = [i for i, pid in enumerate(group.passage_ids) if pid not in positives]
             size = len(group.passage_ids)
             ids = (list(positives) + [group.passage_ids[i] for i in keep])[:size]
