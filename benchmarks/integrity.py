@@ -6,14 +6,14 @@ Two files, each read the way UAE read it before digests and the way it reads it 
 alternating, best wall time of ``--repeat`` (the files sit in the page cache: this is the check's CPU cost, not
 the disk's):
 
-- the dev passage-embeddings cache: ``torch.load`` against :func:`uae.cache.load_tensors` (torch.load, then
+- the dev passage-embeddings cache: ``torch.load`` against :func:`uae.storage.tensors.load_tensors` (torch.load, then
   the xxh3-128 digest of the tensor bytes and passage ids). By default a synthetic cache of the real one's
   shape (MiniLM on all of QASPER dev: 13,267 x 384 float32 and 13,267 passage ids), since computing the
   real one takes minutes on a CPU; ``--embeddings`` times a real ``paths.cache_dir/embeddings/dev-*.pt``.
 - the committed train utility table (experiments/qasper/utilities/train.parquet, 18,528 rows): plain
-  ``pyarrow.parquet.read_table`` against :func:`uae.data.utility_table.read_table`, both for the committed
+  ``pyarrow.parquet.read_table`` against :func:`uae.table.read.read_table`, both for the committed
   file (written before digests: checked by utility = ll_context - ll_closed) and for a copy written with
-  its digest (:func:`uae.integrity.write_parquet`: the bytes before the footer hashed).
+  its digest (:func:`uae.storage.digest.write_parquet`: the bytes before the footer hashed).
 
 Writes are timed the same way (torch.save against save_tensors; pq.write_table against write_parquet,
 which encodes twice), both through the atomic temporary file UAE writes with. Prints a markdown table,
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uae.machine import label as machine_label  # after the path line
+from uae.runs.machine import label as machine_label
 
 DEV_PASSAGES, MINILM_DIM = 13_267, 384
 
@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
     import torch
 
-    from uae.cache import atomic_path, load_tensors, save_tensors
-    from uae.data.utility_table import check_consistency, read_table
-    from uae.integrity import check_parquet, parquet_data_digest, payload_digest, write_parquet
+    from uae.storage.atomic import atomic_path
+    from uae.storage.digest import check_parquet, parquet_data_digest, payload_digest, write_parquet
+    from uae.storage.tensors import load_tensors, save_tensors
+    from uae.table.read import check_consistency, read_table
 
     work = Path(tempfile.mkdtemp(prefix="uae-bench-integrity-"))
     if args.embeddings:  # a copy, saved with its digest (the file may be from before digests)

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uae.machine import label as machine_label  # after the path line
+from uae.runs.machine import label as machine_label
 
 PAPER_SPEEDUP = 180.0
 

@@ -32,12 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uae.machine import label as machine_label  # after the path line
+from uae.runs.machine import label as machine_label
 
 
 def load_groups(n_groups: int):
     from uae.data.qasper import load_qasper
-    from uae.data.utility_table import training_groups
+    from uae.table.groups import training_groups
 
     split = load_qasper("dev", os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper")))
     table = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"
@@ -62,9 +62,9 @@ def run_uae(args: argparse.Namespace) -> dict:
     import lightning as L
     import torch
 
-    from uae.data.datamodule import TrainingDataModule
-    from uae.hub import resolve_model
+    from uae.models.hub import resolve_model
     from uae.retrieval.encoder import DualEncoder
+    from uae.training.datamodule import TrainingDataModule
     from uae.training.losses import utility_infonce
     from uae.training.module import RetrieverModule
 
@@ -133,7 +133,7 @@ def run_st(args: argparse.Namespace) -> dict:
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
     from transformers import TrainerCallback
 
-    from uae.hub import resolve_model
+    from uae.models.hub import resolve_model
 
     groups = load_groups(args.steps * args.batch_size)
     rows = {"query": [g.query for g in groups]}
@@ -173,7 +173,7 @@ def padded_tokens(args: argparse.Namespace) -> dict[str, float]:
     """
     from transformers import AutoTokenizer
 
-    from uae.hub import resolve_model
+    from uae.models.hub import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache"))
     groups = load_groups(args.steps * args.batch_size)

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from test_fuzz_loader import json_values, mutate
 from test_run_cli import _assert_clean_failure, uae_run
 
+from uae.core.errors import DataError
 from uae.data.beir import load_beir, write_beir
 from uae.data.qasper import load_qasper
 from uae.data.records import Split
-from uae.errors import DataError
-from uae.evaluation.evaluate import evaluate_retriever
+from uae.evaluation.ranking import evaluate_retriever
 from uae.retrieval.bm25 import BM25Retriever
 from uae.retrieval.dense import DenseRetriever
 from uae.retrieval.encoder import DualEncoder
@@ -255,7 +255,7 @@ def exported_dev(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
     """QASPER dev written by the export CLI."""
     folder = tmp_path_factory.mktemp("qasper-beir")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    args = [sys.executable, "-m", "uae.data.export", "beir", "data=qasper", f"data.dir={shared_data}", "--splits", "dev"]
+    args = [sys.executable, "-m", "uae.table.export", "beir", "data=qasper", f"data.dir={shared_data}", "--splits", "dev"]
     done = subprocess.run(
         [*args, "--to", str(folder)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from uae.cache import atomic_path, fingerprint, load_tensors, save_tensors, write_json
-from uae.errors import CacheMismatchError, UAEError
+from uae.core.errors import CacheMismatchError, UAEError
+from uae.storage.atomic import atomic_path, write_json
+from uae.storage.fingerprint import fingerprint
+from uae.storage.tensors import load_tensors, save_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +78,7 @@ def test_lightning_checkpoints_are_written_atomically(tmp_path: Path, monkeypatc
 
 
 def test_utility_table_fingerprint_covers_data_llm_template_and_candidates() -> None:
-    from uae.data.utility_table import differences
+    from uae.table.find import differences
 
     class Split:
         name, fingerprint = "dev", "data-1"
@@ -106,9 +108,9 @@ def test_utility_table_fingerprint_covers_data_llm_template_and_candidates() -> 
 
 def test_make_clean_removes_only_what_uae_made(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    (repo / "uae").mkdir(parents=True)
+    (repo / "uae" / "storage").mkdir(parents=True)
     shutil.copy(ROOT / "Makefile", repo / "Makefile")
-    for name in ("__init__.py", "tmpfiles.py"):  # what make clean runs to remove dead writers' temporary files
+    for name in ("__init__.py", "storage/__init__.py", "storage/tmpfiles.py"):  # what make clean runs (standard library only)
         shutil.copy(ROOT / "uae" / name, repo / "uae" / name)
     for made in ("logs/run/results.json", ".cache/embeddings/x.pt", ".pytest_cache/v", "uae/__pycache__/m.pyc"):
         (repo / made).parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from uae.core.errors import DataError
 from uae.data.candidates import build_candidate_set, build_candidates
 from uae.data.qasper import load_qasper
 from uae.data.records import Answer, Question
-from uae.errors import DataError
 
 IDS = [f"p/{i}" for i in range(10)]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 from uae.run import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -91,7 +91,7 @@ def test_unknown_loss_is_hydras_error_naming_the_options() -> None:
 def test_the_schema_knows_exactly_the_stages_that_exist() -> None:
     import typing
 
-    from uae.schema import Stage
+    from uae.core.schema import Stage
     from uae.stages import STAGES
 
     assert typing.get_args(Stage) == tuple(STAGES)

@@ -11,13 +11,14 @@ import pyarrow as pa
 import pytest
 import torch
 
-from uae.cache import fingerprint
-from uae.data.datamodule import GroupCollator, TrainingDataModule
+from uae.core.errors import CacheMismatchError, UAEError
 from uae.data.qasper import load_qasper
-from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY, training_groups
-from uae.errors import CacheMismatchError, UAEError
-from uae.integrity import write_parquet
 from uae.retrieval.encoder import DualEncoder
+from uae.storage.digest import write_parquet
+from uae.storage.fingerprint import fingerprint
+from uae.table.format import FINGERPRINT_KEY, SCHEMA, SPEC_KEY
+from uae.table.groups import training_groups
+from uae.training.datamodule import GroupCollator, TrainingDataModule
 from uae.training.module import encode_chunks
 
 

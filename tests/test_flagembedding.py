@@ -16,11 +16,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from uae.data.flagembedding import export_groups, groups_spec, read_groups
+from uae.core.errors import DataError
 from uae.data.qasper import load_qasper
 from uae.data.records import Split, TrainingGroup
-from uae.data.utility_table import table_spec, training_groups
-from uae.errors import DataError
+from uae.table.flagembedding import export_groups, groups_spec, read_groups
+from uae.table.groups import table_spec, training_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "experiments" / "qasper" / "utilities" / "train.parquet"

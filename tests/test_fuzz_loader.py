@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from uae.core.errors import DataError
 from uae.data.qasper import load_qasper, parse_raw, raw_from_hf_rows
 from uae.data.records import Split
-from uae.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RAW = json.loads((FIXTURES / "qasper_tiny_raw.json").read_text())

@@ -1,4 +1,4 @@
-"""Tests for uae.hub: local paths, the HF cache, offline rules, bundled packages and one-time conversion.
+"""Tests for uae.models.hub: local paths, the HF cache, offline rules, bundled packages and one-time conversion.
 
 No test reaches the hub: HF_HUB_OFFLINE=1 and HF_HOME points into tmp_path. The split-zip machinery is
 tested fast on a tiny model zipped and split into fake packages put on sys.path; the real GGUF
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from uae import hub
-from uae.errors import ModelNotFoundError, UAEError
-from uae.hub import MARKER_NAME, BundledModel, PackageFile, bundled_models, resolve_model
+from uae.core.errors import ModelNotFoundError, UAEError
+from uae.models import hub
+from uae.models.hub import MARKER_NAME, BundledModel, PackageFile, bundled_models, resolve_model
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -24,11 +24,11 @@ import pytest
 import torch
 from test_run_cli import tiny_model, uae_run
 
-from uae.cache import load_tensors, save_tensors
-from uae.errors import CacheMismatchError, DamagedFileError
-from uae.integrity import check_parquet, write_parquet
-from uae.integrity import main as integrity_main
-from uae.tmpfiles import locked_tmp, remove_stale
+from uae.core.errors import CacheMismatchError, DamagedFileError
+from uae.storage.digest import check_parquet, write_parquet
+from uae.storage.tensors import load_tensors, save_tensors
+from uae.storage.tmpfiles import locked_tmp, remove_stale
+from uae.table.integrity import main as integrity_main
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "experiments").glob("*/utilities/*.parquet"))
@@ -145,7 +145,7 @@ def test_parquet_digest_covers_every_byte_before_the_footer(tmp_path: Path) -> N
 @pytest.mark.parametrize("table", COMMITTED, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
 def test_committed_tables_without_digests_are_read_and_checked_by_consistency(table: Path, tmp_path: Path) -> None:
     """Tables written before digests keep their fingerprints and are checked by utility = ll_context - ll_closed."""
-    from uae.data.utility_table import read_table, read_table_spec, verify_table
+    from uae.table.read import read_table, read_table_spec, verify_table
 
     assert verify_table(table) is False  # no digest recorded: the consistency check stood in
     rows = read_table(table)
@@ -159,7 +159,7 @@ def test_committed_tables_without_digests_are_read_and_checked_by_consistency(ta
     with pytest.raises(DamagedFileError, match=r"row 7.*git restore"):
         read_table(damaged)
 
-    # python -m uae.integrity stamp gives it a digest; rows, fingerprint and spec stay as they were
+    # python -m uae.table.integrity stamp gives it a digest; rows, fingerprint and spec stay as they were
     stamped = tmp_path / "stamped.parquet"
     shutil.copy(table, stamped)
     assert integrity_main(["stamp", str(stamped)]) == 0
@@ -172,7 +172,7 @@ def test_flipped_byte_in_a_utility_chunk_is_scored_again(tiny_raw_dir: Path, tmp
     """A real chunk with one utility changed was counted as done and merged into the table."""
     from test_utility import OverlapScorer, _setup
 
-    from uae.llm.utility import chunk_path, compute_utilities, merge_utilities
+    from uae.table.build import chunk_path, compute_utilities, merge_utilities
 
     split, sets, spec = _setup(tiny_raw_dir)
     work = tmp_path / "work"
@@ -249,7 +249,7 @@ def test_overwrite_replaces_a_table_that_cannot_be_read(utility_run, tmp_path: P
 
 def test_a_table_that_cannot_be_read_names_the_command_that_replaces_it(tiny_raw_dir: Path, tmp_path: Path) -> None:
     from uae.data.qasper import load_qasper
-    from uae.data.utility_table import find_table
+    from uae.table.find import find_table
 
     split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
     table = tmp_path / "dev.parquet"
@@ -287,7 +287,7 @@ def _writer(target: Path, then: str) -> subprocess.Popen:
     script = textwrap.dedent(f"""
         import os, signal, sys, time
         from pathlib import Path
-        from uae.cache import atomic_path
+        from uae.storage.atomic import atomic_path
         with atomic_path(Path({str(target)!r})) as tmp:
             tmp.write_text("half a file")
             print("writing", flush=True)
@@ -331,7 +331,7 @@ def test_a_writer_whose_new_tmp_was_removed_makes_another(tmp_path: Path, monkey
     """A cleaner can find a temporary file between its creation and its writer's lock; the writer notices."""
     import fcntl
 
-    from uae import tmpfiles
+    from uae.storage import tmpfiles
 
     real_flock, removed = fcntl.flock, []
 
@@ -353,9 +353,9 @@ def test_a_writer_whose_new_tmp_was_removed_makes_another(tmp_path: Path, monkey
 
 def test_make_clean_removes_dead_writers_tmp_outside_the_caches(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    (repo / "uae").mkdir(parents=True)
+    (repo / "uae" / "storage").mkdir(parents=True)
     shutil.copy(ROOT / "Makefile", repo / "Makefile")
-    for name in ("__init__.py", "tmpfiles.py"):
+    for name in ("__init__.py", "storage/__init__.py", "storage/tmpfiles.py"):
         shutil.copy(ROOT / "uae" / name, repo / "uae" / name)
     tables = repo / "experiments" / "qasper" / "utilities"
     dead = _killed_writer(tables / "train.parquet")
@@ -404,9 +404,9 @@ def test_missing_data_folder_fails_at_once_without_the_hub(tmp_path: Path, monke
     """With HF_HUB_OFFLINE unset, a missing data.dir spent ~24 s in hub retries; the hub is now opt-in."""
     from hydra import compose, initialize_config_dir
 
+    from uae.core.errors import DataError
     from uae.data import qasper
-    from uae.errors import DataError
-    from uae.stages.common import load_from
+    from uae.data.loading import load_from
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)

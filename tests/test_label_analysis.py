@@ -11,9 +11,9 @@ import pytest
 from uae.analysis.agreement import agreement_table, following_table
 from uae.analysis.coverage import evidence_coverage, scaled_shares
 from uae.analysis.label_efficiency import COLUMNS, collect, gain_share, run_folders, write_csv
+from uae.core.errors import UAEError
 from uae.data.candidates import CandidateSet
 from uae.data.records import Answer, Question
-from uae.errors import UAEError
 
 
 def _run(root: Path, name: str, retriever: str, loss: str, labels: dict | None, recall: float) -> None:

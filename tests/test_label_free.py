@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from tests.test_run_cli import tiny_model, uae_run
-from uae.cache import fingerprint
-from uae.data.labels import labelled_questions
+from uae.data.label_rules import labelled_questions
 from uae.data.qasper import load_qasper
-from uae.data.utility_table import read_table_spec
+from uae.storage.fingerprint import fingerprint
+from uae.table.read import read_table_spec
 
 
 def test_label_free_table_then_infonce_on_a_labelled_half(

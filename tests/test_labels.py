@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from uae.data.labels import answer_overlap_positives, labelled_questions, passage_tokens, teacher_argmax
+from uae.data.label_rules import answer_overlap_positives, labelled_questions, passage_tokens, teacher_argmax
 from uae.data.records import Answer, Question
 
 PASSAGES = {
@@ -114,7 +114,7 @@ def test_apply_labels_default_keeps_the_table_mask_and_fractions_clear_the_rest(
 def test_apply_labels_teacher_argmax_and_answer_overlap() -> None:
     import math
 
-    from uae.errors import UAEError
+    from uae.core.errors import UAEError
     from uae.stages.labels import apply_labels
 
     split, groups = _split_and_groups()
@@ -135,7 +135,7 @@ def test_apply_labels_teacher_argmax_and_answer_overlap() -> None:
 
 
 def test_recorded_table_path_is_relative_to_the_project_inside_it(tmp_path) -> None:
-    from uae.config import ROOT_DIR, project_path
+    from uae.core.config import ROOT_DIR, project_path
 
     assert project_path(ROOT_DIR / "experiments" / "qasper" / "utilities" / "train.parquet") == "experiments/qasper/utilities/train.parquet"
     assert project_path(tmp_path / "elsewhere.parquet") == str(tmp_path / "elsewhere.parquet")

@@ -7,11 +7,11 @@ import random
 
 import pytest
 
+from uae.data.text import normalize_answer
 from uae.evaluation.metrics import (
     RETRIEVAL_METRICS,
     answer_f1,
     evidence_f1,
-    normalize_answer,
     paragraph_f1,
     per_query_retrieval_metrics,
     retrieval_metrics,

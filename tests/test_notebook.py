@@ -81,8 +81,8 @@ def test_sweep_plot_draws_zero_shot_as_its_own_line(tiny_sweep: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from uae.analysis.jobs import load_runs
     from uae.analysis.plots import plot_sweep
-    from uae.analysis.runs import load_runs
 
     table = load_runs(tiny_sweep)
     fig, ax = plt.subplots()
@@ -119,7 +119,7 @@ def test_curves_say_when_no_run_validated() -> None:
 def test_latest_folder_is_the_newest_run_or_its_sweep(tmp_path: Path) -> None:
     import time
 
-    from uae.analysis.runs import latest_folder
+    from uae.analysis.jobs import latest_folder
 
     with pytest.raises(FileNotFoundError, match="make run"):
         latest_folder(tmp_path)

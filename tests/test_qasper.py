@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from uae.core.errors import DataError
 from uae.data.qasper import load_qasper, parse_raw, raw_from_hf_rows
-from uae.errors import DataError
 
 
 def test_counts_on_shared_files(shared_data: Path) -> None:

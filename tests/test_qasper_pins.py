@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from uae.data.qasper import load_qasper
-from uae.evaluation.evaluate import evaluate_retriever
+from uae.evaluation.ranking import evaluate_retriever
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("hit@1", "recall@1", "recall@5", "map", "mrr", "ndcg@10")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 from uae.llm import reader as reader_module
 from uae.llm.reader import AnswerReader
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from uae.core.errors import UAEError
 from uae.data.qasper import load_qasper
-from uae.errors import UAEError
 from uae.retrieval.base import Ranking, Retriever
 from uae.retrieval.rerank import LLMReranker
 

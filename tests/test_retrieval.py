@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from uae.cache import load_tensors
+from uae.core.errors import CacheMismatchError, DataError
 from uae.data.qasper import load_qasper
-from uae.errors import CacheMismatchError, DataError
 from uae.retrieval.bm25 import BM25Retriever
 from uae.retrieval.dense import DenseRetriever
 from uae.retrieval.encoder import DualEncoder, pool
 from uae.retrieval.index import PassageIndex
+from uae.storage.tensors import load_tensors
 
 
 def test_pool_by_hand() -> None:
@@ -209,7 +209,7 @@ def test_dense_retriever_caches_passage_embeddings(tiny_encoder_dir: Path, tiny_
 
 
 def test_cache_refuses_other_fingerprint(tmp_path: Path) -> None:
-    from uae.cache import save_tensors
+    from uae.storage.tensors import save_tensors
 
     save_tensors(tmp_path / "c.pt", "key-a", {"x": torch.ones(2)})
     assert torch.equal(load_tensors(tmp_path / "c.pt", "key-a")["x"], torch.ones(2))

@@ -292,7 +292,7 @@ def test_fit_on_a_given_table_needs_neither_its_llm_nor_its_candidate_encoder(
     # The same table exported as FlagEmbedding JSONL trains the very same model: same groups, same order.
     groups = tmp_path / "groups.jsonl"
     exported = subprocess.run(
-        [sys.executable, "-m", "uae.data.export", "groups", f"data.dir={tiny_raw_dir}",
+        [sys.executable, "-m", "uae.table.export", "groups", f"data.dir={tiny_raw_dir}",
          f"--table={tmp_path / 'tables' / 'dev.parquet'}", f"--to={groups}"],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )
@@ -386,7 +386,7 @@ def test_multirun_summary_lists_every_job_and_a_failed_one_does_not_stop_the_oth
                             check=False)
     assert clash.returncode == 2 and "different config" in clash.stderr and "'seed']" in clash.stderr, clash.stderr[-3000:]
     assert results[0].stat().st_mtime_ns == before[0] and json.loads((sweep / "0" / "status.json").read_text())["status"] == "ok"
-    from uae.analysis.runs import load_runs
+    from uae.analysis.jobs import load_runs
 
     # job 0 keeps its own overrides (status.json), though Hydra rewrote .hydra/
     assert "seed=7" in (sweep / "0" / ".hydra" / "overrides.yaml").read_text()

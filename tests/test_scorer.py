@@ -16,8 +16,8 @@ import torch
 
 import uae.llm.prefix as prefix_module
 import uae.llm.scorer as scorer_module
-from uae.config import register_resolvers
-from uae.errors import UAEError
+from uae.core.config import register_resolvers
+from uae.core.errors import UAEError
 from uae.llm.prefix import pass_width, radix_tree
 from uae.llm.scorer import AnswerScorer, PromptTemplate, ScoringError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value
 
 

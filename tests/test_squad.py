@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fuzz_loader import json_values, mutate
 
+from uae.core.errors import DataError
 from uae.data.records import Split
 from uae.data.squad import load_squad, parse_squad
-from uae.errors import DataError
 
 TRAIN, DEV = "squad-train-v1.1.json", "squad-dev-v1.1.json"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from uae.core.errors import UAEError
 from uae.data.candidates import CandidateSet
-from uae.data.utility_table import SCHEMA
-from uae.errors import UAEError
 from uae.evaluation.teacher import markdown, rank_sets_by_paper_ranking, target_gold_mass, teacher_quality
+from uae.table.format import SCHEMA
 
 
 def _table(rows: list[tuple[str, str, int, bool, float]]) -> pa.Table:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from test_run_cli import tiny_model, uae_run
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 
 ROOT = Path(__file__).resolve().parents[1]
 TIE = 1e-6  # scores closer than this may come in either order (rounding differs with the batch)
@@ -318,8 +318,8 @@ def test_utility_tables_export_as_datasets(trained: Path, tmp_path: Path) -> Non
     from datasets import load_dataset
     from huggingface_hub import DatasetCard
 
-    from uae.cache import fingerprint
-    from uae.data.utility_table import read_table_spec
+    from uae.storage.fingerprint import fingerprint
+    from uae.table.read import read_table_spec
 
     cache = str(tmp_path / "datasets-cache")
     committed = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"  # written before document_id

@@ -14,11 +14,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from uae.core.errors import CacheMismatchError, UAEError
+from uae.core.shard import Shard
 from uae.data.candidates import build_candidates
 from uae.data.qasper import load_qasper
-from uae.data.utility_table import load_utility_table, utility_spec
-from uae.errors import CacheMismatchError, UAEError
-from uae.llm.utility import Shard, compute_utilities, merge_utilities
+from uae.table.build import compute_utilities, merge_utilities
+from uae.table.format import utility_spec
+from uae.table.read import load_utility_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +62,7 @@ def _scoring_process(tiny_raw_dir: Path, work: Path, delay: float) -> subprocess
         import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
         from pathlib import Path
         from test_utility import OverlapScorer, _setup
-        from uae.llm.utility import compute_utilities
+        from uae.table.build import compute_utilities
         split, sets, spec = _setup(Path({str(tiny_raw_dir)!r}))
         compute_utilities(split, sets, OverlapScorer(delay={delay}), Path({str(work)!r}), spec,
                           chunk_questions=1, progress=False)

@@ -23,7 +23,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,7 +83,7 @@ class Retriever:
 
         from uae.retrieval.encoder import DualEncoder
         from uae.retrieval.st_layout import read_layout
-        from uae.run_folder import find_encoder
+        from uae.runs.folder import find_encoder
 
         folder = find_encoder(path)
         layout, query_path, passage_path = read_layout(folder)

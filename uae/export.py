@@ -28,12 +28,12 @@ from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
-from uae.errors import UAEError, cli_main
+from uae.core.errors import UAEError, cli_main
 
 
 def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None) -> Path:
     """Write a run's encoder, as a sentence-transformers folder with its model card, to ``to`` (default: in place)."""
-    from uae.run_folder import ENCODER, find_encoder, is_run_folder, run_results, write_run_card
+    from uae.runs.folder import ENCODER, find_encoder, is_run_folder, run_results, write_run_card
 
     if not run_dir.is_dir() or not is_run_folder(run_dir):
         find_encoder(run_dir)  # its message says what the path is instead
@@ -80,9 +80,9 @@ def export_table(table: Path, to: Path) -> Path:
     """A utility table as a dataset folder: ``data/<split>.parquet`` (metadata kept) and a dataset card."""
     import pyarrow.parquet as pq
 
-    from uae.cards import dataset_card
-    from uae.data.utility_table import read_table, read_table_spec
-    from uae.run_folder import write_card
+    from uae.runs.cards import dataset_card
+    from uae.runs.folder import write_card
+    from uae.table.read import read_table, read_table_spec
 
     spec = read_table_spec(table)  # refuses a file that is not a utility table, with the reason
     rows = read_table(table)  # today's column names (document_id), whatever the table's age

@@ -24,10 +24,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from uae.config import register_resolvers
-from uae.errors import UAEError
-from uae.schema import check
+from uae.core.config import register_resolvers
+from uae.core.errors import UAEError
+from uae.core.schema import check
 from uae.stages import STAGES
+from uae.storage.atomic import write_json
+from uae.storage.tmpfiles import remove_stale
 
 log = logging.getLogger("uae.run")
 register_resolvers()
@@ -35,7 +37,7 @@ register_resolvers()
 
 def validate(cfg: DictConfig) -> None:
     """Refuse settings that would fail late or silently, before any work starts and whatever the stages:
-    every value's type and range (:mod:`uae.schema`), so that no run writes a config it could not have run."""
+    every value's type and range (:mod:`uae.core.schema`), so that no run writes a config it could not have run."""
     check(cfg)
 
 
@@ -64,7 +66,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def remove_stale_tmp(cfg: DictConfig) -> None:
     """Delete the temporary files that killed writers left where this run writes (never a live writer's)."""
-    from uae.tmpfiles import remove_stale
 
     for path in remove_stale(dict.fromkeys([str(cfg.paths.cache_dir), str(cfg.utility.table_dir)])):
         log.info("removed %s: a temporary file whose writer is gone", path)
@@ -141,8 +142,6 @@ def _settings(config: Any) -> Any:
 
 
 def _write_status(out_dir: Path, status: str, error: str | None, overrides: list[str]) -> None:
-    from uae.cache import write_json
-
     try:
         write_json(out_dir / "status.json", {"status": status, "error": error, "overrides": overrides})
     except UAEError as exc:  # an unwritable run folder is reported, never hides the job's own outcome

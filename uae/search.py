@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from uae.errors import DataError, UAEError, cli_main
+from uae.core.errors import DataError, UAEError, cli_main
 
 
 def read_passages(path: Path) -> tuple[list[str], list[str]]:

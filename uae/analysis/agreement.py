@@ -5,7 +5,7 @@
         --dev-table experiments/qasper/utilities/label_free/dev-first40.parquet
 
 Three labels can name a question's paragraph: the teacher's best candidate (the label-free set's
-highest utility), the answer-overlap paragraph (:func:`uae.data.labels.answer_overlap_positives`)
+highest utility), the answer-overlap paragraph (:func:`uae.data.label_rules.answer_overlap_positives`)
 and the annotated evidence. Per answer type, the first table says how often they agree on the
 training questions; the second says which of them each trained retriever's top paragraph is, on
 the dev questions the dev table covers (the teacher needs the gold answer, so only there is its
@@ -23,10 +23,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from uae.data.labels import teacher_argmax
+from uae.analysis.report import emit
+from uae.core.errors import UAEError, cli_main
+from uae.data.label_rules import teacher_argmax
+from uae.data.loading import load_from
 from uae.data.records import Question, Split
-from uae.data.utility_table import read_table, read_table_spec
-from uae.errors import UAEError, cli_main
+from uae.stages.labels import answer_overlap_labels
+from uae.table.read import read_table, read_table_spec
 
 TYPES = ("extractive", "abstractive", "boolean")
 
@@ -38,7 +41,6 @@ def answer_type(question: Question) -> str:
 
 def labels_per_question(split: Split, table: Path, min_overlap: float, max_positives: int) -> dict[str, dict[str, Any]]:
     """For each question of the table: its type, candidates, teacher's best, overlap paragraphs and evidence."""
-    from uae.stages.labels import answer_overlap_labels
 
     rows = read_table(table, ["question_id", "passage_id", "position", "utility"]).to_pylist()
     sets: dict[str, list[tuple[int, str, float]]] = defaultdict(list)
@@ -106,7 +108,6 @@ def following_table(labels: dict[str, dict[str, Any]], runs: dict[str, dict[str,
 
 def _split_for(table: Path, run: Path) -> Split:
     """The table's split, loaded with a run's data settings (the same files and document limit)."""
-    from uae.stages.common import load_from
 
     config = json.loads((run / "results.json").read_text(encoding="utf-8"))["config"]
     spec = read_table_spec(table)
@@ -135,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--into", type=Path, help="a RESULTS.md to write the tables into, between section markers")
     parser.add_argument("--section", default="label-agreement")
     args = parser.parse_args(argv)
-    from uae.analysis.report import emit
 
     missing = [r for r in args.runs if not (args.folder / r / "rankings.json").is_file()]
     if missing:

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from uae.analysis.report import emit
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value
+from uae.runs.results import run_split
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 
@@ -37,7 +38,6 @@ def _read(path: Path) -> Any:
 
 def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The run's results.json and {question id: {metric: value}} recomputed from its own files."""
-    from uae.stages.common import run_split  # imports the stages (Lightning): only when a run is read
 
     result = _read(run_dir / "results.json")
     rankings = _read(run_dir / "rankings.json")

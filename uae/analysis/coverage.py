@@ -20,9 +20,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from uae.analysis.report import emit
+from uae.core.config import compose
+from uae.core.errors import UAEError, cli_main
 from uae.data.candidates import CandidateSet, build_candidates
+from uae.data.loading import load_split
 from uae.data.records import Question
-from uae.errors import UAEError, cli_main
+from uae.stages.tables import document_rankings, hard_negative_retrievers, utility_questions
 
 log = logging.getLogger("uae.analysis.coverage")
 
@@ -72,11 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", default="coverage", help="the section name in --into")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from uae.analysis.report import emit
-    from uae.data.export import compose
-    from uae.stages.common import load_split
-    from uae.stages.tables import document_rankings, hard_negative_retrievers, utility_questions
-
     cfg = compose(args.overrides)
     retrievers = hard_negative_retrievers(cfg)
     n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)

@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from uae.cache import atomic_path
-from uae.errors import UAEError, cli_main
+from uae.analysis.plots import _save
+from uae.analysis.report import emit
+from uae.core.errors import UAEError, cli_main
+from uae.storage.atomic import atomic_path
 
 COLUMNS = ("method", "label_fraction", "split", "n_questions", "hit@1", "recall@1", "map", "mrr", "token_f1")
 METHODS = ("zero_shot", "answer_overlap", "teacher_argmax", "infonce", "uae")
@@ -128,7 +130,6 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set(xlabel="label fraction f", ylabel=f"dev {metric}", title=metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
-    from uae.analysis.plots import _save
 
     path.parent.mkdir(parents=True, exist_ok=True)
     _save(fig, path)
@@ -148,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", default="label-efficiency")
     parser.add_argument("--plot", type=Path, help="a PNG of recall@1 and MAP against the label fraction")
     args = parser.parse_args(argv)
-    from uae.analysis.report import emit
 
     rows = collect(run_folders(args.folder))
     if args.csv:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from uae.analysis.runs import load_curves, load_runs, swept_keys
+from uae.analysis.jobs import load_curves, load_runs, swept_keys
+from uae.storage.atomic import atomic_path
 
 
 def plot_curves(curves: pd.DataFrame, ax_loss, ax_val) -> None:
@@ -107,8 +108,6 @@ def save_figures(folders: list[Path], out: Path, together: str | None = None) ->
 
 
 def _save(fig, path: Path) -> Path:
-    from uae.cache import atomic_path
-
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -21,23 +21,19 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from uae import machine
-from uae.cache import write_json
-from uae.config import ROOT_DIR, register_resolvers
-from uae.errors import UAEError, cli_main
-from uae.stages.common import run_split
+from uae.core.config import compose
+from uae.core.errors import UAEError, cli_main
+from uae.runs import machine
+from uae.runs.results import run_split
 from uae.stages.evaluate import reader_token_f1
+from uae.storage.atomic import write_json
 
 log = logging.getLogger("uae.analysis.read")
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """The experiment's config with its reader, as `python -m uae.run +experiment=qasper_minilm` composes it."""
-    from hydra import compose, initialize_config_dir
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(ROOT_DIR / "conf"), version_base="1.3", job_name="read"):
-        return compose(config_name="config", overrides=["+experiment=qasper_minilm", "reader=smollm2", *overrides])
+    return compose(["+experiment=qasper_minilm", "reader=smollm2", *overrides], job_name="read")
 
 
 def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bool = False, data_dir: str | None = None) -> float:
@@ -83,19 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: not run folders: {missing or 'none given'} (a run folder holds results.json and rankings.json)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        cfg = compose_config(overrides)
-        state: dict[str, Any] = {}  # one reader for all the runs
-        data_dir = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("data.dir=")), None)
-        for run_dir in runs:
-            f1 = read_run(run_dir, cfg, state, force=args.force, data_dir=data_dir)
-            print(f"{run_dir}\ttoken_f1={f1:.4f}", flush=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        print(f"error: the overrides {overrides} do not compose: {exc}", file=sys.stderr)
-        return 2
+    cfg = compose_config(overrides)  # overrides that do not compose: a UAEError, printed by cli_main
+    state: dict[str, Any] = {}  # one reader for all the runs
+    data_dir = next((o.split("=", 1)[1] for o in reversed(overrides) if o.startswith("data.dir=")), None)
+    for run_dir in runs:
+        f1 = read_run(run_dir, cfg, state, force=args.force, data_dir=data_dir)
+        print(f"{run_dir}\ttoken_f1={f1:.4f}", flush=True)
     return 0
 
 

@@ -11,101 +11,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from uae.cache import atomic_path
-from uae.errors import UAEError
-from uae.evaluation.metrics import RETRIEVAL_METRICS
-from uae.machine import label as machine_label
-
-# The machine-readable table (experiments/*/results.csv): one row per retriever and split.
-COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "token_f1", "ms_per_query")
-
-
-def load_results(run_dirs: list[Path]) -> list[dict[str, Any]]:
-    """One row per run folder (a folder, or a results.json path), in the order given."""
-    rows = []
-    for run_dir in run_dirs:
-        path = run_dir if run_dir.name == "results.json" else run_dir / "results.json"
-        try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UAEError(f"{path}: no readable results.json ({exc}). Did that run finish?") from exc
-        rows.append(
-            {
-                "date": result.get("date", ""),
-                "machine": machine_label(result.get("machine", {})),
-                "retriever": result["retriever"],
-                "split": result["split"],
-                "n_questions": result["n_questions"],
-                **{m: result["metrics"][m] for m in RETRIEVAL_METRICS},
-                "token_f1": result["metrics"].get("token_f1", ""),
-                "ms_per_query": result["latency_ms_per_query"],
-                "train_minutes": result["train_seconds"] / 60 if result.get("train_seconds") else "",
-                "device": result.get("machine", {}).get("gpu") or "CPU",
-            }
-        )
-    return rows
-
-
-# Relative gains of UAE over the zero-shot base encoder that the paper reports (BGE-Base on QASPER).
-PAPER_GAINS = {"recall@1": 30.59, "map": 30.16, "token_f1": 17.3}
-
-
-def add_speedup(rows: list[dict[str, Any]], reference: str) -> None:
-    """A ``speedup`` column: the reference retriever's ms/query over each row's (how many times faster).
-
-    Only rows timed on the reference's device get one: a GPU row's milliseconds against a CPU
-    re-ranker's would be a ratio of machines, not of methods.
-    """
-    ref = next((r for r in rows if r["retriever"] == reference), None)
-    if ref is None:
-        raise UAEError(f"--speedup-against {reference}: no such retriever among {[r['retriever'] for r in rows]}")
-    for row in rows:
-        same_device = row.get("device") == ref.get("device")
-        row["speedup"] = ref["ms_per_query"] / row["ms_per_query"] if row["ms_per_query"] and same_device else ""
-
-
-def gains_line(rows: list[dict[str, Any]], pair: str) -> str:
-    """``minilm+uae over minilm: recall@1 +x% (paper +30.59%), ...``."""
-    name, _, base_name = pair.partition(":")
-    by_name = {r["retriever"]: r for r in rows}
-    if name not in by_name or base_name not in by_name:
-        raise UAEError(f"--gains {pair}: both retrievers must be in the table ({sorted(by_name)})")
-    row, base = by_name[name], by_name[base_name]
-    parts = []
-    for metric, paper in PAPER_GAINS.items():
-        if isinstance(row.get(metric), float) and isinstance(base.get(metric), float) and base[metric] > 0:
-            parts.append(f"{metric} {100 * (row[metric] / base[metric] - 1):+.2f}% (paper {paper:+.2f}%)")
-    return f"\nRelative gains of {name} over {base_name}: " + ", ".join(parts) + ".\n"
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float) and value >= 100:
-            return f"{value:.0f}"
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    columns = [c for c in COLUMNS if any(row.get(c, "") != "" for row in rows)]
-    if any(row.get("speedup") for row in rows):
-        columns.append("speedup")
-    if any(row.get("train_minutes") for row in rows):
-        columns.append("train_minutes")
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    made = sorted({f"{row['date'][:10]} on {row['machine']}" for row in rows})
-    note = ""
-    devices = {row.get("device", "CPU") for row in rows}
-    if len(devices) > 1:  # ms_per_query and train_minutes of different devices are not comparable
-        by_device = {d: ", ".join(r["retriever"] for r in rows if r.get("device", "CPU") == d) for d in sorted(devices)}
-        note = " Timed on different devices, so ms_per_query and train_minutes compare only within one: " + "; ".join(
-            f"{device}: {names}" for device, names in by_device.items()
-        ) + "."
-    return "\n".join(lines) + f"\n\nRuns made {'; '.join(made)}.{note}\n"
+from uae.core.errors import UAEError
+from uae.runs.results import COLUMNS, add_speedup, gains_line, load_results, markdown_table
+from uae.storage.atomic import atomic_path
 
 
 def replace_section(document: str, section: str, body: str) -> str:

@@ -23,9 +23,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from uae.analysis.runs import job_overrides
-from uae.cache import atomic_path
+from uae.analysis.jobs import job_overrides
 from uae.evaluation.metrics import RETRIEVAL_METRICS
+from uae.storage.atomic import atomic_path
 
 log = logging.getLogger("uae.analysis.sweep")
 

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from uae.cache import atomic_path
+from uae.core.errors import DataError
 from uae.data.files import file_sha256, read_jsonl
 from uae.data.records import Answer, Document, Passage, Question, Split
-from uae.errors import DataError
+from uae.storage.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from uae.core.errors import DataError
 from uae.data.records import Question, Split
-from uae.errors import DataError
 
 SOURCES = ("gold", "bm25", "dense", "random")
 

@@ -13,9 +13,9 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from uae.cache import atomic_path
+from uae.core.errors import DataError, cli_main
 from uae.data.qasper import RAW_FILE
-from uae.errors import DataError, cli_main
+from uae.storage.atomic import atomic_path
 
 BASE_URL = "https://qasper-dataset.s3.us-west-2.amazonaws.com/"
 ARCHIVES = {

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from uae.errors import DataError
+from uae.core.errors import DataError
 
 
 def file_sha256(*paths: Path) -> str:

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from uae.core.errors import DataError
 from uae.data.files import file_sha256
 from uae.data.records import AlignmentStats, Answer, Document, Passage, Question, Split
-from uae.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from uae.core.errors import DataError
 from uae.data.files import file_sha256
 from uae.data.records import Answer, Document, Passage, Question, Split
-from uae.errors import DataError
 
 FILE = "squad-{split}-v1.1.json"
 VERSION = "1.1"

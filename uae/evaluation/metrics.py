@@ -9,8 +9,6 @@ its own (see :func:`per_query_retrieval_metrics`). The answer metrics are a line
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections import Counter
 from collections.abc import Collection, Sequence
 
@@ -22,6 +20,8 @@ from torchmetrics.functional.retrieval import (
     retrieval_recall,
     retrieval_reciprocal_rank,
 )
+
+from uae.data.text import normalize_answer
 
 __all__ = [
     "RETRIEVAL_METRICS",
@@ -105,28 +105,6 @@ def retrieval_metrics(rankings: Sequence[Sequence[str]], golds: Sequence[Collect
         for name, value in per_query_retrieval_metrics(ranked_ids, gold_ids).items():
             totals[name] += value
     return {name: total / len(rankings) for name, total in totals.items()}
-
-
-def normalize_answer(s: str) -> str:
-    """SQuAD-v1.1 normalisation in the order the QASPER evaluator applies it.
-
-    Punctuation goes before articles, so ``"the-end"`` becomes ``"theend"`` and keeps its ``the``.
-    """
-
-    def remove_articles(text: str) -> str:
-        return re.sub(r"\b(a|an|the)\b", " ", text)
-
-    def white_space_fix(text: str) -> str:
-        return " ".join(text.split())
-
-    def remove_punc(text: str) -> str:
-        exclude = set(string.punctuation)
-        return "".join(ch for ch in text if ch not in exclude)
-
-    def lower(text: str) -> str:
-        return text.lower()
-
-    return white_space_fix(remove_articles(remove_punc(lower(s))))
 
 
 def token_f1(prediction: str, reference: str) -> float:

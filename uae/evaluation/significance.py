@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 
 _CHUNK = 1024  # resamples per matrix, to bound memory at n_questions * 1024 floats
 

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
+from uae.core.errors import UAEError
 from uae.data.candidates import CandidateSet
-from uae.errors import UAEError
 from uae.evaluation.metrics import retrieval_metrics
+from uae.table.read import read_table
 
 COLUMNS = ("ranker", "n_questions", "hit@1", "map", "mrr")
 
@@ -135,8 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m uae.evaluation.teacher TABLE.parquet [--sharpness ...]``: the target-mass table."""
     import argparse
     from pathlib import Path
-
-    from uae.data.utility_table import read_table
 
     parser = argparse.ArgumentParser(description=target_gold_mass.__doc__)
     parser.add_argument("table", help="a utility table (experiments/qasper/utilities/train.parquet)")

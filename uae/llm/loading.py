@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from uae.errors import ModelNotFoundError, UAEError
+from uae.core.errors import ModelNotFoundError, UAEError
+from uae.models.hub import resolve_model
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
@@ -75,8 +76,6 @@ def load_causal_lm(
     ``device`` and ``dtype`` are the config values (``auto`` allowed); the parsed ones come back with it.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from uae.hub import resolve_model
 
     device = parse_device(device, setting)
     dtype = parse_dtype(dtype, device, setting)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 
 __all__ = ["PromptTemplate", "fill"]
 

@@ -21,11 +21,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from uae.cache import atomic_path, fingerprint, model_digest
-from uae.errors import UAEError
-from uae.integrity import json_digest
+from uae.core.errors import UAEError
 from uae.llm.loading import load_causal_lm
 from uae.llm.prompt import PromptTemplate
+from uae.storage.atomic import atomic_path
+from uae.storage.digest import json_digest
+from uae.storage.fingerprint import fingerprint, model_digest
 
 log = logging.getLogger(__name__)
 

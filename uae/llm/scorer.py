@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from uae.cache import model_digest
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 from uae.llm.loading import load_causal_lm
 from uae.llm.prefix import MIN_SHARED_TOKENS, PASS_COST_TOKENS, Encoding, common_prefix, encode_shared
 from uae.llm.prompt import PromptTemplate, fill
+from uae.storage.fingerprint import model_digest
 
 __all__ = [
     "AnswerScorer",
@@ -300,7 +300,7 @@ class AnswerScorer:
         }
 
     def weights_digest(self) -> str:
-        """Content digest of the model folder (:func:`uae.cache.model_digest`), computed once."""
+        """Content digest of the model folder (:func:`uae.storage.fingerprint.model_digest`), computed once."""
         if self._weights_digest is None:
             self._weights_digest = model_digest(self.path)
         return self._weights_digest

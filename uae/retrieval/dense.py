@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
-from uae.cache import fingerprint, load_tensors, save_tensors
 from uae.data.records import Question, Split
 from uae.retrieval.base import Ranking, Retriever, Scope
 from uae.retrieval.encoder import DualEncoder
 from uae.retrieval.index import PassageIndex
+from uae.storage.fingerprint import fingerprint
+from uae.storage.tensors import load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from uae.cache import model_digest
-from uae.errors import ModelNotFoundError
+from uae.core.errors import ModelNotFoundError
+from uae.models.hub import resolve_model
 from uae.retrieval.st_layout import PASSAGE_TOWER, QUERY_TOWER, EncoderLayout, write_layout
+from uae.storage.fingerprint import model_digest
 
 Pooling = Literal["mean", "cls"]
 Side = Literal["query", "passage"]
@@ -106,8 +107,6 @@ class DualEncoder(nn.Module):
     ) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
-
-        from uae.hub import resolve_model
 
         if pooling not in ("mean", "cls"):
             raise ValueError(f"model.pooling={pooling!r}: use 'mean' or 'cls'")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from uae.errors import DataError
+from uae.core.errors import DataError
 from uae.retrieval.base import positions_by_document
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from uae.core.errors import UAEError
 from uae.data.records import Question, Split
-from uae.errors import UAEError
 from uae.llm.scorer import AnswerScorer
 from uae.retrieval.base import Ranking, Retriever, Scope
 

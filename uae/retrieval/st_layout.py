@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uae.cache import write_json
-from uae.errors import UAEError
+from uae.core.errors import UAEError
+from uae.storage.atomic import write_json
 
 ROUTER_CONFIG = "router_config.json"
 QUERY_TOWER, PASSAGE_TOWER = "query", "passage"

@@ -13,15 +13,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from uae import machine
-from uae.cache import write_json
+from uae.core.build import build
+from uae.data.loading import load_split
 from uae.data.records import Split
-from uae.evaluation.evaluate import evaluate_retriever
 from uae.evaluation.metrics import answer_f1
+from uae.evaluation.ranking import evaluate_retriever
 from uae.retrieval.base import Retriever
+from uae.retrieval.rerank import LLMReranker
 from uae.retrieval.st_layout import tower_paths
-from uae.run_folder import write_run_card
-from uae.stages.common import build, load_split
+from uae.runs import machine
+from uae.runs.folder import write_run_card
+from uae.storage.atomic import write_json
 
 log = logging.getLogger("uae.run")
 
@@ -54,8 +56,6 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     retriever = build(cfg.model.retriever, "model.retriever")
     name = cfg.model.name
     if cfg.get("rerank"):
-        from uae.retrieval.rerank import LLMReranker
-
         scorer = build(cfg.llm.scorer, "llm.scorer")
         retriever = LLMReranker(retriever, scorer, k=cfg.rerank.k, prompt=cfg.rerank.prompt)
         name = f"{name}+{cfg.rerank.name}@{cfg.rerank.k}"

@@ -15,16 +15,17 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from uae.cache import fingerprint
-from uae.cards import command_line, model_card
-from uae.config import project_path
-from uae.data.datamodule import TrainingDataModule
-from uae.data.utility_table import table_spec, training_groups
-from uae.errors import UAEError
-from uae.run_folder import write_card
-from uae.stages.common import build, load_split
+from uae.core.build import build
+from uae.core.config import project_path
+from uae.core.errors import UAEError
+from uae.data.loading import load_split
+from uae.runs.cards import command_line, model_card
+from uae.runs.folder import write_card
 from uae.stages.labels import apply_labels
 from uae.stages.tables import train_table, utility_questions
+from uae.storage.fingerprint import fingerprint
+from uae.table.groups import table_spec, training_groups
+from uae.training.datamodule import TrainingDataModule
 from uae.training.module import RetrieverModule
 
 log = logging.getLogger("uae.run")

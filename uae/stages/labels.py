@@ -6,7 +6,7 @@ A utility table's gold mask is the annotated evidence. ``train.labels`` replaces
   rest. With ``table`` (a gold-first table of the same split and teacher) the labelled questions
   train on that table's groups instead: their evidence is then in their candidate set as well as
   in their mask, while unlabelled questions keep their label-free sets and never touch it.
-- ``answer_overlap``: the paragraph holding the gold answer (:mod:`uae.data.labels`), put in the
+- ``answer_overlap``: the paragraph holding the gold answer (:mod:`uae.data.label_rules`), put in the
   candidate set when the set lacks it; questions without one have no positive.
 - ``teacher_argmax``: the teacher's best candidate.
 - ``none``: no hard label at all (label-free UAE; guarantees ``loss.mix`` cannot read annotation).
@@ -23,9 +23,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from uae.cache import fingerprint
-from uae.config import project_path
-from uae.data.labels import (
+from uae.core.config import project_path
+from uae.core.errors import UAEError
+from uae.data.label_rules import (
     answer_overlap_positives,
     labelled_questions,
     passage_tokens,
@@ -33,10 +33,11 @@ from uae.data.labels import (
     teacher_argmax,
 )
 from uae.data.records import Question, Split, TrainingGroup
-from uae.data.utility_table import read_table_spec, training_groups
-from uae.errors import UAEError
 from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.tables import document_rankings
+from uae.storage.fingerprint import fingerprint
+from uae.table.groups import training_groups
+from uae.table.read import read_table_spec
 
 log = logging.getLogger("uae.run")
 

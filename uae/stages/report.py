@@ -12,9 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from uae.analysis.report import gains_line, load_results, markdown_table
-from uae.cache import atomic_path
-from uae.errors import UAEError
+from uae.core.errors import UAEError
+from uae.runs.results import gains_line, load_results, markdown_table
+from uae.storage.atomic import atomic_path
 
 log = logging.getLogger("uae.run")
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from uae.core.build import build
+from uae.core.errors import UAEError
+from uae.data.loading import max_documents_for
 from uae.data.records import Question, Split
-from uae.data.utility_table import find_table
-from uae.errors import UAEError
 from uae.retrieval.base import Retriever, rank_questions
 from uae.retrieval.bm25 import BM25Retriever
-from uae.stages.common import build, max_documents_for
+from uae.table.find import find_table
 
 
 def utility_questions(split: Split) -> list[Question]:
@@ -70,7 +71,7 @@ def utility_settings(cfg: DictConfig, scorer: Any, retrievers: dict[str, Retriev
 def configured_table(
     cfg: DictConfig, split: Split, question_ids: list[str], settings: dict[str, Any], *, writing: bool
 ) -> Path | None:
-    """:func:`uae.data.utility_table.find_table` in ``utility.table_dir`` with this run's subset and overwrite."""
+    """:func:`uae.table.find.find_table` in ``utility.table_dir`` with this run's subset and overwrite."""
     return find_table(
         cfg.utility.table_dir,
         split,

@@ -15,16 +15,15 @@ from typing import Any
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
-from uae.cache import atomic_path, write_json
+from uae.core.build import build
+from uae.core.errors import UAEError
+from uae.core.shard import Shard
 from uae.data.candidates import CandidateSet, build_candidates
+from uae.data.loading import load_split, max_documents_for
 from uae.data.records import Question, Split
-from uae.data.utility_table import rows_for_sets, table_path, utility_spec
-from uae.errors import UAEError
 from uae.evaluation.teacher import markdown as teacher_markdown
 from uae.evaluation.teacher import teacher_quality
-from uae.llm.utility import IncompleteUtilitiesError, Shard, compute_utilities, merge_utilities, work_key
 from uae.retrieval.base import Retriever
-from uae.stages.common import build, load_split, max_documents_for
 from uae.stages.tables import (
     configured_table,
     document_rankings,
@@ -32,6 +31,11 @@ from uae.stages.tables import (
     utility_questions,
     utility_settings,
 )
+from uae.storage.atomic import atomic_path, write_json
+from uae.table.build import IncompleteUtilitiesError, compute_utilities, merge_utilities, work_key
+from uae.table.find import table_path
+from uae.table.format import utility_spec
+from uae.table.read import rows_for_sets
 
 log = logging.getLogger("uae.run")
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, retrieval_metrics
 from uae.retrieval.encoder import DualEncoder
 from uae.retrieval.index import PassageIndex

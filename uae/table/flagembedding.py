@@ -22,17 +22,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from uae.cache import atomic_path
+from uae.core.errors import DataError
 from uae.data.files import file_sha256, read_jsonl
 from uae.data.records import Passage, Split
-from uae.errors import DataError
+from uae.storage.atomic import atomic_path
+from uae.table.read import read_table, read_table_spec
 
 FORMAT = "flagembedding-jsonl"
 
 
 def export_groups(table_path: Path, split: Split, dest: Path) -> int:
     """Write the utility table at ``table_path`` (made from ``split``) as FlagEmbedding JSONL; returns lines."""
-    from uae.data.utility_table import read_table, read_table_spec
 
     spec = read_table_spec(table_path)
     if spec.get("split") != split.name or spec.get("data") != split.fingerprint:

@@ -1,8 +1,8 @@
-"""Write any loaded dataset in the field's formats: ``python -m uae.data.export {beir,groups} ...``.
+"""Write any loaded dataset in the field's formats: ``python -m uae.table.export {beir,groups} ...``.
 
-    python -m uae.data.export beir data=qasper --splits dev --to /tmp/qasper-beir
-    python -m uae.data.export beir data=squad --to /tmp/squad-beir           # train and dev, one corpus
-    python -m uae.data.export groups +experiment=qasper_minilm --table experiments/qasper/utilities/train.parquet --to train.jsonl
+    python -m uae.table.export beir data=qasper --splits dev --to /tmp/qasper-beir
+    python -m uae.table.export beir data=squad --to /tmp/squad-beir           # train and dev, one corpus
+    python -m uae.table.export groups +experiment=qasper_minilm --table experiments/qasper/utilities/train.parquet --to train.jsonl
 
 The dataset is chosen by the same config overrides as ``python -m uae.run`` (``data=``, ``data.dir=``,
 ``data.max_documents=``...), so whatever a run can load can be exported. ``beir`` writes the BEIR
@@ -17,32 +17,20 @@ import logging
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig
+from uae.core.config import compose
+from uae.core.errors import UAEError, cli_main
+from uae.data.beir import write_beir
+from uae.data.loading import load_split
+from uae.table.flagembedding import export_groups
+from uae.table.read import read_table_spec
 
-from uae.config import ROOT_DIR, register_resolvers
-from uae.errors import UAEError, cli_main
-
-log = logging.getLogger("uae.data.export")
-
-
-def compose(overrides: list[str]) -> DictConfig:
-    """The run config for these overrides, composed as ``python -m uae.run`` would (without a run folder)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-
-    register_resolvers()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT_DIR / "conf"), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=overrides)
-    except HydraException as exc:
-        raise UAEError(f"the overrides {overrides} do not compose: {exc}") from exc
+log = logging.getLogger("uae.table.export")
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m uae.data.export",
+        prog="python -m uae.table.export",
         description="Write a dataset (any data= config) as a BEIR folder, or a utility table as FlagEmbedding JSONL.",
         epilog=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,20 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", help="groups: the split the table was made from (default: the table's own)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from uae.stages.common import load_split
 
     cfg = compose(args.overrides)
     if args.format == "beir":
-        from uae.data.beir import write_beir
-
         names = args.splits or list(dict.fromkeys([cfg.data.train_split, cfg.data.eval_split]))
         counts = write_beir([load_split(cfg, name) for name in names], args.to)
         print(f"wrote {args.to}: {counts['passages']} passages, {counts['queries']} queries, "
               f"{counts['qrels']} qrels lines for {', '.join(names)}")
     else:
-        from uae.data.flagembedding import export_groups
-        from uae.data.utility_table import read_table_spec
-
         if args.table is None:
             raise UAEError("groups needs --table PATH: the utility table (.parquet) to export.")
         name = args.split or read_table_spec(args.table).get("split")

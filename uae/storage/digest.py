@@ -17,7 +17,7 @@ UAE writes also records a digest of its content, and every reader recomputes it 
 The hash is xxh3-128 (xxhash): ~10 GB/s on one core, so checking costs a fraction of reading the file.
 It guards against damage, not against someone forging a file (use a cryptographic hash for that).
 
-``python -m uae.integrity check FILE...`` checks files by hand; ``stamp TABLE...`` gives a utility table
+``python -m uae.table.integrity check FILE...`` checks files by hand; ``stamp TABLE...`` gives a utility table
 written before digests existed its digest, after the consistency check that stands in for one.
 """
 
@@ -31,7 +31,8 @@ from typing import Any
 
 import xxhash
 
-from uae.errors import DamagedFileError
+from uae.core.errors import DamagedFileError
+from uae.storage.atomic import atomic_path
 
 ALGORITHM = "xxh3_128"
 DIGEST_KEY = b"uae_digest"  # parquet footer metadata
@@ -49,7 +50,7 @@ def _tag(hexdigest: str) -> str:
 
 
 def payload_digest(payload: Mapping[str, Any]) -> str:
-    """Digest of a dict of tensors and JSON-able values (what :func:`uae.cache.save_tensors` stores)."""
+    """Digest of a dict of tensors and JSON-able values (what :func:`uae.storage.tensors.save_tensors` stores)."""
     import torch
 
     digest = _hasher()
@@ -151,8 +152,6 @@ def write_parquet(table: Any, path: str | os.PathLike, **options: Any) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from uae.cache import atomic_path
-
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **options)
     digest = _buffer_data_digest(sink.getvalue().to_pybytes())
@@ -166,64 +165,3 @@ def write_parquet(table: Any, path: str | os.PathLike, **options: Any) -> None:
 def _buffer_data_digest(data: bytes) -> str:
     footer = int.from_bytes(data[-8:-4], "little")
     return _tag(xxhash.xxh3_128_hexdigest(data[: len(data) - 8 - footer]))
-
-
-# ---------------------------------------------------------------------------------------------------
-# command line
-
-
-def check_file(path: Path) -> str:
-    """One line on a file's state: its digest checked, or why it has none; raises when it is damaged."""
-    if path.suffix == ".parquet":
-        if check_parquet(path):
-            return "ok (content digest matches)"
-        from uae.data.utility_table import check_consistency
-
-        check_consistency(path)
-        return "no content digest (written before digests); its utilities are consistent"
-    if path.suffix == ".pt":
-        from uae.cache import read_tensors
-
-        payload = read_tensors(path)
-        if "digest" not in payload:
-            return "no content digest (written before digests): UAE rebuilds it on its next use"
-        return "ok (content digest matches)"
-    raise DamagedFileError(f"{path}: not a file UAE checks (.parquet tables and chunks, .pt caches).")
-
-
-def stamp(path: Path) -> None:
-    """Give a utility table written before digests its digest, once its utilities pass the consistency check."""
-    import pyarrow.parquet as pq
-
-    from uae.data.utility_table import check_consistency
-
-    if check_parquet(path):
-        return
-    check_consistency(path)
-    write_parquet(pq.read_table(path), path, compression="zstd")
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["check", "stamp"])
-    parser.add_argument("files", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    failed = 0
-    for path in args.files:
-        try:
-            if args.command == "stamp":
-                stamp(path)
-                print(f"{path}: {check_file(path)}")
-            else:
-                print(f"{path}: {check_file(path)}")
-        except DamagedFileError as exc:
-            failed += 1
-            print(f"{path}: DAMAGED: {exc}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

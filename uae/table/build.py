@@ -5,7 +5,7 @@ number of questions: a killed run resumes at the first missing chunk and ends wi
 an uninterrupted run makes, and ``shard=i/n`` lets n processes (GPUs, cluster jobs) each write their
 chunks (chunk k belongs to shard k mod n) into the same folder. :func:`merge_utilities` joins the
 chunks into one parquet table, stamped with the fingerprint of everything that made it. Chunks and
-tables carry a digest of their content (uae.integrity): a damaged chunk is scored again, never merged.
+tables carry a digest of their content (uae.storage.digest): a damaged chunk is scored again, never merged.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,12 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from uae.cache import atomic_path, fingerprint
+from uae.core.errors import CacheMismatchError, DamagedFileError, UAEError
+from uae.core.shard import Shard
 from uae.data.candidates import CandidateSet
 from uae.data.records import Split
-from uae.data.utility_table import FINGERPRINT_KEY, SCHEMA, SPEC_KEY, verify_table
-from uae.errors import CacheMismatchError, DamagedFileError, UAEError
-from uae.integrity import write_parquet
+from uae.storage.atomic import atomic_path
+from uae.storage.digest import write_parquet
+from uae.storage.fingerprint import fingerprint
+from uae.table.format import FINGERPRINT_KEY, SCHEMA, SPEC_KEY
+from uae.table.read import verify_table
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +45,6 @@ class Scorer(Protocol):
     def fingerprint_spec(self) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str | None) -> Shard:
-        """``"i/n"`` (0-based i), or None for the whole job."""
-        if text in (None, "", "null"):
-            return cls(0, 1)
-        try:
-            i, n = (int(x) for x in str(text).split("/"))
-        except ValueError:
-            i, n = -1, 0
-        if n < 1 or not 0 <= i < n:
-            raise UAEError(f"utility.shard={text!r}: write it as i/n with 0 <= i < n, e.g. utility.shard=0/4.")
-        return cls(i, n)
-
-    def owns(self, chunk: int) -> bool:
-        return chunk % self.count == self.index
-
-
 def work_key(spec: Mapping[str, Any], chunk_questions: int) -> str:
     """Key of a work folder and its chunks: the table's spec plus the chunking, which fixes chunk k."""
     return fingerprint({**spec, "chunk_questions": chunk_questions})
@@ -77,11 +57,12 @@ def compute_utilities(
     work_dir: Path,
     spec: Mapping[str, Any],
     *,
-    shard: Shard = Shard(0, 1),
+    shard: Shard | None = None,
     chunk_questions: int = 16,
     progress: bool = True,
 ) -> list[Path]:
     """Score every chunk this shard owns that ``work_dir`` lacks; returns the shard's chunk files."""
+    shard = shard or Shard(0, 1)
     key = work_key(spec, chunk_questions)
     _claim_work_dir(work_dir, key, spec)
     questions = {q.question_id: q for q in split.questions}

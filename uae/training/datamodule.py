@@ -1,4 +1,4 @@
-"""Training groups (uae.data.utility_table) served to Lightning, and full-document validation.
+"""Training groups (uae.table.read) served to Lightning, and full-document validation.
 
 A training group is one question with its candidate set C(q): the passages, the teacher's utility of
 each, and which are gold evidence. Batches are tokenized in the collate function (so workers do it in
@@ -17,8 +17,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from uae.core.errors import UAEError
 from uae.data.records import Split, TrainingGroup
-from uae.errors import UAEError
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
+from uae.core.shard import Shard
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
@@ -83,8 +84,6 @@ class Utility(Section):
     @field_validator("shard")
     @classmethod
     def _shard(cls, value: str | None) -> str | None:
-        from uae.llm.utility import Shard
-
         try:
             Shard.parse(value)
         except UAEError as exc:

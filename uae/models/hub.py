@@ -13,9 +13,9 @@ Configs name the real hub id (``sentence-transformers/all-MiniLM-L6-v2``, ``BAAI
    (a temporary folder renamed into place, under a file lock) and stamped with ``uae_source.json``, so
    a killed conversion leaves nothing that a later call would accept.
 
-A model found nowhere raises :class:`~uae.errors.ModelNotFoundError`, one paragraph naming every
-place tried and what to do. ``python -m uae.hub list`` shows the bundled models and how to install them;
-``python -m uae.hub resolve ID --cache-dir DIR`` prepares one ahead of a run.
+A model found nowhere raises :class:`~uae.core.errors.ModelNotFoundError`, one paragraph naming every
+place tried and what to do. ``python -m uae.models.hub list`` shows the bundled models and how to install them;
+``python -m uae.models.hub resolve ID --cache-dir DIR`` prepares one ahead of a run.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from uae.errors import ModelNotFoundError, UAEError, cli_main
+from uae.core.errors import ModelNotFoundError, UAEError, cli_main
+from uae.storage.digest import file_digest
 
 __all__ = [
     "BUNDLED",
@@ -124,7 +125,7 @@ _MPNET_PARTS = tuple(
     for i in range(1, 6)
 )
 
-#: The bundled models, by hub id: data only, read by :func:`resolve_model` and ``python -m uae.hub list``.
+#: The bundled models, by hub id: data only, read by :func:`resolve_model` and ``python -m uae.models.hub list``.
 BUNDLED: dict[str, BundledModel] = {
     "sentence-transformers/all-MiniLM-L6-v2": BundledModel(
         model_id="sentence-transformers/all-MiniLM-L6-v2",
@@ -440,8 +441,6 @@ def _accepted(target: Path, expected: dict[str, object]) -> bool:
 
 
 def _file_digests(folder: Path) -> dict[str, str]:
-    from uae.integrity import file_digest
-
     return {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MARKER_NAME}
 
 
@@ -714,12 +713,12 @@ _BUILDERS: dict[str, Callable[[BundledModel, list[Path], Path], None]] = {
 
 
 # --------------------------------------------------------------------------------------------------
-# command line: python -m uae.hub list | resolve ID --cache-dir DIR
+# command line: python -m uae.models.hub list | resolve ID --cache-dir DIR
 
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uae.hub", description="UAE model resolution.")
+    parser = argparse.ArgumentParser(prog="python -m uae.models.hub", description="UAE model resolution.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the bundled models, whether installed, and how to install them")
     res = sub.add_parser("resolve", help="print the local folder for a model id (converting once)")

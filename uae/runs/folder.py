@@ -12,7 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from uae.errors import UAEError
+from uae.core.errors import UAEError
+from uae.retrieval.st_layout import read_layout
+from uae.runs.cards import command_line, model_card
+from uae.runs.results import load_results, markdown_table
+from uae.storage.atomic import atomic_path
 
 ENCODER = "encoder"
 CARD = "README.md"
@@ -67,8 +71,6 @@ def run_results(run_dir: Path) -> dict[str, Any]:
 
 
 def write_card(encoder_dir: Path, card: Any) -> Path:
-    from uae.cache import atomic_path
-
     with atomic_path(encoder_dir / CARD) as tmp:
         tmp.write_text(str(card), encoding="utf-8")
     return encoder_dir / CARD
@@ -76,10 +78,6 @@ def write_card(encoder_dir: Path, card: Any) -> Path:
 
 def write_run_card(run_dir: Path, encoder_dir: Path | None = None, repo_id: str | None = None) -> Path:
     """Write the model card of a finished run's encoder (into ``encoder_dir``, else its own encoder/)."""
-    from uae.analysis.report import load_results, markdown_table
-    from uae.cards import command_line, model_card
-    from uae.retrieval.st_layout import read_layout
-
     result = run_results(run_dir)
     encoder_dir = encoder_dir or run_dir / ENCODER
     layout = read_layout(encoder_dir)[0]

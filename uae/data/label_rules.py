@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from bm25s.stopwords import STOPWORDS_EN
 
 from uae.data.records import Question
-from uae.evaluation.metrics import normalize_answer
+from uae.data.text import normalize_answer
 
 # Tokens that say nothing about where an answer is: the normaliser removes articles, BM25's English
 # list removes the rest ("of", "and", "in"...), which otherwise match every paragraph.

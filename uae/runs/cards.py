@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from uae.retrieval.st_layout import EncoderLayout
+from uae.storage.fingerprint import fingerprint
 
 # Hub ids of the datasets UAE has loaders for; a BEIR folder is the user's own data and has none.
 HUB_DATASETS = {"qasper": "allenai/qasper", "squad": "rajpurkar/squad"}
@@ -155,7 +156,7 @@ def model_card(
 
     ``config`` is the run's resolved config, ``record`` what results.json records about training
     (utility_table, labels, train_seconds), ``rows`` the evaluation rows (zero-shot first, fine-tuned
-    last, as uae.analysis.report.load_results makes them) and ``table`` their markdown table; no rows
+    last, as uae.runs.results.load_results makes them) and ``table`` their markdown table; no rows
     before the run is evaluated.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -263,8 +264,6 @@ def _model_facts(
 def dataset_card(spec: Mapping[str, Any], *, n_rows: int, n_questions: int, file: str, split: str) -> Any:
     """The card (a huggingface_hub DatasetCard) of a utility table published as a dataset."""
     from huggingface_hub import DatasetCard, DatasetCardData
-
-    from uae.cache import fingerprint
 
     scorer = dict(spec.get("scorer") or {})
     metadata = DatasetCardData(

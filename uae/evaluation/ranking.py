@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from uae.core.errors import DataError
 from uae.data.records import Split
-from uae.errors import DataError
 from uae.evaluation.metrics import retrieval_metrics
 from uae.retrieval.base import Retriever, Scope, rank_questions
 

@@ -1,6 +1,6 @@
 """Temporary files of atomic writes: made so that a live writer's can be told from a dead one's.
 
-Every atomic write (:func:`uae.cache.atomic_path`) fills ``.<name>.<random>.uae.tmp`` beside its target
+Every atomic write (:func:`uae.storage.atomic.atomic_path`) fills ``.<name>.<random>.uae.tmp`` beside its target
 and renames it into place. A process killed mid-write leaves that file behind. To remove such files
 without ever touching one that is being written, the writer holds an exclusive ``flock`` on its
 temporary file for as long as the file exists. The kernel drops the lock when the process dies, however
@@ -12,7 +12,7 @@ when their lock is free and nobody has written to them for an hour: no write tak
 
 Standard library only, so that ``make clean`` can run it before any virtualenv exists::
 
-    python3 -m uae.tmpfiles [FOLDER ...]     # default: the current folder, recursively
+    python3 -m uae.storage.tmpfiles [FOLDER ...]     # default: the current folder, recursively
 """
 
 from __future__ import annotations

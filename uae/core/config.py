@@ -1,0 +1,49 @@
+"""The project's settings: where it lives, the OmegaConf resolvers its configs use (registered once,
+before Hydra composes), and composing a run's config outside ``python -m uae.run``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from uae.core.errors import UAEError
+
+ROOT_DIR = Path(__file__).resolve().parents[2]  # uae/core/config.py -> the repository
+
+
+def project_path(path: str | Path) -> str:
+    """A file's path inside the project when it lies there (absolute otherwise): results name the same
+    committed table from any checkout or snapshot of the repository."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT_DIR)) if resolved.is_relative_to(ROOT_DIR) else str(path)
+
+
+def register_resolvers() -> None:
+    """``${uae_root:}`` is the repository root, so paths work from any working directory;
+    ``${uae_slug:PATH}`` names a folder after a path (``/data/my qa`` -> ``data_my_qa``), so that caches
+    of two data folders never share a file name."""
+    if not OmegaConf.has_resolver("uae_root"):
+        OmegaConf.register_new_resolver("uae_root", lambda: str(ROOT_DIR))
+    if not OmegaConf.has_resolver("uae_slug"):
+        OmegaConf.register_new_resolver("uae_slug", slug)
+
+
+def slug(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", str(Path(path).expanduser().resolve())).strip("_") or "root"
+
+
+def compose(overrides: list[str], *, job_name: str = "compose") -> DictConfig:
+    """The run config for these overrides, composed as ``python -m uae.run`` would (without a run folder),
+    for the tools that load data or models the way a run does."""
+    from hydra import compose as hydra_compose  # deferred: start-up speed (Hydra's composition API)
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    register_resolvers()
+    try:
+        with initialize_config_dir(config_dir=str(ROOT_DIR / "conf"), version_base="1.3", job_name=job_name):
+            return hydra_compose(config_name="config", overrides=overrides)
+    except HydraException as exc:
+        raise UAEError(f"the overrides {overrides} do not compose: {exc}") from exc
