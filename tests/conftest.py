@@ -46,7 +46,7 @@ def tiny_hf_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    from uae.models.hub import resolve_model
+    from uae.models import resolve_model
 
     return resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache")
 
@@ -79,7 +79,7 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from uae.models.hub import resolve_model
+    from uae.models import resolve_model
 
     smollm = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", cache_dir=ROOT / ".cache", offline=True)
     tokenizer = AutoTokenizer.from_pretrained(smollm)

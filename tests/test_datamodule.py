@@ -105,7 +105,7 @@ def test_subset_skips_rows_of_papers_not_loaded(tmp_path: Path, split, tiny_raw_
     groups = training_groups(first, path, answerable(first))
     assert {g.question_id for g in groups} == set(answerable(first)) and len(groups) < len(answerable(split))
     with pytest.raises(CacheMismatchError, match="which QASPER dev lacks"):  # a split that says it is whole
-        training_groups(dataclasses.replace(first, limited=False), path, answerable(first))
+        training_groups(dataclasses.replace(first, max_documents=None), path, answerable(first))
 
 
 def test_collated_chunks_give_the_embeddings_of_one_padded_batch(tmp_path: Path, split, tiny_encoder_dir: Path) -> None:

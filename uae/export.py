@@ -29,6 +29,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from uae.core.errors import UAEError, cli_main
+from uae.storage.atomic import atomic_folder
 
 
 def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None) -> Path:
@@ -165,17 +166,10 @@ def _replacing(to: Path) -> Iterator[Path]:
         raise UAEError(f"--to {to}: exists and is not an earlier export; give a new or empty folder.")
     try:
         to.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
     except OSError as exc:
         raise UAEError(f"--to {to}: cannot write there ({exc.strerror}).") from exc
-    try:
+    with atomic_folder(to) as tmp:
         yield tmp
-        os.chmod(tmp, 0o755)
-        if to.exists():
-            shutil.rmtree(to)
-        os.replace(tmp, to)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _replaceable(folder: Path) -> bool:

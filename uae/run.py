@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from uae.core.config import register_resolvers
+from uae.core.config import compose, register_resolvers
 from uae.core.errors import UAEError
 from uae.core.schema import check
-from uae.stages import STAGES
 from uae.storage.atomic import write_json
 from uae.storage.tmpfiles import remove_stale
 
@@ -43,12 +44,16 @@ def validate(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run the configured stages in order; returns what they produced (results, checkpoints)."""
+    validate(cfg)  # first: printing resolves every value, and an unresolvable one must be our error
+    # Deferred: start-up speed. A refused config is answered before torch, Lightning and transformers
+    # load (seconds), so a typo costs no more than Hydra's composition.
     import random
 
     import numpy as np
     import torch
 
-    validate(cfg)  # first: printing resolves every value, and an unresolvable one must be our error
+    from uae.stages import STAGES
+
     print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
     remove_stale_tmp(cfg)
     random.seed(cfg.seed)
@@ -148,5 +153,39 @@ def _write_status(out_dir: Path, status: str, error: str | None, overrides: list
         log.error("could not record the job status: %s", exc)
 
 
+def mapping_override_problem(argv: list[str]) -> str | None:
+    """Our message for ``KEY={a: 1, b: 2}`` where the config already sets KEY to a mapping without ``b``.
+
+    Hydra merges a mapping override into the mapping there and cannot add keys to it, so it stops with
+    "Key 'b' is not in struct" before any code of ours runs (``data.max_documents={train: 120, test: 100}``
+    on an experiment that sets ``{train: 120}``). Checked before Hydra starts, and only when an override
+    assigns a mapping: it costs one composition (under a second). None when there is nothing to say.
+    """
+    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "+hydra.", "~hydra."))]
+    if not any(re.match(r"^[\w.]+=\{", o) for o in overrides):
+        return None
+    try:
+        compose(overrides)
+    except UAEError as exc:
+        found = re.search(r"Key '([^']+)' is not in struct\s+full_key: (\S+)", str(exc))
+        if found is None:
+            return None  # another problem: Hydra says it in its own words
+        key, parent = found.group(1), found.group(2).rpartition(".")[0]
+        override = next((o for o in overrides if o.split("=", 1)[0] == parent), None)
+        if override is None:
+            return None
+        value = OverridesParser.create().parse_overrides([override])[0].value()
+        own = [f"++{parent}.{k}={v}" for k, v in value.items()] if isinstance(value, dict) else [f"++{parent}.{key}=VALUE"]
+        return (
+            f"{override}: the config already sets {parent} to a mapping without {key!r}, and Hydra merges a mapping "
+            f"into it without adding keys. Set each key on its own instead: {' '.join(own)} (++ sets a key whether "
+            "or not the config has it; +KEY adds a new one)."
+        )
+    return None
+
+
 if __name__ == "__main__":
+    if (problem := mapping_override_problem(sys.argv[1:])) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -28,6 +28,21 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("uae_root", lambda: str(ROOT_DIR))
     if not OmegaConf.has_resolver("uae_slug"):
         OmegaConf.register_new_resolver("uae_slug", slug)
+    if not OmegaConf.has_resolver("uae_data"):
+        OmegaConf.register_new_resolver("uae_data", data_dir)
+
+
+# Where a dataset's files are looked for when no environment variable names a folder, in this order: a
+# git-ignored data/ inside the repository (where `make data` fetches QASPER), then the team's shared
+# folder beside the checkout.
+DATA_PLACES = ("{root}/data/{name}", "{root}/../shared/data/{name}")
+
+
+def data_dir(name: str) -> str:
+    """``${uae_data:NAME}``: the first of :data:`DATA_PLACES` that exists, else the first (data/NAME in
+    the repository), which is where the loaders' messages and `make data` tell a user to put the files."""
+    places = [Path(p.format(root=ROOT_DIR, name=name)) for p in DATA_PLACES]
+    return str(next((p for p in places if p.is_dir()), places[0]).resolve())
 
 
 def slug(path: str) -> str:
@@ -46,4 +61,13 @@ def compose(overrides: list[str], *, job_name: str = "compose") -> DictConfig:
         with initialize_config_dir(config_dir=str(ROOT_DIR / "conf"), version_base="1.3", job_name=job_name):
             return hydra_compose(config_name="config", overrides=overrides)
     except HydraException as exc:
-        raise UAEError(f"the overrides {overrides} do not compose: {exc}") from exc
+        causes = [str(c) for c in _causes(exc)]  # Hydra's "Could not override" hides the reason in its cause
+        raise UAEError(f"the overrides {overrides} do not compose: {' '.join(causes)}") from exc
+
+
+def _causes(exc: BaseException | None) -> list[BaseException]:
+    found = []
+    while exc is not None:
+        found.append(exc)
+        exc = exc.__cause__
+    return found

@@ -85,7 +85,7 @@ def load_beir(split: str, data_dir: str | os.PathLike, *, max_documents: int | N
         documents=documents,
         questions=questions,
         dataset=f"BEIR {folder.name}",
-        limited=max_documents is not None,
+        max_documents=max_documents,
     )
 
 

@@ -24,10 +24,19 @@ def max_documents_for(data: DictConfig, split_name: str) -> int | None:
     return value
 
 
-def load_split(cfg: DictConfig, name: str) -> Split:
-    """Split ``name`` of the configured dataset, through its loader (``data.loader._target_``)."""
+def load_split(cfg: DictConfig, name: str, loaded: dict[str, Split] | None = None) -> Split:
+    """Split ``name`` of the configured dataset, through its loader (``data.loader._target_``).
+
+    ``loaded`` holds the splits already loaded for this config: the stages of one run pass the same
+    dict, so a split is parsed once per run however many stages read it (train and dev were parsed
+    twice in a full run, each parse seconds to a minute).
+    """
+    if loaded is not None and name in loaded:
+        return loaded[name]
     split = load_from(cfg.data, name)
     log.info(split.summary())
+    if loaded is not None:
+        loaded[name] = split
     return split
 
 

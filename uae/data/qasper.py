@@ -115,7 +115,7 @@ def parse_raw(
         )
     return Split(
         name=split, source=source, fingerprint=fingerprint, documents=papers, questions=questions,
-        dataset="QASPER", alignment=stats, limited=max_documents is not None,
+        dataset="QASPER", alignment=stats, max_documents=max_documents,
     )
 
 

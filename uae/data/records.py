@@ -104,8 +104,9 @@ class Split:
 
     ``fingerprint`` identifies the source content (a hash of the files) so that caches derived from the
     split can refuse a different one. ``dataset`` names it in messages ("QASPER", "SQuAD", a folder).
-    ``limited`` is true when a loader kept only the first documents (``data.max_documents``): a table
-    made for the full split then has rows this split cannot explain, and that is expected.
+    ``max_documents`` is the document limit it was loaded with (``data.max_documents``; None: all of
+    them). It travels with the split so that whatever derives from it (a utility table's file name, the
+    tolerance for a full table's rows of documents not loaded) follows the split, not the config.
     """
 
     name: str
@@ -115,8 +116,13 @@ class Split:
     questions: list[Question]
     dataset: str = "dataset"
     alignment: AlignmentStats | None = None
-    limited: bool = False
+    max_documents: int | None = None
     _all_passages: tuple[Passage, ...] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def limited(self) -> bool:
+        """Loaded with a document limit: a table made for the full split has rows this split cannot explain."""
+        return self.max_documents is not None
 
     def passages(self, document_id: str | None) -> tuple[Passage, ...]:
         """A document's passages; ``None`` (a question without a document) means every passage."""

@@ -97,7 +97,7 @@ def parse_squad(raw: Any, *, split: str, source: str, fingerprint: str, max_docu
         raise DataError(f"{source}: the file holds no articles.")
     return Split(
         name=split, source=source, fingerprint=fingerprint, documents=documents, questions=questions,
-        dataset="SQuAD", limited=max_documents is not None,
+        dataset="SQuAD", max_documents=max_documents,
     )
 
 

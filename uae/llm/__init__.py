@@ -1,1 +1,3 @@
-"""llm stage of UAE."""
+"""The LLM: loading it, the answer log-likelihood scorer that makes utilities and re-ranks, its prompt
+template and prefix sharing, and the reader that answers from retrieved passages.
+"""

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import torch
 
 from uae.core.errors import ModelNotFoundError, UAEError
-from uae.models.hub import resolve_model
+from uae.models import resolve_model
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,

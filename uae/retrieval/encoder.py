@@ -8,8 +8,6 @@ because they differ per model family (MiniLM: mean pooling; BGE: CLS pooling plu
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -20,8 +18,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from uae.core.errors import ModelNotFoundError
-from uae.models.hub import resolve_model
+from uae.models import resolve_model
 from uae.retrieval.st_layout import PASSAGE_TOWER, QUERY_TOWER, EncoderLayout, write_layout
+from uae.storage.atomic import atomic_folder
 from uae.storage.fingerprint import model_digest
 
 Pooling = Literal["mean", "cls"]
@@ -219,9 +218,7 @@ class DualEncoder(nn.Module):
         sibling and renamed, so a crash never leaves a half-saved encoder.
         """
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        with atomic_folder(folder) as tmp:
             towers = [(self.query_encoder, tmp)] if self.shared else [
                 (self.query_encoder, tmp / QUERY_TOWER), (self.passage_encoder, tmp / PASSAGE_TOWER)
             ]
@@ -229,9 +226,4 @@ class DualEncoder(nn.Module):
                 encoder.save_pretrained(path)
                 self.tokenizer.save_pretrained(path)
             write_layout(tmp, self.layout(), self.dimension)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return folder

@@ -83,6 +83,7 @@ def write_run_card(run_dir: Path, encoder_dir: Path | None = None, repo_id: str 
     layout = read_layout(encoder_dir)[0]
     rows = load_results([d for d in (run_dir / "zero_shot", run_dir) if (d / "results.json").is_file()])
     card = model_card(
-        result["config"], result, layout, rows, table=markdown_table(rows), command=command_line(run_dir), repo_id=repo_id
+        result["config"], result, layout, rows, table=markdown_table(rows),
+        command=result.get("command") or command_line(run_dir), repo_id=repo_id
     )
     return write_card(encoder_dir, card)

@@ -29,7 +29,7 @@ log = logging.getLogger("uae.run")
 
 
 def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
-    split = load_split(cfg, cfg.data.eval_split)
+    split = load_split(cfg, cfg.data.eval_split, state.setdefault("splits", {}))
     out_dir = Path(cfg.paths.output_dir)
     encoder_dir = state.get("encoder_dir")
     if encoder_dir is not None:  # the fit stage's export: loaded exactly as a base model is
@@ -46,6 +46,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
             "train_seconds": state.get("train_seconds"),
             "utility_table": state.get("utility_table"),
             "labels": state.get("labels"),
+            "command": state.get("command"),  # fit's own: a later start in this folder rewrites .hydra/
         }
         state["results"] = evaluate_into(cfg, state, split, retriever, retriever.name, out_dir, extra)
         if cfg.evaluate.zero_shot:

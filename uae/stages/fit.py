@@ -34,7 +34,8 @@ log = logging.getLogger("uae.run")
 def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     import lightning as L
 
-    train_split = load_split(cfg, cfg.data.train_split)
+    splits = state.setdefault("splits", {})
+    train_split = load_split(cfg, cfg.data.train_split, splits)
     questions = [q.question_id for q in utility_questions(train_split)]
     table = train_table(cfg, train_split, questions, state)
     spec = table_spec(table)
@@ -46,7 +47,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     }
     if state["utility_table"]["given"]:
         log.info("fit: utility.table=%s used as given (scorer %s)", table, state["utility_table"]["scorer"])
-    groups, state["labels"] = apply_labels(cfg, train_split, training_groups(train_split, table, questions))
+    groups, state["labels"] = apply_labels(cfg, train_split, training_groups(train_split, table, questions, spec=spec))
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]
     log.info("fit: %d training groups from %s", len(groups), table)
@@ -55,7 +56,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
             f"fit: no training group is left: loss={cfg.loss.name} trains only on questions with a hard label, and "
             f"train.labels ({state['labels']['source']}, fraction {state['labels']['fraction']}) gives none."
         )
-    val_split = load_split(cfg, cfg.data.eval_split) if cfg.train.validate else None
+    val_split = load_split(cfg, cfg.data.eval_split, splits) if cfg.train.validate else None
 
     L.seed_everything(cfg.seed, workers=True)
     encoder = build(cfg.model.encoder, "model.encoder")
@@ -100,10 +101,11 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     state["encoder_dir"] = encoder_dir
     state["checkpoint"] = str(checkpoint) if checkpoint else None
     state["train_seconds"] = seconds  # wall clock of trainer.fit, validation included
+    # The command that made the model, read now: Hydra rewrites .hydra/ at every start in this folder,
+    # so a later evaluate or export would otherwise name itself. It goes into results.json.
+    state["command"] = command_line(out_dir)
     # the card of a model not yet evaluated; the evaluate stage rewrites it with the run's results
-    card = model_card(
-        OmegaConf.to_container(cfg, resolve=True), state, module.encoder.layout(), [], command=command_line(out_dir)
-    )
+    card = model_card(OmegaConf.to_container(cfg, resolve=True), state, module.encoder.layout(), [], command=state["command"])
     write_card(encoder_dir, card)
     log.info("fit: exported %s (from %s) to %s", cfg.loss.name, checkpoint or "the final weights", encoder_dir)
 

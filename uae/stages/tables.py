@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae.core.build import build
 from uae.core.errors import UAEError
-from uae.data.loading import max_documents_for
 from uae.data.records import Question, Split
 from uae.retrieval.base import Retriever, rank_questions
 from uae.retrieval.bm25 import BM25Retriever
@@ -77,7 +76,7 @@ def configured_table(
         split,
         question_ids,
         settings,
-        limit=max_documents_for(cfg.data, split.name),
+        limit=split.max_documents,
         writing=writing,
         overwrite=bool(cfg.utility.overwrite),
     )

@@ -19,7 +19,7 @@ from uae.core.build import build
 from uae.core.errors import UAEError
 from uae.core.shard import Shard
 from uae.data.candidates import CandidateSet, build_candidates
-from uae.data.loading import load_split, max_documents_for
+from uae.data.loading import load_split
 from uae.data.records import Question, Split
 from uae.evaluation.teacher import markdown as teacher_markdown
 from uae.evaluation.teacher import teacher_quality
@@ -66,7 +66,7 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
     retrievers = hard_negative_retrievers(cfg)
     settings = utility_settings(cfg, scorer, retrievers)
     for split_name in cfg.utility.splits:
-        split = load_split(cfg, split_name)
+        split = load_split(cfg, split_name, state.setdefault("splits", {}))
         questions = utility_questions(split)
         if not questions:
             raise UAEError(f"{split.dataset} {split_name} has no answerable question to score; check data.max_documents.")
@@ -82,7 +82,7 @@ def stage_utility(cfg: DictConfig, state: dict[str, Any]) -> None:
         spec = utility_spec(split, sets, settings["scorer"], settings["candidates"])
         work_dir = Path(cfg.utility.work_dir) / f"{split_name}-{work_key(spec, chunk)[:16]}"
         log.info("utility %s: %d questions, %d candidates -> %s", split_name, len(sets), sum(len(s.passage_ids) for s in sets), work_dir)
-        dest = table_path(cfg.utility.table_dir, split_name, max_documents_for(cfg.data, split_name))
+        dest = table_path(cfg.utility.table_dir, split_name, split.max_documents)
         compute_utilities(
             split, sets, scorer, work_dir, spec, shard=shard, chunk_questions=chunk, progress=cfg.retrieval.progress
         )

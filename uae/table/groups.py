@@ -4,7 +4,7 @@ refusing any row the split cannot explain.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ def table_spec(path: Path) -> dict[str, Any]:
     return read_table_spec(path)
 
 
-def training_groups(split: Split, path: Path, questions: Sequence[str]) -> list[TrainingGroup]:
+def training_groups(
+    split: Split, path: Path, questions: Sequence[str], *, spec: Mapping[str, Any] | None = None
+) -> list[TrainingGroup]:
     """Join a utility table (parquet, or FlagEmbedding JSONL) with the split's texts, refusing a table that
     does not fit the split.
 
@@ -35,7 +37,7 @@ def training_groups(split: Split, path: Path, questions: Sequence[str]) -> list[
     if path.suffix == ".jsonl":
         rows = read_groups(path, split)
     else:
-        rows = _parquet_rows(split, path)
+        rows = _parquet_rows(split, path, spec)
     where = f"utility table {path}"
     texts = {q.question_id: q.text for q in split.questions}
     wanted = set(questions)
@@ -89,9 +91,10 @@ def training_groups(split: Split, path: Path, questions: Sequence[str]) -> list[
     return groups
 
 
-def _parquet_rows(split: Split, path: Path) -> dict[str, list[Any]]:
-    """A parquet table's rows as columns, after checking it was made from this split's data."""
-    spec = read_table_spec(path)
+def _parquet_rows(split: Split, path: Path, spec: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    """A parquet table's rows as columns, after checking it was made from this split's data (``spec``: the
+    table's spec when the caller has read it already)."""
+    spec = read_table_spec(path) if spec is None else spec
     if spec.get("split") != split.name or spec.get("data") != split.fingerprint:
         raise CacheMismatchError(
             f"The utility table {path} was made from split {spec.get('split')} with data fingerprint "

@@ -1,0 +1,212 @@
+"""Turning an installed bundled package into a loadable folder, once: ``cache_dir/models/<id>/``.
+
+A package holding a ready HF folder is used in place. One holding a GGUF file or a split zip is
+converted by :mod:`uae.models.gguf` or :mod:`uae.models.split_zip` into a folder that is, like every
+UAE cache, only ever seen complete and checked on every read: it is built under a file lock (two runs
+starting together convert once), filled beside its final name and renamed into place
+(:func:`uae.storage.atomic.atomic_folder`), and stamped with ``uae_source.json``, which records the
+package files it came from and a content digest of each file it holds. A folder without a marker
+that matches today's packages and contents is converted again, so a killed or damaged conversion is
+never loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from uae.core.errors import ModelNotFoundError, UAEError
+from uae.models.folders import DEFAULT_SETTING, first_line, folder_problem
+from uae.models.gguf import convert_gguf
+from uae.models.registry import BundledModel
+from uae.models.split_zip import unzip_split
+from uae.storage.atomic import atomic_folder, remove_folder_leftovers
+from uae.storage.digest import file_digest
+
+if TYPE_CHECKING:
+    from filelock import FileLock
+
+__all__ = ["MARKER_NAME", "from_bundle"]
+
+log = logging.getLogger(__name__)
+
+MARKER_NAME = "uae_source.json"
+MARKER_FORMAT = 1
+
+#: A converter: fills the empty folder ``out`` (its last argument) from the package files.
+Builder = Callable[[BundledModel, list[Path], Path], None]
+
+#: The converter for each kind of bundled package that is not a ready folder.
+_BUILDERS: dict[str, Builder] = {
+    "gguf": convert_gguf,
+    "split_zip": unzip_split,
+}
+
+
+def from_bundle(entry: BundledModel, sources: list[Path], cache_dir: Path) -> Path:
+    """The loadable folder for an installed bundled model: the package's own folder, or the one
+    converted from its files into ``cache_dir/models/`` (converted now if there is none yet)."""
+    if entry.kind == "folder":
+        folder = sources[0]
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise ModelNotFoundError(
+                f"The bundled package {entry.requirements[0]} for {entry.model_id} is installed, but "
+                f"{folder} {problem}. Reinstall it with `{entry.install_message} --force-reinstall`."
+            )
+        return folder
+    return _materialize(entry, sources, cache_dir, _BUILDERS[entry.kind])
+
+
+def _materialize(entry: BundledModel, sources: list[Path], cache_dir: Path, builder: Builder) -> Path:
+    """``cache_dir/models/<id>/`` built once from ``sources``, atomically and under a file lock."""
+    models = cache_dir / "models"
+    target = models / entry.folder_name
+    expected = _expected_marker(entry, sources)
+    if _accepted(target, expected):
+        return target
+    lock = _lock(models, target, entry)
+    try:
+        if _accepted(target, expected):  # another process finished it while we waited
+            return target
+        for leftover in remove_folder_leftovers(models, target.name):  # we hold the lock: none is live
+            log.info("Removed %s, left by an interrupted conversion", leftover)
+        _build(entry, sources, target, expected, builder)
+    finally:
+        lock.release()
+    return target
+
+
+def _lock(models: Path, target: Path, entry: BundledModel) -> FileLock:
+    """The held lock on ``target``'s conversion, waiting (with a log line) while another process has it.
+
+    Creating ``models`` and the lock file is the first write into the cache, so an unwritable cache is
+    refused here, in the words of model resolution rather than of a bare ``OSError``.
+    """
+    from filelock import FileLock  # deferred: start-up speed
+
+    try:
+        models.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(models / f".{target.name}.lock"))
+        try:
+            lock.acquire(timeout=1)
+        except TimeoutError:
+            log.info("Waiting for another process preparing %s in %s", entry.model_id, target)
+            lock.acquire()
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"Cannot create {models} to unpack the bundled {entry.model_id} ({exc.strerror or exc}). "
+            "Make it writable or point paths.cache_dir (UAE_CACHE_DIR) elsewhere."
+        ) from exc
+    return lock
+
+
+def _build(
+    entry: BundledModel, sources: list[Path], target: Path, expected: dict[str, object], builder: Builder
+) -> None:
+    """Run ``builder`` into a folder that replaces ``target`` only once it is complete and stamped.
+
+    Any failure leaves ``target`` as it was and no temporary folder behind; one that is not already a
+    :class:`UAEError` becomes a :class:`ModelNotFoundError` saying what to do.
+    """
+    started = time.monotonic()
+    try:
+        with atomic_folder(target) as tmp:
+            builder(entry, sources, tmp)
+            problem = folder_problem(tmp)
+            if problem is not None:
+                raise ModelNotFoundError(
+                    f"Preparing {entry.model_id} from {sources[0]} gave a folder that {problem}; the "
+                    f"bundled package may be damaged: reinstall it with `{entry.install_message} "
+                    "--force-reinstall`."
+                )
+            marker = dict(expected)
+            marker["source_paths"] = [str(s) for s in sources]
+            marker["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            marker["seconds"] = round(time.monotonic() - started, 1)
+            marker["digests"] = _file_digests(tmp)
+            (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    except UAEError:
+        raise
+    except Exception as exc:
+        hint = (
+            "Free disk space or point paths.cache_dir (UAE_CACHE_DIR) elsewhere"
+            if isinstance(exc, OSError)
+            else f"Reinstall it with `{entry.install_message} --force-reinstall`"
+        )
+        raise ModelNotFoundError(
+            f"Preparing the bundled {entry.model_id} from {sources[0]} into {target} failed "
+            f"({type(exc).__name__}: {first_line(exc)}); nothing was left in the cache. {hint}, "
+            f"or set {DEFAULT_SETTING}= to a folder holding the model."
+        ) from exc
+    log.info("Prepared %s in %.1f s: %s", entry.model_id, time.monotonic() - started, target)
+
+
+def _expected_marker(entry: BundledModel, sources: Sequence[Path]) -> dict[str, object]:
+    """What a converted folder's marker must say to be reused: the format, the id, and the package
+    files' names, sizes and times (a reinstalled package is converted again)."""
+    expected: dict[str, object] = {
+        "format": MARKER_FORMAT,
+        "model_id": entry.model_id,
+        "kind": entry.kind,
+        "sources": _stat_sources(sources),
+    }
+    if entry.kind == "gguf":  # the de-quantised folder is what this transformers wrote
+        expected["transformers_version"] = _transformers_version()
+    return expected
+
+
+def _stat_sources(sources: Sequence[Path]) -> list[dict[str, object]]:
+    out = []
+    for src in sources:
+        st = src.stat()
+        out.append({"name": src.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return out
+
+
+def _transformers_version() -> str:
+    try:
+        return importlib.metadata.version("transformers")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _accepted(target: Path, expected: dict[str, object]) -> bool:
+    """A converted folder counts only with a marker matching today's sources, and its files: all there,
+    and each with the content digest the marker recorded when the folder was made (else it is converted
+    again, with a warning naming what differs; a folder from before digests is converted once more)."""
+    try:
+        marker = json.loads((target / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(marker, dict) or any(marker.get(k) != v for k, v in expected.items()):
+        return False
+    if folder_problem(target) is not None:
+        return False
+    recorded = marker.get("digests")
+    if not isinstance(recorded, dict):
+        log.warning(
+            "%s was converted before model caches carried content digests: converting it again", target
+        )
+        return False
+    actual = _file_digests(target)
+    if actual != recorded:
+        differ = sorted(
+            name for name in set(recorded) | set(actual) if recorded.get(name) != actual.get(name)
+        )
+        log.warning(
+            "%s: %s do not match the digests written with them (damaged): converting it again",
+            target,
+            ", ".join(differ),
+        )
+        return False
+    return True
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {p.name: file_digest(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MARKER_NAME}
