@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uae.runs.machine import label as machine_label
+from uae.results.machine import label as machine_label
 
 DEV_PASSAGES, MINILM_DIM = 13_267, 384
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 import torch
 
-from uae.runs.machine import label as machine_label
+from uae.results.machine import label as machine_label
 
 
 def build_triples(data_dir: str, n: int, contexts: int, seed: int, tokenizer_len, max_length: int):

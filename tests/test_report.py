@@ -9,7 +9,7 @@ import pytest
 
 from uae.analysis.report import main, replace_section
 from uae.core.errors import UAEError
-from uae.runs.results import load_results
+from uae.results.read import load_results
 
 
 def _write_run(folder: Path, retriever: str, hit: float) -> Path:
@@ -76,7 +76,7 @@ def test_speedup_column_gains_line_and_csv_columns(tmp_path: Path, capsys: pytes
 
 
 def test_machine_label_for_stored_descriptions() -> None:
-    from uae.runs.machine import describe, label
+    from uae.results.machine import describe, label
 
     assert label({"cpu_count": 2, "processor": "x86_64", "gpu": None}) == "CPU (x86_64, 2 cores)"  # before cpu_model
     assert label({"cpu_count": 16, "cpu_model": "AMD EPYC 9454", "gpu": "NVIDIA H100 80GB HBM3"}) == "NVIDIA H100 80GB HBM3"

@@ -14,7 +14,7 @@ __all__ = ["Hit", "Retriever", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in ("Retriever", "Hit"):
-        from uae import api
+        from uae import api  # deferred: start-up speed
 
         return getattr(api, name)
     raise AttributeError(f"module 'uae' has no attribute {name!r}")

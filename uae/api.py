@@ -79,11 +79,11 @@ class Retriever:
         of over 1,000 passages. ``use_gpu_index``: None puts the FAISS index on the GPU when faiss-gpu
         and a GPU are present.
         """
-        import torch
+        import torch  # deferred: start-up speed
 
+        from uae.results.folder import find_encoder
         from uae.retrieval.encoder import DualEncoder
         from uae.retrieval.st_layout import read_layout
-        from uae.runs.folder import find_encoder
 
         folder = find_encoder(path)
         layout, query_path, passage_path = read_layout(folder)
@@ -123,7 +123,7 @@ class Retriever:
 
         For one document's passages: scored exactly, nothing kept. A corpus searched by many questions
         is faster with :meth:`index` and :meth:`search`."""
-        from uae.retrieval.index import PassageIndex
+        from uae.retrieval.index import PassageIndex  # deferred: start-up speed
 
         question = _question(question)
         texts = _texts(passages, "passages")
@@ -136,7 +136,7 @@ class Retriever:
         """Encode a corpus (batched; a progress bar past 1,000 passages) into a FAISS index for :meth:`search`.
 
         ``ids`` name the passages in the hits (default: their positions). Replaces an earlier index."""
-        from uae.retrieval.index import PassageIndex
+        from uae.retrieval.index import PassageIndex  # deferred: start-up speed
 
         texts = _texts(passages, "passages")
         ids = [str(i) for i in range(len(texts))] if ids is None else [str(i) for i in ids]

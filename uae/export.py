@@ -34,7 +34,8 @@ from uae.storage.atomic import atomic_folder
 
 def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None) -> Path:
     """Write a run's encoder, as a sentence-transformers folder with its model card, to ``to`` (default: in place)."""
-    from uae.runs.folder import ENCODER, find_encoder, is_run_folder, run_results, write_run_card
+    # deferred: start-up speed
+    from uae.results.folder import ENCODER, find_encoder, is_run_folder, run_results, write_run_card
 
     if not run_dir.is_dir() or not is_run_folder(run_dir):
         find_encoder(run_dir)  # its message says what the path is instead
@@ -60,7 +61,7 @@ def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None
 
 def _add_layout(folder: Path, result: dict) -> None:
     """The sentence-transformers files of an encoder exported as a bare transformers folder, from its run's config."""
-    from uae.retrieval.encoder import DualEncoder
+    from uae.retrieval.encoder import DualEncoder  # deferred: start-up speed
     from uae.retrieval.st_layout import EncoderLayout, write_layout
 
     encoder = dict((result["config"].get("model") or {}).get("encoder") or {})
@@ -79,10 +80,10 @@ def _add_layout(folder: Path, result: dict) -> None:
 
 def export_table(table: Path, to: Path) -> Path:
     """A utility table as a dataset folder: ``data/<split>.parquet`` (metadata kept) and a dataset card."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: start-up speed
 
-    from uae.runs.cards import dataset_card
-    from uae.runs.folder import write_card
+    from uae.results.cards import dataset_card
+    from uae.results.folder import write_card
     from uae.table.read import read_table, read_table_spec
 
     spec = read_table_spec(table)  # refuses a file that is not a utility table, with the reason
@@ -100,7 +101,7 @@ def export_table(table: Path, to: Path) -> Path:
 
 def push(folder: Path, repo_id: str, *, repo_type: str, private: bool) -> str:
     """Upload ``folder`` to the hub, once the token and the network are known to be there."""
-    from huggingface_hub import DatasetCard, HfApi, ModelCard
+    from huggingface_hub import DatasetCard, HfApi, ModelCard  # deferred: start-up speed
 
     token = hub_token(repo_id)
     card = (DatasetCard if repo_type == "dataset" else ModelCard).load(folder / "README.md")
@@ -122,7 +123,7 @@ def push(folder: Path, repo_id: str, *, repo_type: str, private: bool) -> str:
 
 def hub_token(repo_id: str) -> str:
     """The token to push with, once it and the network are known to be there; else what is missing."""
-    from huggingface_hub import get_token
+    from huggingface_hub import get_token  # deferred: start-up speed
 
     token = get_token()
     problems = _hub_problems(token)
@@ -134,7 +135,7 @@ def hub_token(repo_id: str) -> str:
 
 def _hub_problems(token: str | None) -> list[str]:
     """What a push lacks: the token, the network, or both (checked with one authenticated request)."""
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import HfApi, constants  # deferred: start-up speed
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     problems = []

@@ -81,7 +81,7 @@ def main(cfg: DictConfig) -> None:
     """One job. In a multirun a failed job is recorded (status.json) and the others go on; the sweep
     summary lists it and the multirun exits 1. A single run exits 2 on a UAEError, with its message.
     With ``skip_done=true`` a job that already finished in this folder with this config is not rerun."""
-    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.hydra_config import HydraConfig  # deferred: start-up speed
     from hydra.types import RunMode
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)

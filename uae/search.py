@@ -22,7 +22,7 @@ from uae.core.errors import DataError, UAEError, cli_main
 
 def read_passages(path: Path) -> tuple[list[str], list[str]]:
     """Texts and ids of a passages file (JSONL: {"text", optional "_id"/"id"}), with line-numbered errors."""
-    from uae.data.files import read_jsonl
+    from uae.data.files import read_jsonl  # deferred: start-up speed
 
     if not path.is_file():
         raise DataError(f"--passages {path}: no such file.")
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.k < 1:
         raise UAEError(f"--k {args.k}: must be at least 1.")
     texts, ids = read_passages(args.passages)
-    from uae.api import Retriever
+    from uae.api import Retriever  # deferred: start-up speed
 
     retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size)
     hits = retriever.index(texts, ids).search(args.question, k=args.k)

@@ -24,7 +24,7 @@ from uae.analysis.report import emit
 from uae.core.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value
-from uae.runs.results import run_split
+from uae.results.read import run_split
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 

@@ -110,10 +110,10 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """recall@1 and MAP against the label fraction: InfoNCE and UAE curves, zero-shot and the label-free baselines as lines."""
-    import matplotlib
+    import matplotlib  # deferred: start-up speed
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: start-up speed
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric in zip(axes, ("recall@1", "map"), strict=True):

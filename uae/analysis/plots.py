@@ -76,10 +76,10 @@ def plot_retrievers(table: pd.DataFrame, ax, metrics: tuple[str, ...] = ("hit@1"
 def save_figures(folders: list[Path], out: Path, together: str | None = None) -> list[Path]:
     """Curves, sweep plots and a retriever bar chart per folder; with ``together``, only one bar chart
     of all the folders' retrievers (the main table's runs), saved as ``<together>-retrievers.png``."""
-    import matplotlib
+    import matplotlib  # deferred: start-up speed
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: start-up speed
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -111,7 +111,7 @@ def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: start-up speed
 
     plt.close(fig)
     return path

@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae.core.config import compose
 from uae.core.errors import UAEError, cli_main
-from uae.runs import machine
-from uae.runs.results import run_split
+from uae.results import machine
+from uae.results.read import run_split
 from uae.stages.evaluate import reader_token_f1
 from uae.storage.atomic import write_json
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from uae.core.errors import UAEError
-from uae.runs.results import COLUMNS, add_speedup, gains_line, load_results, markdown_table
+from uae.results.read import COLUMNS, add_speedup, gains_line, load_results, markdown_table
 from uae.storage.atomic import atomic_path
 
 

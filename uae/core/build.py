@@ -12,7 +12,7 @@ from uae.core.errors import UAEError
 
 def build(node: DictConfig, where: str, **kwargs: Any) -> Any:
     """Hydra instantiate, unwrapping its InstantiationException so our clear errors stay clear."""
-    from hydra.errors import InstantiationException
+    from hydra.errors import InstantiationException  # deferred: start-up speed
     from hydra.utils import instantiate
 
     try:

@@ -297,7 +297,7 @@ def _find_hf_file(data_dir: Path, split: str) -> Path | None:
 def _read_hf_rows(path: Path) -> list[dict[str, Any]]:
     try:
         if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # deferred: start-up speed
 
             return pq.read_table(path).to_pylist()
         rows = []
@@ -320,7 +320,7 @@ def _read_hf_rows(path: Path) -> list[dict[str, Any]]:
 
 def _load_from_hub(split: str) -> tuple[dict[str, Any], str, str]:
     try:
-        import datasets
+        import datasets  # deferred: start-up speed
 
         dataset = datasets.load_dataset(HF_DATASET, split=HF_SPLIT_NAMES.get(split, split))
     except Exception as exc:

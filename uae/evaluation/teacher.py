@@ -7,7 +7,9 @@ to BM25 and the base encoder ranking the very same sets, and to the random-order
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -134,9 +136,6 @@ def target_gold_mass(table: pa.Table, sharpness: Sequence[float]) -> list[dict[s
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m uae.evaluation.teacher TABLE.parquet [--sharpness ...]``: the target-mass table."""
-    import argparse
-    from pathlib import Path
-
     parser = argparse.ArgumentParser(description=target_gold_mass.__doc__)
     parser.add_argument("table", help="a utility table (experiments/qasper/utilities/train.parquet)")
     parser.add_argument("--sharpness", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0, 2.0])

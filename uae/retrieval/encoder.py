@@ -68,7 +68,7 @@ def checkpoint_layers(model: nn.Module) -> None:
     questions x 8 passages x 256 tokens otherwise holds over 20 GiB of activations. Done here on the
     layer list rather than with ``gradient_checkpointing_enable``, which MPNet does not implement.
     """
-    from torch.utils.checkpoint import checkpoint
+    from torch.utils.checkpoint import checkpoint  # deferred: start-up speed
 
     layers = getattr(getattr(model, "encoder", None), "layer", None)
     if not isinstance(layers, nn.ModuleList):
@@ -105,7 +105,7 @@ class DualEncoder(nn.Module):
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # deferred: start-up speed
 
         if pooling not in ("mean", "cls"):
             raise ValueError(f"model.pooling={pooling!r}: use 'mean' or 'cls'")

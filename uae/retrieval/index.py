@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _gpu_available() -> bool:
-    import faiss
+    import faiss  # deferred: start-up speed
 
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
@@ -54,7 +54,7 @@ class PassageIndex:
         self._corpus_index: faiss.Index | None = None
 
     def _flat_index(self, vectors: np.ndarray, *, gpu: bool = False) -> faiss.Index:
-        import faiss
+        import faiss  # deferred: start-up speed
 
         index = faiss.IndexFlatIP(vectors.shape[1])
         if gpu:

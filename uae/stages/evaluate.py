@@ -18,11 +18,11 @@ from uae.data.loading import load_split
 from uae.data.records import Split
 from uae.evaluation.metrics import answer_f1
 from uae.evaluation.ranking import evaluate_retriever
+from uae.results import machine
+from uae.results.folder import write_run_card
 from uae.retrieval.base import Retriever
 from uae.retrieval.rerank import LLMReranker
 from uae.retrieval.st_layout import tower_paths
-from uae.runs import machine
-from uae.runs.folder import write_run_card
 from uae.storage.atomic import write_json
 
 log = logging.getLogger("uae.run")

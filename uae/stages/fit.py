@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,8 +20,8 @@ from uae.core.build import build
 from uae.core.config import project_path
 from uae.core.errors import UAEError
 from uae.data.loading import load_split
-from uae.runs.cards import command_line, model_card
-from uae.runs.folder import write_card
+from uae.results.cards import command_line, model_card
+from uae.results.folder import write_card
 from uae.stages.labels import apply_labels
 from uae.stages.tables import train_table, utility_questions
 from uae.storage.fingerprint import fingerprint
@@ -32,8 +33,6 @@ log = logging.getLogger("uae.run")
 
 
 def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
-    import lightning as L
-
     splits = state.setdefault("splits", {})
     train_split = load_split(cfg, cfg.data.train_split, splits)
     questions = [q.question_id for q in utility_questions(train_split)]
@@ -121,6 +120,6 @@ def _best_checkpoint(trainer: Any) -> Path | None:
 def _finish_wandb(loggers: list[Any]) -> None:
     """One W&B run per Hydra job: close it here, so the next job of a multirun starts its own."""
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
-        import wandb
+        import wandb  # deferred: only with the W&B logger
 
         wandb.finish()

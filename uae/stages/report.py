@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from uae.core.errors import UAEError
-from uae.runs.results import gains_line, load_results, markdown_table
+from uae.results.read import gains_line, load_results, markdown_table
 from uae.storage.atomic import atomic_path
 
 log = logging.getLogger("uae.run")

@@ -51,7 +51,7 @@ def _tag(hexdigest: str) -> str:
 
 def payload_digest(payload: Mapping[str, Any]) -> str:
     """Digest of a dict of tensors and JSON-able values (what :func:`uae.storage.tensors.save_tensors` stores)."""
-    import torch
+    import torch  # deferred: start-up speed
 
     digest = _hasher()
     for key in sorted(payload):
@@ -115,7 +115,7 @@ def parquet_data_digest(path: str | os.PathLike) -> str:
 
 def recorded_digest(path: str | os.PathLike) -> str | None:
     """The digest a parquet file's footer records, None when it records none (written before digests)."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: start-up speed
     import pyarrow.parquet as pq
 
     try:
@@ -149,7 +149,7 @@ def write_parquet(table: Any, path: str | os.PathLike, **options: Any) -> None:
     deterministic, and the file's digest is recomputed before it is renamed into place, so a writer
     that ever encoded differently would fail here, never leave a file that reads as damaged.
     """
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: start-up speed
     import pyarrow.parquet as pq
 
     sink = pa.BufferOutputStream()

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def save_tensors(path: str | os.PathLike, key: str, payload: Mapping[str, Any]) -> None:
     """Save a dict of tensors and metadata, stamped with the fingerprint ``key`` and its content digest."""
-    import torch
+    import torch  # deferred: start-up speed
 
     stored = {"fingerprint": key, **payload}
     with atomic_path(path) as tmp:
@@ -29,7 +29,7 @@ def save_tensors(path: str | os.PathLike, key: str, payload: Mapping[str, Any]) 
 def read_tensors(path: str | os.PathLike) -> dict[str, Any]:
     """A file written by :func:`save_tensors`, its digest checked when it records one (older files do not);
     :class:`DamagedFileError` when it cannot be read or its content is not what was written."""
-    import torch
+    import torch  # deferred: start-up speed
 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

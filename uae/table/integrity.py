@@ -5,6 +5,8 @@ consistency check that stands in for one.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 from uae.core.errors import DamagedFileError
@@ -31,7 +33,7 @@ def check_file(path: Path) -> str:
 
 def stamp(path: Path) -> None:
     """Give a utility table written before digests its digest, once its utilities pass the consistency check."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: start-up speed
 
     if check_parquet(path):
         return
@@ -40,9 +42,6 @@ def stamp(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["check", "stamp"])
     parser.add_argument("files", nargs="+", type=Path)

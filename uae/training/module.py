@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -44,7 +46,7 @@ def gather_passages(passages: Tensor, owner: Tensor, utility: Tensor, gold: Tens
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return passages, owner, utility, gold, 0
-    from torch.distributed.nn.functional import all_gather as differentiable_all_gather
+    from torch.distributed.nn.functional import all_gather as differentiable_all_gather  # deferred: start-up
 
     world, rank = dist.get_world_size(), dist.get_rank()
     sizes = torch.tensor([passages.shape[0], n_queries], device=passages.device)
@@ -155,10 +157,6 @@ class RetrieverModule(L.LightningModule):
     # ------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the random states (dropout), so a resumed run continues exactly as an uninterrupted one."""
-        import random
-
-        import numpy as np
-
         name, keys, pos, has_gauss, cached = np.random.get_state()
         checkpoint["uae_rng"] = {  # tensors and plain numbers only: loadable with weights_only=True
             "torch": torch.get_rng_state(),
@@ -167,10 +165,6 @@ class RetrieverModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        import random
-
-        import numpy as np
-
         states = checkpoint.get("uae_rng")
         if states:
             torch.set_rng_state(states["torch"])

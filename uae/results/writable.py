@@ -26,7 +26,7 @@ class RunFolderCheck(Callback):
 
 def check_writable(config: DictConfig, key: str) -> None:
     """Create the folder ``key`` names and write a file in it; exit 2 with the key to change if that fails."""
-    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.hydra_config import HydraConfig  # deferred: start-up speed
 
     HydraConfig.instance().set_config(config)  # so that ${hydra:...} in the folder's name resolves
     folder = Path(str(OmegaConf.select(config, key)))

@@ -22,7 +22,7 @@ def cpu_model() -> str:
 
 def describe() -> dict[str, Any]:
     """Recorded in results.json next to every metric."""
-    import torch
+    import torch  # deferred: start-up speed
 
     return {
         "platform": platform.platform(),

@@ -17,7 +17,7 @@ from uae.core.errors import UAEError
 from uae.data.loading import load_from
 from uae.data.records import Split
 from uae.evaluation.metrics import RETRIEVAL_METRICS
-from uae.runs.machine import label as machine_label
+from uae.results.machine import label as machine_label
 
 # The machine-readable table (experiments/*/results.csv): one row per retriever and split.
 COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "token_f1", "ms_per_query")

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from uae.core.errors import UAEError
+from uae.results.cards import command_line, model_card
+from uae.results.read import load_results, markdown_table
 from uae.retrieval.st_layout import read_layout
-from uae.runs.cards import command_line, model_card
-from uae.runs.results import load_results, markdown_table
 from uae.storage.atomic import atomic_path
 
 ENCODER = "encoder"

@@ -133,7 +133,7 @@ def hub_model_id(model_id: str | None) -> str | None:
 
 def command_line(run_dir: Path) -> str | None:
     """The command that made a run, from the overrides Hydra recorded in its folder."""
-    import yaml
+    import yaml  # deferred: start-up speed
 
     try:
         overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text(encoding="utf-8")) or []
@@ -156,10 +156,10 @@ def model_card(
 
     ``config`` is the run's resolved config, ``record`` what results.json records about training
     (utility_table, labels, train_seconds), ``rows`` the evaluation rows (zero-shot first, fine-tuned
-    last, as uae.runs.results.load_results makes them) and ``table`` their markdown table; no rows
+    last, as uae.results.read.load_results makes them) and ``table`` their markdown table; no rows
     before the run is evaluated.
     """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData  # deferred: start-up speed
 
     model, data, loss = (dict(config.get(k) or {}) for k in ("model", "data", "loss"))
     base = hub_model_id((model.get("encoder") or {}).get("model_id"))
@@ -263,7 +263,7 @@ def _model_facts(
 
 def dataset_card(spec: Mapping[str, Any], *, n_rows: int, n_questions: int, file: str, split: str) -> Any:
     """The card (a huggingface_hub DatasetCard) of a utility table published as a dataset."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCard, DatasetCardData  # deferred: start-up speed
 
     scorer = dict(spec.get("scorer") or {})
     metadata = DatasetCardData(
