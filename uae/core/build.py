@@ -1,5 +1,4 @@
-"""Building objects from config nodes (Hydra ``instantiate``), with our errors kept clear.
-"""
+"""Building objects from config nodes (Hydra ``instantiate``), with our errors kept clear."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""A share of a job among n processes: ``utility.shard=i/n`` (chunk k belongs to shard k mod n).
-"""
+"""A share of a job among n processes: ``utility.shard=i/n`` (chunk k belongs to shard k mod n)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Answer text normalisation, shared by the metrics and the answer-overlap labels.
-"""
+"""Answer text normalisation, shared by the metrics and the answer-overlap labels."""
 
 from __future__ import annotations
 

@@ -32,17 +32,10 @@ SCHEMA = pa.schema(
         ("n_answers", pa.int32()),
     ]
 )
-
-
-FINGERPRINT_KEY = b"uae_fingerprint"
-
-
-SPEC_KEY = b"uae_spec"
-
+FINGERPRINT_KEY = b"uae_fingerprint"  # parquet metadata: the fingerprint of the spec below
+SPEC_KEY = b"uae_spec"  # parquet metadata: the JSON spec of everything that made the table
 
 REBUILD = "Rebuild it with the utility stage: python -m uae.run +experiment=NAME stages=[utility] (or make utilities)."
-
-
 # What replaces a table that cannot be read or whose content is damaged.
 REPLACE = (
     "Replace it: restore a committed copy (git restore {path}), or rebuild it with the settings that made it: "

@@ -1,11 +1,8 @@
-"""The utility table: its schema, how it is read, and how a run finds the one that fits it.
+"""Reading a utility table, and the checks every read makes.
 
-A table holds one row per (question, candidate) with the teacher's utility, and carries in its
-parquet metadata the spec of everything that made it (split, data fingerprint, scorer, candidate
-settings). The utility stage writes tables (uae.table.build), fit reads them into training groups,
-the teacher report and the exports read them too: all through this module, so the schema and its
-checks live in one place. A table written by the FlagEmbedding export (``*.jsonl``) reads into the
-same training groups (uae.table.flagembedding).
+The utility stage writes tables (uae.table.build), fit reads them into training groups
+(uae.table.groups), the teacher report and the exports read them too: all through this module, so
+that no reader can skip a check.
 
 Every read checks the table's content against the digest in its footer (uae.storage.digest). A table
 written before digests existed (the committed QASPER and SQuAD ones) is checked by its redundancy
