@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+import uae.llm.batching as batching_module
 import uae.llm.prefix as prefix_module
-import uae.llm.scorer as scorer_module
 from uae.core.config import register_resolvers
 from uae.core.errors import UAEError
 from uae.llm.prefix import pass_width, radix_tree
@@ -142,7 +142,7 @@ def test_plain_batches_keep_the_token_budget_with_padding(
     plain = make_scorer(tiny_lm_dir, tmp_path, share_prefixes=False, max_length=64)
     seqs = [it.seq for it in plain._encode([plain.build_request(*item) for item in ITEMS[:4]], None)]
     budget = max(map(len, seqs)) * 2  # room for two rows of the longest item, padding counted
-    monkeypatch.setattr(scorer_module, "_CPU_TOKEN_BUDGET", budget)
+    monkeypatch.setattr(batching_module, "_CPU_TOKEN_BUDGET", budget)
     plain.reset_stats()
     got = plain.score_answers(ITEMS[:4])
     assert plain.stats.batches == 2 and plain.stats.padded_tokens <= 2 * budget
