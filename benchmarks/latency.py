@@ -1,6 +1,6 @@
 """Per-query latency: UAE dense retrieval against LLM re-ranking of the top 20, same questions, one run.
 
-    python benchmarks/latency.py [--papers 20] [--questions 60] [--k 20] [--encoder-path RUN/encoder] [--device cpu]
+    python benchmarks/latency.py [--documents 20] [--questions 60] [--k 20] [--encoder-path RUN/encoder] [--device cpu]
 
 UAE at query time = encode the question + inner-product search over its paper's pre-encoded
 paragraphs (a fine-tuned UAE encoder has the base encoder's architecture, so ``--encoder-path`` to an
@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from uae.core.config import data_dir as data_places
 from uae.results.machine import label as machine_label
 
 PAPER_SPEEDUP = 180.0
@@ -42,7 +43,10 @@ def time_per_question(retriever, split, questions) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--papers", type=int, default=20, help="first N dev papers (their paragraphs are pre-encoded)")
+    parser.add_argument(
+        "--documents", "--papers", dest="documents", type=int, default=20,
+        help="first N dev papers (their paragraphs are pre-encoded); --papers is its former name",
+    )
     parser.add_argument("--questions", type=int, default=60, help="questions timed (with aligned evidence, file order)")
     parser.add_argument("--k", type=int, default=20, help="paragraphs the LLM re-ranks")
     parser.add_argument("--encoder-path", default=None, help="a fine-tuned export (<run>/encoder); default: base MiniLM")
@@ -60,7 +64,7 @@ def main() -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    data_dir = os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper"))
+    data_dir = os.environ.get("UAE_DATA_DIR") or data_places("qasper")  # the configs' order of places
     split = load_qasper("dev", data_dir, max_documents=args.documents)
     questions = split.evaluable_questions[: args.questions]
     cache = ROOT / ".cache"

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 import torch
 
+from uae.core.config import data_dir as data_places
 from uae.results.machine import label as machine_label
 
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-path", default=None)
     parser.add_argument("--cache-dir", default=os.environ.get("UAE_CACHE_DIR", str(ROOT / ".cache")))
     parser.add_argument(
-        "--data-dir", default=os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared/data/qasper"))
+        "--data-dir", default=os.environ.get("UAE_DATA_DIR") or data_places("qasper")
     )
     parser.add_argument(
         "--contexts",

@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from uae.core.config import data_dir as data_places
 from uae.results.machine import label as machine_label
 
 
@@ -39,7 +40,7 @@ def load_groups(n_groups: int):
     from uae.data.qasper import load_qasper
     from uae.table.groups import training_groups
 
-    split = load_qasper("dev", os.environ.get("UAE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "qasper")))
+    split = load_qasper("dev", os.environ.get("UAE_DATA_DIR") or data_places("qasper"))
     table = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"
     questions = [q.question_id for q in split.questions if q.answerable and split.passages(q.document_id)]
     groups = training_groups(split, table, questions)
