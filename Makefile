@@ -46,11 +46,18 @@ run: setup ## the quick start: a tenth of QASPER through utilities, UAE training
 train: setup ## the full pipeline on QASPER train -> dev (loss=..., model=... via ARGS)
 	$(PY) -m uae.run +experiment=qasper_minilm $(ARGS)
 
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); worksteal hands an idle worker
+# half of a busy one's queue, so a few minute-long tests do not leave the other core waiting at the end.
+# Inputs many tests share (a tiny utility table, one trained run, one sweep) are made once per session
+# across the workers (tests/helpers/shared.py).
+TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --dist worksteal
+
 test: setup ## the test suite (what CI runs), without the slow tests
-	$(PY) -m pytest -m "not slow" -q --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q --durations=15 $(XDIST) $(PYTEST_ARGS)
 
 test-slow: setup ## only the slow tests
-	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow -q $(XDIST) $(PYTEST_ARGS)
 
 lint: setup ## ruff over the code, tests and notebook; the import layers of uae/ (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .

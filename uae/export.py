@@ -46,7 +46,7 @@ def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None
 
     def complete(folder: Path) -> None:
         if not (folder / "modules.json").is_file():
-            _add_layout(folder, run_results(run_dir))
+            _add_layout(folder, run_results(run_dir), where=source)
         if (run_dir / "results.json").is_file():
             write_run_card(run_dir, folder, repo_id)
 
@@ -59,15 +59,16 @@ def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None
     return to
 
 
-def _add_layout(folder: Path, result: dict) -> None:
-    """The sentence-transformers files of an encoder exported as a bare transformers folder, from its run's config."""
+def _add_layout(folder: Path, result: dict, *, where: Path) -> None:
+    """The sentence-transformers files of an encoder exported as a bare transformers folder, from its run's config
+    (``where``: the run's encoder, named in messages; ``folder`` may be the export's temporary copy)."""
     from uae.retrieval.encoder import DualEncoder  # deferred: start-up speed
     from uae.retrieval.st_layout import EncoderLayout, write_layout
 
     encoder = dict((result["config"].get("model") or {}).get("encoder") or {})
     if not encoder.get("shared", True):
         raise UAEError(
-            f"{folder}: separate query and passage towers exported in the old layout (passage/ inside the query "
+            f"{where}: separate query and passage towers exported in the old layout (passage/ inside the query "
             "tower) cannot be converted; rerun the fit stage to export them as a sentence-transformers Router."
         )
     # a setting an old run's config lacks is the one the encoder took: DualEncoder's default

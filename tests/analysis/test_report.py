@@ -75,15 +75,6 @@ def test_speedup_column_gains_line_and_csv_columns(tmp_path: Path, capsys: pytes
     assert main([str(base), "--speedup-against", "nothing"]) == 2
 
 
-def test_machine_label_for_stored_descriptions() -> None:
-    from uae.results.machine import describe, label
-
-    assert label({"cpu_count": 2, "processor": "x86_64", "gpu": None}) == "CPU (x86_64, 2 cores)"  # before cpu_model
-    assert label({"cpu_count": 16, "cpu_model": "AMD EPYC 9454", "gpu": "NVIDIA H100 80GB HBM3"}) == "NVIDIA H100 80GB HBM3"
-    here = describe()
-    assert here["cpu_count"] and here["cpu_model"] and here["torch_threads"] >= 1
-
-
 def test_no_speedup_across_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A GPU row's milliseconds are not divided into a CPU re-ranker's: its speedup stays empty, and the
     table says which rows ran where."""

@@ -1,11 +1,13 @@
-"""A trained run in users' hands: the exported encoder in sentence-transformers, its model card, the
-``uae.Retriever`` API, ``python -m uae.export`` and ``python -m uae.search``, and their bad input.
+"""A trained run in users' hands: the exported encoder in sentence-transformers, the ``uae.Retriever`` API,
+``python -m uae.export`` and ``python -m uae.search``, and their bad input.
 
-One tiny run (tiny BERT with CLS pooling, a query instruction and separate query and passage towers,
-tiny LLM, the two-paper fixture) is trained once for the module; every check compares against what
-that run itself wrote (rankings.json, results.json), never against numbers tuned into the test. Shared
-towers, the usual case, are exported by the same code (tests/test_st_export.py) and trained end to end
-in tests/test_run_cli.py.
+Every check reads the session's one tiny trained run (tests/conftest.py trained_run: tiny BERT with CLS
+pooling, a query instruction and separate query and passage towers, tiny LLM, the two-paper fixture)
+and compares against what that run itself wrote (rankings.json, results.json), never against numbers
+tuned into the test. Shared towers, the usual case, are exported by the same code
+(tests/retrieval/test_st_layout.py). The commands' logic runs in this process (their ``main``, which
+answers bad input with 2 and one ``error:`` paragraph as the process does); processes are started
+where the process is the point: a cheap import, the environment of a push, the README's blocks.
 """
 
 from __future__ import annotations
@@ -21,28 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_run_cli import tiny_model, uae_run
 
+from tests.helpers.paths import ROOT
+from tests.helpers.runs import assert_cli_error, assert_main_error, cli
 from uae.core.errors import UAEError
 
-ROOT = Path(__file__).resolve().parents[1]
 TIE = 1e-6  # scores closer than this may come in either order (rounding differs with the batch)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path) -> Path:
+def trained(trained_run: Path) -> Path:
     """The folder of a run that trained (utility, fit) and evaluated (fine-tuned and zero-shot) an encoder."""
-    base = tmp_path_factory.mktemp("trained")
-    done = uae_run(
-        base, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir),
-        "model.encoder.model_id=uae-test/tiny-bert",  # a hub-style id: the card names it as the base model
-        "model.encoder.pooling=cls", "model.encoder.query_instruction='search: '", "model.encoder.shared=false",
-        f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama", f"utility.table_dir={base / 'tables'}",
-        "stages=[utility,fit,evaluate]", "data.train_split=dev", "utility.splits=[dev]", "candidates.size=3",
-        "train.batch_size=2", "train.lr=1e-3", "trainer.max_epochs=1", "evaluate.zero_shot=true", "logger=none",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return base / "run"
+    return trained_run
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +42,24 @@ def split(tiny_raw_dir: Path):
     from uae.data.qasper import load_qasper
 
     return load_qasper("dev", tiny_raw_dir, allow_hub=False)
+
+
+def export(*args: str, capsys) -> tuple[int, object]:
+    """``python -m uae.export args``, in this process: its exit status and what it printed."""
+    from uae.export import main
+
+    capsys.readouterr()  # what the test printed before is not the command's
+    code = main(list(args))
+    return code, capsys.readouterr()
+
+
+def search(*args: str, capsys) -> tuple[int, object]:
+    """``python -m uae.search args``, in this process."""
+    from uae.search import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    return code, capsys.readouterr()
 
 
 def _assert_ranked_as(ranking: list[str], scores: dict[str, float]) -> None:
@@ -73,38 +83,6 @@ def test_sentence_transformers_ranks_as_the_run_did(trained: Path, split) -> Non
         p = model.encode_document([x.text for x in passages], convert_to_tensor=True)
         scores = (p @ q).tolist()
         _assert_ranked_as(rankings[question.question_id], {x.passage_id: s for x, s in zip(passages, scores)})
-
-
-def test_model_card_metadata_and_contents(trained: Path) -> None:
-    from huggingface_hub import ModelCard
-    from huggingface_hub.repocard import metadata_load
-    from huggingface_hub.repocard_data import model_index_to_eval_results
-
-    result = json.loads((trained / "results.json").read_text())
-    zero_shot = json.loads((trained / "zero_shot" / "results.json").read_text())
-    card = ModelCard.load(trained / "encoder" / "README.md")  # parses the metadata as the hub library does
-    data = card.data
-    assert data.base_model == "uae-test/tiny-bert" and data.datasets == ["allenai/qasper"]
-    assert data.library_name == "sentence-transformers" and data.pipeline_tag == "sentence-similarity"
-    assert {"sentence-transformers", "uae", "loss-uae"} <= set(data.tags)
-    # model-index: the fine-tuned model's metrics, read back through the hub's own parser
-    name, results = model_index_to_eval_results(metadata_load(trained / "encoder" / "README.md")["model-index"])
-    assert name == result["retriever"] == "minilm+uae"
-    metrics = {r.metric_type: r.metric_value for r in results}
-    assert set(metrics) == set(result["metrics"])
-    for metric, value in result["metrics"].items():
-        assert metrics[metric] == pytest.approx(value, abs=1e-6)
-    assert {(r.task_type, r.dataset_type, r.dataset_split) for r in results} == {("information-retrieval", "allenai/qasper", "dev")}
-
-    text = card.text
-    assert f"spec fingerprint `{result['utility_table']['spec']}`" in text and "`tiny-llama`" in text
-    assert "loss: `uae` (temperature=0.05, sharpness=0.5, mix=0.0)" in text
-    assert "pooling: cls" in text and "'search: '" in text
-    assert "python -m uae.run" in text and "stages=[utility,fit,evaluate]" in text  # the command that made it
-    rows = [line for line in text.splitlines() if line.startswith("| minilm")]  # zero-shot row first, then ours
-    assert [row.split("|")[1].strip() for row in rows] == ["minilm", "minilm+uae"]
-    assert f"{zero_shot['metrics']['map']:.4f}" in rows[0] and f"{result['metrics']['map']:.4f}" in rows[1]
-    assert "Intended use and limits" in text
 
 
 def test_retriever_ranks_and_searches_as_the_run(trained: Path, split) -> None:
@@ -185,31 +163,18 @@ def test_importing_the_api_is_cheap() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def _cli(module: str, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=environment, capture_output=True,
-                          text=True, timeout=300, check=False)
-
-
-def _assert_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert done.returncode == 2, (done.returncode, done.stdout[-2000:], done.stderr[-2000:])
-    assert "Traceback" not in done.stderr and done.stderr.startswith("error: ")
-    for needle in needles:
-        assert needle in done.stderr, (needle, done.stderr)
-
-
-def test_export_writes_a_copy_and_upgrades_an_old_export(trained: Path, tmp_path: Path, split) -> None:
+def test_export_writes_a_copy_and_upgrades_an_old_export(trained: Path, tmp_path: Path, split, capsys) -> None:
     from sentence_transformers import SentenceTransformer
 
-    done = _cli("uae.export", str(trained), "--to", str(tmp_path / "copy"))
-    assert done.returncode == 0, done.stderr[-3000:]
+    code, done = export(str(trained), "--to", str(tmp_path / "copy"), capsys=capsys)
+    assert code == 0, done.err[-3000:]
     copy = tmp_path / "copy"
     assert (copy / "README.md").read_text() == (trained / "encoder" / "README.md").read_text()
     texts = [p.text for p in split.all_passages]
     expected = SentenceTransformer(str(trained / "encoder"), device="cpu").encode_document(texts)
     np.testing.assert_allclose(SentenceTransformer(str(copy), device="cpu").encode_document(texts), expected, atol=1e-6)
-    again = _cli("uae.export", str(trained), "--to", str(copy))  # an earlier export is replaced
-    assert again.returncode == 0, again.stderr[-3000:]
+    code, again = export(str(trained), "--to", str(copy), capsys=capsys)  # an earlier export is replaced
+    assert code == 0, again.err[-3000:]
 
     # A run exported before encoders were sentence-transformers folders: a bare transformers folder (shared
     # towers, the only layout of that time that a config could ask for).
@@ -224,8 +189,8 @@ def test_export_writes_a_copy_and_upgrades_an_old_export(trained: Path, tmp_path
 
     with pytest.raises(UAEError, match="python -m uae.export"):
         Retriever.load(old)
-    upgraded = _cli("uae.export", str(old))  # in place, from the run's config
-    assert upgraded.returncode == 0, upgraded.stderr[-3000:]
+    code, upgraded = export(str(old), capsys=capsys)  # in place, from the run's config
+    assert code == 0, upgraded.err[-3000:]
     model = SentenceTransformer(str(old / "encoder"), device="cpu")
     assert model.prompts["query"] == "search: "
     settings = {k: result["config"]["model"]["encoder"][k] for k in ("pooling", "query_instruction", "query_max_length", "passage_max_length")}
@@ -239,36 +204,39 @@ def test_export_writes_a_copy_and_upgrades_an_old_export(trained: Path, tmp_path
     (old / "encoder" / "modules.json").unlink()
     result["config"]["model"]["encoder"]["shared"] = False
     (old / "results.json").write_text(json.dumps(result))
-    _assert_error(_cli("uae.export", str(old), "--to", str(tmp_path / "never")), "cannot be converted")
-    assert not (tmp_path / "never").exists()
+    code, captured = export(str(old), "--to", str(tmp_path / "never"), capsys=capsys)
+    assert_main_error(code, captured, f"{old / 'encoder'}: separate", "cannot be converted")  # the run's encoder named
+    assert ".tmp-" not in captured.err  # not the export's temporary copy
+    assert not (tmp_path / "never").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
 
 
-def test_export_bad_input(trained: Path, tmp_path: Path) -> None:
+def test_export_bad_input(trained: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
-    _assert_error(_cli("uae.export", str(trained), "--to", str(tmp_path / "mine")), "not an earlier export")
+    assert_main_error(*export(str(trained), "--to", str(tmp_path / "mine"), capsys=capsys), "not an earlier export")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
-    _assert_error(_cli("uae.export", str(tmp_path / "nowhere")), "no such folder")
-    _assert_error(_cli("uae.export", str(trained / "zero_shot")), "run folder without an encoder")
-    _assert_error(_cli("uae.export", str(trained / "encoder")), "not a run folder")
-    _assert_error(_cli("uae.export", str(trained.parent / "tables" / "dev.parquet")), "needs --to")
+    assert_main_error(*export(str(tmp_path / "nowhere"), capsys=capsys), "no such folder")
+    assert_main_error(*export(str(trained / "zero_shot"), capsys=capsys), "run folder without an encoder")
+    assert_main_error(*export(str(trained / "encoder"), capsys=capsys), "not a run folder")
+    assert_main_error(*export(str(trained.parent / "tables" / "dev.parquet"), capsys=capsys), "needs --to")
 
 
 def test_push_without_token_or_network_says_which_and_writes_nothing(trained: Path, tmp_path: Path) -> None:
+    """Processes: huggingface_hub reads the token, the offline switch and the endpoint from the environment."""
     home = {"HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": "", "TRANSFORMERS_OFFLINE": ""}  # no token anywhere
-    both = _cli("uae.export", str(trained), "--push-to-hub", "someone/uae-test", env=home)
-    _assert_error(both, "nothing was written or pushed", "no Hugging Face token", "offline mode is on (HF_HUB_OFFLINE=1)")
+    both = cli("uae.export", str(trained), "--push-to-hub", "someone/uae-test", env=home)
+    assert_cli_error(both, "nothing was written or pushed", "no Hugging Face token", "offline mode is on (HF_HUB_OFFLINE=1)")
 
     # a token, but the hub cannot be reached (a closed local port stands for the network being down)
     unreachable = {**home, "HF_TOKEN": "hf_" + "x" * 34, "HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    no_network = _cli("uae.export", str(trained), "--push-to-hub", "someone/uae-test", "--to", str(tmp_path / "out"),
+    no_network = cli("uae.export", str(trained), "--push-to-hub", "someone/uae-test", "--to", str(tmp_path / "out"),
                       env=unreachable)
-    _assert_error(no_network, "no network: http://127.0.0.1:9 cannot be reached")
+    assert_cli_error(no_network, "no network: http://127.0.0.1:9 cannot be reached")
     assert "token" not in no_network.stderr.split("nothing was written or pushed:")[1]
     assert not (tmp_path / "out").exists()
 
-    table = _cli("uae.export", str(trained.parent / "tables" / "dev.parquet"), "--push-to-hub", "someone/utilities", env=home)
-    _assert_error(table, "no Hugging Face token")
+    table = cli("uae.export", str(trained.parent / "tables" / "dev.parquet"), "--push-to-hub", "someone/utilities", env=home)
+    assert_cli_error(table, "no Hugging Face token")
 
 
 def test_push_uploads_the_folder_with_a_card_naming_the_repo(trained: Path, tmp_path: Path, monkeypatch, capsys) -> None:
@@ -313,7 +281,7 @@ def test_push_uploads_the_folder_with_a_card_naming_the_repo(trained: Path, tmp_
     assert len(uploads) == 2
 
 
-def test_utility_tables_export_as_datasets(trained: Path, tmp_path: Path) -> None:
+def test_utility_tables_export_as_datasets(trained: Path, tmp_path: Path, capsys) -> None:
     import pyarrow.parquet as pq
     from datasets import load_dataset
     from huggingface_hub import DatasetCard
@@ -328,8 +296,8 @@ def test_utility_tables_export_as_datasets(trained: Path, tmp_path: Path) -> Non
 
     for table in (committed, trained.parent / "tables" / "dev.parquet"):
         out = tmp_path / table.parent.parent.name
-        done = _cli("uae.export", str(table), "--to", str(out))
-        assert done.returncode == 0, done.stderr[-3000:]
+        code, done = export(str(table), "--to", str(out), capsys=capsys)
+        assert code == 0, done.err[-3000:]
         spec = read_table_spec(table)
         loaded = load_dataset(str(out), cache_dir=cache)  # the card's configs name the split and its file
         rows = loaded[spec["split"]]
@@ -342,26 +310,26 @@ def test_utility_tables_export_as_datasets(trained: Path, tmp_path: Path) -> Non
         assert fingerprint(spec) in card.text and spec["scorer"]["model_id"] in card.text
 
     (tmp_path / "not-a-table.parquet").write_bytes(b"PAR1 nonsense")
-    _assert_error(_cli("uae.export", str(tmp_path / "not-a-table.parquet"), "--to", str(tmp_path / "x")), "cannot be read as a utility table")
+    assert_main_error(*export(str(tmp_path / "not-a-table.parquet"), "--to", str(tmp_path / "x"), capsys=capsys), "cannot be read as a utility table")
     assert not (tmp_path / "x").exists()
 
 
-def test_search_cli(trained: Path, tmp_path: Path, split) -> None:
+def test_search_cli(trained: Path, tmp_path: Path, split, capsys) -> None:
     from uae import Retriever
 
     passages = tmp_path / "passages.jsonl"
     passages.write_text("".join(json.dumps({"_id": p.passage_id, "text": p.text}) + "\n" for p in split.all_passages))
     question = split.evaluable_questions[0].text
-    done = _cli("uae.search", str(trained), "--passages", str(passages), "--question", question, "--k", "3", "--json")
-    assert done.returncode == 0, done.stderr[-3000:]
-    hits = [json.loads(line) for line in done.stdout.splitlines()]
+    code, done = search(str(trained), "--passages", str(passages), "--question", question, "--k", "3", "--json", capsys=capsys)
+    assert code == 0, done.err[-3000:]
+    hits = [json.loads(line) for line in done.out.splitlines()]
     expected = Retriever.load(trained).index([p.text for p in split.all_passages], [p.passage_id for p in split.all_passages]).search(question, 3)
     assert [h["id"] for h in hits] == [h.id for h in expected] and [h["rank"] for h in hits] == [1, 2, 3]
     assert [h["score"] for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
 
-    table = _cli("uae.search", str(trained / "encoder"), "--passages", str(passages), "--question", question, "--k", "1000")
-    assert table.returncode == 0, table.stderr[-3000:]
-    assert len(table.stdout.splitlines()) == len(split.all_passages)  # k beyond the corpus: every passage
+    code, table = search(str(trained / "encoder"), "--passages", str(passages), "--question", question, "--k", "1000", capsys=capsys)
+    assert code == 0, table.err[-3000:]
+    assert len(table.out.splitlines()) == len(split.all_passages)  # k beyond the corpus: every passage
 
     (tmp_path / "empty.jsonl").write_text("\n")
     (tmp_path / "bad.jsonl").write_text('{"_id": "a", "text": "fine"}\n{"_id": "b"}\n')
@@ -372,8 +340,8 @@ def test_search_cli(trained: Path, tmp_path: Path, split) -> None:
         (["--passages", str(passages), "--question", "  "], ["--question is empty"]),
         (["--passages", str(passages), "--question", question, "--k", "0"], ["--k 0"]),
     ]:
-        _assert_error(_cli("uae.search", str(trained), *args), *needles)
-    _assert_error(_cli("uae.search", str(tmp_path), "--passages", str(passages), "--question", question), "neither a UAE run folder")
+        assert_main_error(*search(str(trained), *args, capsys=capsys), *needles)
+    assert_main_error(*search(str(tmp_path), "--passages", str(passages), "--question", question, capsys=capsys), "neither a UAE run folder")
 
 
 def readme_blocks() -> tuple[str, str]:
@@ -441,7 +409,7 @@ def test_quickstart_export_ranks_held_out_questions_as_the_run(tmp_path: Path, s
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=3600, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    exported = _cli("uae.export", str(run), "--to", str(tmp_path / "my-retriever"))
+    exported = cli("uae.export", str(run), "--to", str(tmp_path / "my-retriever"))
     assert exported.returncode == 0, exported.stderr[-3000:]
 
     model = SentenceTransformer(str(tmp_path / "my-retriever"), device="cpu")

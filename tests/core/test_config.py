@@ -1,21 +1,20 @@
-"""The composed configs: every group option composes, and bad values are refused before any work."""
+"""The composed configs: every group option composes, and bad values are refused before any work
+(uae.core.schema.check, which `python -m uae.run` calls before any stage: tests/cli/test_run_cli.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
+from tests.helpers.runs import refused_config
+from uae.core.config import compose
 from uae.core.errors import UAEError
-from uae.run import validate
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from uae.core.schema import check as validate
 
 
 def make(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose(list(overrides))
 
 
 @pytest.mark.parametrize(
@@ -84,8 +83,9 @@ def test_every_experiment_and_loss_composes_and_validates(experiment: str, loss:
 def test_unknown_loss_is_hydras_error_naming_the_options() -> None:
     from hydra.errors import MissingConfigException
 
-    with pytest.raises(MissingConfigException, match="loss"):
+    with pytest.raises(UAEError, match="loss") as error:
         make("loss=bogus")
+    assert isinstance(error.value.__cause__, MissingConfigException) and "loss" in str(error.value.__cause__)
 
 
 def test_the_schema_knows_exactly_the_stages_that_exist() -> None:
@@ -95,3 +95,32 @@ def test_the_schema_knows_exactly_the_stages_that_exist() -> None:
     from uae.stages import STAGES
 
     assert typing.get_args(Stage) == tuple(STAGES)
+
+
+# Refusals that tests/test_run_cli.py checked by starting `python -m uae.run` (exit 2, nothing written):
+# the same config check, in this process. The exit status, stderr and the absence of torch are checked
+# once for all in tests/cli/test_run_cli.py.
+
+
+def test_unknown_stage() -> None:
+    message = refused_config("model=bm25", "stages=[evaluate,fly]")
+    assert "stages[1] must be one of utility, fit, evaluate, report, got 'fly'" in message
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["stages=[fit]", "loss.temperature=-0.05"], "loss.temperature must be a number > 0, got -0.05"),
+        (["stages=[utility]", "candidates.size=0"], "candidates.size must be an integer >= 1, got 0"),
+    ],
+    ids=["negative-temperature", "no-candidates"],
+)
+def test_bad_training_config_is_refused_with_the_key(overrides: list[str], message: str) -> None:
+    assert message in refused_config(*overrides)
+
+
+def test_recorded_table_path_is_relative_to_the_project_inside_it(tmp_path: Path) -> None:
+    from uae.core.config import ROOT_DIR, project_path
+
+    assert project_path(ROOT_DIR / "experiments" / "qasper" / "utilities" / "train.parquet") == "experiments/qasper/utilities/train.parquet"
+    assert project_path(tmp_path / "elsewhere.parquet") == str(tmp_path / "elsewhere.parquet")

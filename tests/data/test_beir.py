@@ -7,9 +7,6 @@ loader's questions, gold passages and metrics (BM25, and a tiny dense encoder) t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,9 +15,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz_loader import json_values, mutate
-from test_run_cli import _assert_clean_failure, uae_run
 
+from tests.helpers.beir import copies, write_folder
+from tests.helpers.fuzz import json_values, mutate
 from uae.core.errors import DataError
 from uae.data.beir import load_beir, write_beir
 from uae.data.qasper import load_qasper
@@ -29,55 +26,6 @@ from uae.evaluation.ranking import evaluate_retriever
 from uae.retrieval.bm25 import BM25Retriever
 from uae.retrieval.dense import DenseRetriever
 from uae.retrieval.encoder import DualEncoder
-
-ROOT = Path(__file__).resolve().parents[1]
-
-# Two documents whose passages interleave in the file, and a passage without a document.
-CORPUS: list[dict[str, Any]] = [
-    {"_id": "a1", "title": "Intro", "text": "Cameras record the night sky.", "metadata": {"document": "docA"}},
-    {"_id": "b1", "title": "Start", "text": "Bees make honey in summer.", "metadata": {"document": "docB"}},
-    {"_id": "a2", "title": "Method", "text": "We count the stars with a camera.", "metadata": {"document": "docA"}},
-    {"_id": "solo", "title": "", "text": "A passage that belongs to no document."},
-    {"_id": "b2", "title": "End", "text": "Honey keeps for years.", "metadata": {"document": "docB"}},
-]
-QUERIES: list[dict[str, Any]] = [
-    {
-        "_id": "q1",
-        "text": "How are the stars counted?",
-        "metadata": {"document": "docA", "answers": ["with a camera", "a camera", "with a camera"]},
-    },
-    {"_id": "q2", "text": "Which passages stand alone or end a document?"},  # open: no document, no answers
-    {"_id": "q3", "text": "What do bees make?", "metadata": {"document": "docB", "answers": ["honey"]}},
-    {"_id": "q4", "text": "How long does honey keep?", "metadata": {"document": "docB", "answers": ["years"]}},
-    {"_id": "q5", "text": "What keeps for years?", "metadata": {"document": "docB", "answers": ["Honey"]}},
-]
-# q1: one positive and one score-0 line; q2: two positives in two documents; q3: only a score-0
-# line; q4: no line at all; q5: a positive score above 1.
-QRELS = ["query-id\tcorpus-id\tscore", "q1\ta2\t1", "q1\ta1\t0", "q2\tsolo\t1", "q2\tb2\t1", "q3\tb1\t0", "q5\tb2\t2"]
-
-
-def _line(row: Any) -> str:
-    return row if isinstance(row, str) else json.dumps(row)
-
-
-def write_folder(
-    folder: Path,
-    corpus: list[Any] = CORPUS,
-    queries: list[Any] = QUERIES,
-    qrels: list[str] = QRELS,
-    split: str = "test",
-) -> Path:
-    """A BEIR folder; rows are dicts (written as JSON) or raw lines (written as they are)."""
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    (folder / "corpus.jsonl").write_text("".join(_line(r) + "\n" for r in corpus), encoding="utf-8")
-    (folder / "queries.jsonl").write_text("".join(_line(r) + "\n" for r in queries), encoding="utf-8")
-    (folder / "qrels" / f"{split}.tsv").write_text("".join(line + "\n" for line in qrels), encoding="utf-8")
-    return folder
-
-
-def copies() -> tuple[list[Any], list[Any], list[str]]:
-    return json.loads(json.dumps(CORPUS)), json.loads(json.dumps(QUERIES)), list(QRELS)
-
 
 # --- the hand-made folder ------------------------------------------------------------------------
 
@@ -234,45 +182,16 @@ def test_no_positive_qrels_line(tmp_path: Path) -> None:
     assert str(folder / "qrels" / "test.tsv") in str(err.value)
 
 
-def test_cli_bad_folder_exits_2_and_caches_nothing(tmp_path: Path) -> None:
-    corpus, queries, qrels = copies()
-    qrels[2] = "q7\ta1\t1"  # line 3 names a query that queries.jsonl lacks
-    bad = write_folder(tmp_path / "bad", corpus, queries, qrels)
-    done = uae_run(tmp_path, "data=beir", f"data.dir={bad}", "model=bm25")
-    _assert_clean_failure(done, tmp_path, f"{bad / 'qrels' / 'test.tsv'}, line 3", "'q7'")
-
-
 # --- QASPER round trip ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def qasper_dev(shared_data: Path) -> Split:
-    return load_qasper("dev", shared_data, allow_hub=False)
-
-
-@pytest.fixture(scope="module")
-def exported_dev(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """QASPER dev written by the export CLI."""
+def exported_dev(qasper_dev: Split, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """QASPER dev written in the BEIR layout (python -m uae.table.export beir writes the same bytes:
+    tests/table/test_export.py)."""
     folder = tmp_path_factory.mktemp("qasper-beir")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    args = [sys.executable, "-m", "uae.table.export", "beir", "data=qasper", f"data.dir={shared_data}", "--splits", "dev"]
-    done = subprocess.run(
-        [*args, "--to", str(folder)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    write_beir([qasper_dev], folder)
     return folder
-
-
-def test_export_cli_writes_the_folder_write_beir_writes(exported_dev: Path, qasper_dev: Split, tmp_path: Path) -> None:
-    assert sorted(str(p.relative_to(exported_dev)) for p in exported_dev.rglob("*") if p.is_file()) == [
-        "corpus.jsonl", "qrels/dev.tsv", "queries.jsonl",
-    ]
-    counts = write_beir([qasper_dev], tmp_path)
-    for name in ("corpus.jsonl", "queries.jsonl", "qrels/dev.tsv"):
-        assert (exported_dev / name).read_bytes() == (tmp_path / name).read_bytes(), name
-    assert counts["passages"] == len(qasper_dev.all_passages)
-    assert counts["queries"] == len(qasper_dev.questions)
-    assert counts["qrels"] == sum(len(q.gold_ids) for q in qasper_dev.questions)
 
 
 def test_round_trip_gives_the_same_records(exported_dev: Path, qasper_dev: Split) -> None:
@@ -401,25 +320,3 @@ def test_random_file_contents(content: bytes, name: str) -> None:
         folder = write_folder(Path(tmp))
         (folder / name).write_bytes(content)
         _load_or_data_error(folder, None)
-
-
-def test_native_and_exported_split_give_the_same_results_through_uae_run(
-    tmp_path: Path, tiny_raw_dir: Path, tiny_encoder_dir: Path
-) -> None:
-    """`python -m uae.run` end to end: the tiny QASPER split and its BEIR export rank and score alike."""
-    from test_run_cli import tiny_model
-
-    write_beir([load_qasper("dev", tiny_raw_dir, allow_hub=False)], tmp_path / "beir")
-    native = uae_run(tmp_path, f"data.dir={tiny_raw_dir}", *tiny_model(tiny_encoder_dir), run_dir="native")
-    beir = uae_run(
-        tmp_path, "data=beir", f"data.dir={tmp_path / 'beir'}", "data.eval_split=dev", *tiny_model(tiny_encoder_dir),
-        run_dir="beir",
-    )
-    assert native.returncode == 0 and beir.returncode == 0, (native.stderr + beir.stderr)[-3000:]
-    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("native", "beir")]
-    assert results[0]["n_questions"] == results[1]["n_questions"] > 0
-    assert results[0]["metrics"].keys() == results[1]["metrics"].keys()
-    for metric, value in results[0]["metrics"].items():
-        assert abs(value - results[1]["metrics"][metric]) <= 1e-9, metric
-    rankings = [json.loads((tmp_path / name / "rankings.json").read_text()) for name in ("native", "beir")]
-    assert rankings[0] == rankings[1]

@@ -8,59 +8,22 @@ crash with anything but the project's own error, whose message names the file.
 
 from __future__ import annotations
 
-import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fuzz import json_values, mutate
+from tests.helpers.paths import FIXTURES
 from uae.core.errors import DataError
 from uae.data.qasper import load_qasper, parse_raw, raw_from_hf_rows
 from uae.data.records import Split
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RAW = json.loads((FIXTURES / "qasper_tiny_raw.json").read_text())
 HF_ROWS = [json.loads(line) for line in (FIXTURES / "qasper_hf" / "validation.jsonl").read_text().splitlines() if line]
-
-leaves = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=12))
-json_values = st.recursive(
-    leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8
-)
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-
-
-def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    """Every location in a JSON tree (dict keys and list indices)."""
-    out = [prefix]
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out += paths(value, prefix + (key,))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            out += paths(value, prefix + (i,))
-    return out
-
-
-def mutate(document: Any, data: st.DataObject, n: int) -> Any:
-    document = copy.deepcopy(document)
-    for _ in range(n):
-        locations = [p for p in paths(document) if p]
-        if not locations:
-            break
-        where = data.draw(st.sampled_from(locations))
-        parent = document
-        for key in where[:-1]:
-            parent = parent[key]
-        if data.draw(st.booleans()):
-            parent[where[-1]] = data.draw(json_values)
-        elif isinstance(parent, dict):
-            del parent[where[-1]]
-        else:
-            parent.pop(where[-1])
-    return document
 
 
 def parse(raw: Any) -> Split | None:

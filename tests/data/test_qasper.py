@@ -12,9 +12,8 @@ from uae.core.errors import DataError
 from uae.data.qasper import load_qasper, parse_raw, raw_from_hf_rows
 
 
-def test_counts_on_shared_files(shared_data: Path) -> None:
-    train = load_qasper("train", shared_data, allow_hub=False)
-    dev = load_qasper("dev", shared_data, allow_hub=False)
+def test_counts_on_shared_files(qasper_train, qasper_dev) -> None:
+    train, dev = qasper_train, qasper_dev  # parsed once per session (tests/conftest.py)
     assert (len(train.documents), len(train.questions)) == (888, 2593)
     assert (len(dev.documents), len(dev.questions)) == (281, 1005)
     for split in (train, dev):

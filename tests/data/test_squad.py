@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz_loader import json_values, mutate
 
+from tests.helpers.fuzz import json_values, mutate
 from uae.core.errors import DataError
 from uae.data.records import Split
 from uae.data.squad import load_squad, parse_squad
@@ -27,10 +27,15 @@ def _raw(folder: Path, name: str = DEV) -> dict[str, Any]:
     return json.loads((folder / name).read_text(encoding="utf-8"))
 
 
-def test_counts_on_shared_files(squad_data: Path) -> None:
+@pytest.fixture(scope="module")
+def squad(squad_data: Path) -> dict[str, Split]:
+    """Both shared splits, each parsed once for the module (read-only)."""
+    return {name: load_squad(name, squad_data) for name in ("train", "dev")}
+
+
+def test_counts_on_shared_files(squad: dict[str, Split]) -> None:
     # The shared README: train 24 articles, 1,048 paragraphs, 5,696 questions; dev 8, 331, 1,539.
-    train = load_squad("train", squad_data)
-    dev = load_squad("dev", squad_data)
+    train, dev = squad["train"], squad["dev"]
     for split, counts, first, last in (
         (train, (24, 1048, 5696), "Super_Bowl_50", "Victoria_and_Albert_Museum"),
         (dev, (8, 331, 1539), "American_Broadcasting_Company", "Harvard_University"),
@@ -44,9 +49,9 @@ def test_counts_on_shared_files(squad_data: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["train", "dev"])
-def test_gold_paragraph_and_answers_follow_the_raw_file(squad_data: Path, name: str) -> None:
+def test_gold_paragraph_and_answers_follow_the_raw_file(squad_data: Path, squad: dict[str, Split], name: str) -> None:
     raw = _raw(squad_data, f"squad-{name}-v1.1.json")
-    split = load_squad(name, squad_data)
+    split = squad[name]
     expected: dict[str, tuple[str, str, list[str]]] = {}
     for article in raw["data"]:
         contexts = [p["context"] for p in article["paragraphs"]]
@@ -70,9 +75,9 @@ def test_gold_paragraph_and_answers_follow_the_raw_file(squad_data: Path, name: 
     assert repeated > 0  # the files do repeat answers, so deduplication was exercised
 
 
-def test_max_documents_keeps_first_articles(squad_data: Path) -> None:
+def test_max_documents_keeps_first_articles(squad_data: Path, squad: dict[str, Split]) -> None:
     titles = [a["title"] for a in _raw(squad_data)["data"]]
-    full = load_squad("dev", squad_data)
+    full = squad["dev"]
     split = load_squad("dev", squad_data, max_documents=2)
     assert split.limited and list(split.documents) == titles[:2]
     assert split.questions == [q for q in full.questions if q.document_id in titles[:2]]
@@ -148,7 +153,7 @@ def test_bad_records_name_the_file_and_place(squad_data: Path, case: str) -> Non
     assert str(err.value).startswith("bad.json") and needle in str(err.value), str(err.value)
 
 
-# --- fuzzing, as tests/test_fuzz_loader.py fuzzes QASPER ------------------------------------------
+# --- fuzzing, as tests/data/test_fuzz_loader.py fuzzes QASPER ------------------------------------------
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.paths import ROOT
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 DEV_FILE = Path(
     os.environ.get("UAE_DATA_DIR", ROOT.parent / "shared" / "data" / "qasper")
 ) / "qasper-dev-v0.3.json"

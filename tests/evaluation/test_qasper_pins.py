@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from uae.data.qasper import load_qasper
+from tests.helpers.paths import ROOT
 from uae.evaluation.ranking import evaluate_retriever
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("hit@1", "recall@1", "recall@5", "map", "mrr", "ndcg@10")
 
 
@@ -37,10 +36,10 @@ def assert_matches(metrics: dict[str, float], n_questions: int, row: dict[str, f
         assert metrics[m] == pytest.approx(row[m], abs=5.1e-5), m  # the table prints 4 decimals
 
 
-def test_bm25_on_qasper_dev_reproduces_results_md(shared_data: Path) -> None:
+def test_bm25_on_qasper_dev_reproduces_results_md(qasper_dev) -> None:
     from uae.retrieval.bm25 import BM25Retriever
 
-    result = evaluate_retriever(load_qasper("dev", shared_data, allow_hub=False), BM25Retriever())
+    result = evaluate_retriever(qasper_dev, BM25Retriever())
     assert_matches(result.metrics, result.n_questions, results_row("bm25"))
 
 

@@ -1,7 +1,9 @@
-"""The reader: batched greedy answers equal one-at-a-time ones, the cache, truncation, token F1 in results."""
+"""The reader: batched greedy answers equal one-at-a-time ones, the cache (a damaged one is not used), truncation,
+token F1 in results."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,15 @@ def test_long_context_is_cut_never_the_question(reader: AnswerReader) -> None:
     assert reader.truncated == before + 1
     with pytest.raises(UAEError, match="question alone is longer"):
         reader.prompt(None, "why " * 400)
+
+
+def test_reader_cache_with_a_changed_answer_is_not_used(tmp_path: Path, caplog) -> None:
+    from uae.llm.reader import _read_cache, _write_cache
+
+    path = tmp_path / "answers.json"
+    _write_cache(path, "key", {"q1": "Yes", "q2": "BERT"})
+    assert _read_cache(path, "key") == {"q1": "Yes", "q2": "BERT"}
+    path.write_text(path.read_text().replace("BERT", "BART"))  # valid JSON, another answer
+    assert _read_cache(path, "key") == {} and "does not match the digest" in caplog.text
+    path.write_text(json.dumps({"fingerprint": "key", "answers": {"q1": "Yes"}}))  # before digests
+    assert _read_cache(path, "key") == {}

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from uae.core.errors import CacheMismatchError, DataError
+from uae.core.errors import DataError
 from uae.data.qasper import load_qasper
 from uae.retrieval.bm25 import BM25Retriever
 from uae.retrieval.dense import DenseRetriever
 from uae.retrieval.encoder import DualEncoder, pool
 from uae.retrieval.index import PassageIndex
-from uae.storage.tensors import load_tensors
 
 
 def test_pool_by_hand() -> None:
@@ -206,16 +205,6 @@ def test_dense_retriever_caches_passage_embeddings(tiny_encoder_dir: Path, tiny_
     files[0].write_bytes(b"not a torch file")
     rebuilt = retriever.rank(split, split.evaluable_questions, scope="document", top_k=10)
     assert retriever.cache_hit is False and rebuilt.ranked_ids == first.ranked_ids
-
-
-def test_cache_refuses_other_fingerprint(tmp_path: Path) -> None:
-    from uae.storage.tensors import save_tensors
-
-    save_tensors(tmp_path / "c.pt", "key-a", {"x": torch.ones(2)})
-    assert torch.equal(load_tensors(tmp_path / "c.pt", "key-a")["x"], torch.ones(2))
-    with pytest.raises(CacheMismatchError, match="fingerprint mismatch"):
-        load_tensors(tmp_path / "c.pt", "key-b")
-    assert load_tensors(tmp_path / "absent.pt", "key-a") is None
 
 
 def test_passage_cache_ignores_query_settings(tiny_encoder_dir: Path, tiny_raw_dir: Path, tmp_path: Path) -> None:

@@ -11,36 +11,37 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.runs import Ran, run_stages, tiny_llm, tiny_model, uae_run
+from tests.helpers.shared import copy_of
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, tiny_lm_dir: Path, tiny_raw_dir: Path):
+def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, tiny_raw_dir: Path, tiny_lm_dir: Path, tiny_tables):
+    """The runs of this module, all in one folder: ``run`` starts ``python -m uae.run`` (the process is the
+    point: it is killed, and resumed by a new one), ``run_here`` runs the same config in this process
+    (the uninterrupted run and the reruns: a run's numbers depend on its config, not on its process)."""
     tmp = tmp_path_factory.mktemp("reliability")
+    copy_of(tiny_tables.folder, tmp, "cache", "tables")  # the utility stage finds its table: no LLM pass
+    args = [
+        "stages=[utility,fit,evaluate]", f"data.dir={tiny_raw_dir}", "data.train_split=dev", "utility.splits=[dev]",
+        f"utility.table_dir={tmp / 'tables'}", *tiny_model(tiny_encoder_dir), *tiny_llm(tiny_lm_dir), "candidates.size=3",
+        "train.batch_size=2", "train.lr=1e-3", "trainer.max_epochs=3", "trainer.log_every_n_steps=1",
+        "logger=csv", "reader=none", "evaluate.zero_shot=false",
+    ]
 
     def run(run_dir: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        args = [
-            sys.executable, "-m", "uae.run", "+experiment=qasper_minilm", "stages=[utility,fit,evaluate]",
-            f"hydra.run.dir={tmp / run_dir}", f"paths.cache_dir={tmp / 'cache'}", "retrieval.progress=false",
-            f"data.dir={tiny_raw_dir}", "data.train_split=dev", "utility.splits=[dev]", f"utility.table_dir={tmp / 'tables'}",
-            f"model.encoder.local_path={tiny_encoder_dir}", "model.encoder.model_id=tiny-bert",
-            f"candidates.base.encoder.local_path={tiny_encoder_dir}", "candidates.base.encoder.model_id=tiny-bert",
-            f"llm.scorer.local_path={tiny_lm_dir}", "llm.scorer.model_id=tiny-llama", "candidates.size=3",
-            "train.batch_size=2", "train.lr=1e-3", "trainer.max_epochs=3", "trainer.log_every_n_steps=1",
-            "logger=csv", "reader=none", "evaluate.zero_shot=false", *extra,
-        ]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-        return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+        return uae_run(tmp, *args, *extra, run_dir=run_dir)
 
-    return tmp, run
+    def run_here(run_dir: str, *extra: str) -> Ran:
+        return run_stages(tmp, *args, *extra, run_dir=run_dir)
+
+    return tmp, run, run_here
 
 
 def metrics(run_dir: Path) -> dict[str, float]:
@@ -59,9 +60,9 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_killed_training_resumes_from_last_checkpoint_to_the_uninterrupted_result(pipeline) -> None:
-    tmp, run = pipeline
-    whole = run("whole")
-    assert whole.returncode == 0, whole.stderr[-3000:]
+    tmp, run, run_here = pipeline
+    if not (tmp / "whole" / "results.json").is_file():
+        run_here("whole")  # uninterrupted: in this process, the processes below are the point
 
     killer = ["+callbacks.killer._target_=tests.helpers.faults.KillAtEpoch", "+callbacks.killer.epoch=2"]
     killed = run("resumed", *killer)
@@ -77,19 +78,17 @@ def test_killed_training_resumes_from_last_checkpoint_to_the_uninterrupted_resul
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
-    # the resumed process logged the steps of the last epoch exactly as the uninterrupted one
+    # the resumed process logged the steps of the last epoch exactly as the uninterrupted run
     assert losses(tmp / "resumed")[-2:] == pytest.approx(losses(tmp / "whole")[-2:], abs=1e-6)
 
 
 def test_same_seed_same_results_other_seed_other_training(pipeline) -> None:
-    tmp, run = pipeline
+    tmp, _, run_here = pipeline
     if not (tmp / "whole" / "results.json").is_file():
-        assert run("whole").returncode == 0
-    again = run("again")
-    assert again.returncode == 0, again.stderr[-3000:]
+        run_here("whole")
+    run_here("again")
     assert metrics(tmp / "again") == metrics(tmp / "whole")
     assert losses(tmp / "again") == losses(tmp / "whole")
-    other = run("other-seed", "seed=7", "candidates.seed=42")  # same candidate sets (the same utility table)
-    assert other.returncode == 0, other.stderr[-3000:]
+    run_here("other-seed", "seed=7", "candidates.seed=42")  # same candidate sets (the same utility table)
     assert losses(tmp / "other-seed") != losses(tmp / "whole")
     assert any(not torch.equal(w, weights(tmp / "other-seed")[k]) for k, w in weights(tmp / "whole").items())

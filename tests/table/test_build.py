@@ -1,7 +1,9 @@
-"""Utility targets: the formula, the chunked cache (resume after SIGKILL, shards, merge) and refusals."""
+"""Utility targets (uae.table.build): the formula, the chunked cache (resume after SIGKILL, shards, merge),
+a damaged chunk scored again, and refusals."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -10,60 +12,26 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers.damage import utility_exponent_byte, xor_byte
+from tests.helpers.paths import ROOT
+from tests.helpers.scorers import OverlapScorer, overlap_setup
 from uae.core.errors import CacheMismatchError, UAEError
 from uae.core.shard import Shard
-from uae.data.candidates import build_candidates
-from uae.data.qasper import load_qasper
 from uae.table.build import compute_utilities, merge_utilities
-from uae.table.format import utility_spec
 from uae.table.read import load_utility_table
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class OverlapScorer:
-    """ll(a | c) = -1 + 0.1 * |words(a) & words(c)|, ll(a | none) = -1: utilities computable by hand."""
-
-    def __init__(self, delay: float = 0.0, poison: str | None = None) -> None:
-        self.delay, self.poison, self.calls = delay, poison, 0
-
-    def score_answers(self, items):
-        self.calls += 1
-        time.sleep(self.delay)
-        out = []
-        for context, question, answer in items:
-            if self.poison and self.poison in answer:
-                out.append(float("nan"))
-                continue
-            words = set(answer.lower().replace(",", " ").split())
-            overlap = len(words & set((context or "").lower().rstrip(".").split())) if context else 0
-            out.append(-1.0 + 0.1 * overlap)
-        return np.array(out)
-
-    def fingerprint_spec(self):
-        return {"scorer": "overlap"}
-
-
-def _setup(tiny_raw_dir: Path):
-    split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
-    questions = [q for q in split.questions if q.answerable]
-    sets = build_candidates(split, questions, size=3, seed=0)
-    spec = utility_spec(split, sets, OverlapScorer().fingerprint_spec(), {"size": 3, "seed": 0})
-    return split, sets, spec
 
 
 def _scoring_process(tiny_raw_dir: Path, work: Path, delay: float) -> subprocess.Popen:
     """A separate process scoring the tiny split one question per chunk, ``delay`` seconds per chunk."""
     script = textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import sys; sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from test_utility import OverlapScorer, _setup
+        from tests.helpers.scorers import OverlapScorer, overlap_setup
         from uae.table.build import compute_utilities
-        split, sets, spec = _setup(Path({str(tiny_raw_dir)!r}))
+        split, sets, spec = overlap_setup(Path({str(tiny_raw_dir)!r}))
         compute_utilities(split, sets, OverlapScorer(delay={delay}), Path({str(work)!r}), spec,
                           chunk_questions=1, progress=False)
     """)
@@ -71,7 +39,7 @@ def _scoring_process(tiny_raw_dir: Path, work: Path, delay: float) -> subprocess
 
 
 def test_utilities_by_hand(tiny_raw_dir: Path, tmp_path: Path) -> None:
-    split, sets, spec = _setup(tiny_raw_dir)
+    split, sets, spec = overlap_setup(tiny_raw_dir)
     compute_utilities(split, sets, OverlapScorer(), tmp_path / "work", spec, chunk_questions=2, progress=False)
     table = merge_utilities(tmp_path / "work", len(sets), 2, tmp_path / "u.parquet").to_pylist()
     rows = {(r["question_id"], r["passage_id"]): r for r in table}
@@ -86,7 +54,7 @@ def test_utilities_by_hand(tiny_raw_dir: Path, tmp_path: Path) -> None:
 
 
 def test_resume_after_sigkill_gives_the_uninterrupted_table(tiny_raw_dir: Path, tmp_path: Path) -> None:
-    split, sets, spec = _setup(tiny_raw_dir)
+    split, sets, spec = overlap_setup(tiny_raw_dir)
     compute_utilities(split, sets, OverlapScorer(), tmp_path / "clean", spec, chunk_questions=1, progress=False)
     expected = merge_utilities(tmp_path / "clean", len(sets), 1, tmp_path / "clean.parquet")
 
@@ -109,7 +77,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_table(tiny_raw_dir: Path, 
 
 
 def test_shards_write_disjoint_chunks_and_merge(tiny_raw_dir: Path, tmp_path: Path) -> None:
-    split, sets, spec = _setup(tiny_raw_dir)
+    split, sets, spec = overlap_setup(tiny_raw_dir)
     work = tmp_path / "work"
     first = compute_utilities(split, sets, OverlapScorer(), work, spec, shard=Shard.parse("0/2"), chunk_questions=1, progress=False)
     with pytest.raises(UAEError, match="chunks are missing"):
@@ -125,14 +93,14 @@ def test_shards_write_disjoint_chunks_and_merge(tiny_raw_dir: Path, tmp_path: Pa
 
 
 def test_nan_is_refused_and_nothing_is_written(tiny_raw_dir: Path, tmp_path: Path) -> None:
-    split, sets, spec = _setup(tiny_raw_dir)
+    split, sets, spec = overlap_setup(tiny_raw_dir)
     with pytest.raises(UAEError, match="non-finite log-likelihood"):
         compute_utilities(split, sets, OverlapScorer(poison="three"), tmp_path / "w", spec, chunk_questions=4, progress=False)
     assert not list((tmp_path / "w").glob("chunk-*"))
 
 
 def test_table_is_refused_for_other_settings_or_rows(tiny_raw_dir: Path, tmp_path: Path) -> None:
-    split, sets, spec = _setup(tiny_raw_dir)
+    split, sets, spec = overlap_setup(tiny_raw_dir)
     compute_utilities(split, sets, OverlapScorer(), tmp_path / "w", spec, chunk_questions=1, progress=False)
     merge_utilities(tmp_path / "w", len(sets), 1, tmp_path / "u.parquet")
     assert load_utility_table(tmp_path / "u.parquet", spec, sets).num_rows == sum(len(s.passage_ids) for s in sets)
@@ -159,7 +127,7 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_table(
     """The kill lands anywhere: during start-up, while scoring, between or inside chunk writes."""
     import random
 
-    split, sets, spec = _setup(tiny_raw_dir)
+    split, sets, spec = overlap_setup(tiny_raw_dir)
     compute_utilities(split, sets, OverlapScorer(), tmp_path / "clean", spec, chunk_questions=1, progress=False)
     expected = merge_utilities(tmp_path / "clean", len(sets), 1, tmp_path / "clean.parquet")
     proc = _scoring_process(tiny_raw_dir, tmp_path / "work", delay=0.2)
@@ -172,3 +140,24 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_uninterrupted_table(
     # A kill inside a write can leave that write's hidden temp file (SIGKILL runs no clean-up); it is
     # never read: only complete chunk files, renamed into place, count.
     assert all(p.name.endswith(".tmp") for p in work.iterdir() if p.name.startswith("."))
+
+
+def test_flipped_byte_in_a_utility_chunk_is_scored_again(tiny_raw_dir: Path, tmp_path: Path, caplog) -> None:
+    """A real chunk with one utility changed was counted as done and merged into the table."""
+    from uae.table.build import chunk_path
+
+    split, sets, spec = overlap_setup(tiny_raw_dir)
+    work = tmp_path / "work"
+    compute_utilities(split, sets, OverlapScorer(), work, spec, chunk_questions=2, progress=False)
+    clean = merge_utilities(work, len(sets), 2, tmp_path / "clean.parquet")
+    chunk = chunk_path(work, 0)
+    before = pq.read_table(chunk)["utility"].to_pylist()
+    xor_byte(chunk, utility_exponent_byte(chunk), 0x10)
+    after = pq.read_table(chunk)["utility"].to_pylist()
+    assert after != before and all(math.isfinite(v) for v in after)  # pyarrow reads it, finite and wrong
+
+    scorer = OverlapScorer()
+    compute_utilities(split, sets, scorer, work, spec, chunk_questions=2, progress=False)
+    assert scorer.calls == 1  # that chunk alone was scored again
+    assert str(chunk) in caplog.text and "scoring that chunk again" in caplog.text
+    assert merge_utilities(work, len(sets), 2, tmp_path / "again.parquet").equals(clean)

@@ -16,19 +16,18 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers.paths import ROOT
 from uae.core.errors import DataError
-from uae.data.qasper import load_qasper
 from uae.data.records import Split, TrainingGroup
 from uae.table.flagembedding import export_groups, groups_spec, read_groups
 from uae.table.groups import table_spec, training_groups
 
-ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "experiments" / "qasper" / "utilities" / "train.parquet"
 
 
 @pytest.fixture(scope="module")
-def train(shared_data: Path) -> Split:
-    return load_qasper("train", shared_data, allow_hub=False)
+def train(qasper_train: Split) -> Split:
+    return qasper_train  # parsed once per session (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ LOSSES = {
 }
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str, loss_name: str) -> None:
+def _worker(rank: int, world: int, init_file: str, out_dir: str, loss_names: list[str]) -> None:
     # Loopback only: gloo otherwise picks an interface from the hostname, which on some hosts makes the
     # rendezvous hang intermittently. A timeout turns any remaining hang into an error.
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
@@ -65,21 +65,22 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, loss_name: str)
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120)
     )
     try:
-        model = nn.parallel.DistributedDataParallel(make_model())
-        batch = make_batch(rank)
-        loss = batch_loss(
-            LOSSES[loss_name],
-            embed(model, batch["queries"]),
-            embed(model, batch["passages"]),
-            batch["owner"],
-            batch["utility"],
-            batch["gold"],
-        )
-        loss.backward()  # DDP all-reduces (averages) the gradients here
-        grads = {name: p.grad.clone() for name, p in model.module.named_parameters()}
-        tmp = Path(out_dir) / f".rank{rank}.pt.tmp"
-        torch.save({"loss": loss.detach(), "grads": grads}, tmp)
-        os.replace(tmp, Path(out_dir) / f"rank{rank}.pt")  # the test reads complete files only
+        for loss_name in loss_names:  # each loss on a fresh model: as if each had its own pair of processes
+            model = nn.parallel.DistributedDataParallel(make_model())
+            batch = make_batch(rank)
+            loss = batch_loss(
+                LOSSES[loss_name],
+                embed(model, batch["queries"]),
+                embed(model, batch["passages"]),
+                batch["owner"],
+                batch["utility"],
+                batch["gold"],
+            )
+            loss.backward()  # DDP all-reduces (averages) the gradients here
+            grads = {name: p.grad.clone() for name, p in model.module.named_parameters()}
+            tmp = Path(out_dir) / f".{loss_name}-rank{rank}.pt.tmp"
+            torch.save({"loss": loss.detach(), "grads": grads}, tmp)
+            os.replace(tmp, Path(out_dir) / f"{loss_name}-rank{rank}.pt")  # the test reads complete files only
     finally:
         dist.destroy_process_group()
 
@@ -100,26 +101,33 @@ def single_process(loss_name: str) -> tuple[torch.Tensor, dict[str, torch.Tensor
     return loss.detach(), {name: p.grad for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("loss_name", sorted(LOSSES))
-def test_two_gloo_processes_match_one_process(loss_name: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One pair of gloo processes computes every loss of LOSSES (a start of two processes costs seconds)."""
+    tmp_path = tmp_path_factory.mktemp("gloo")
     init_file = tempfile.mktemp(dir=tmp_path)
-    context = mp.start_processes(_worker, args=(2, init_file, str(tmp_path), loss_name), nprocs=2, join=False)
-    outputs = [tmp_path / f"rank{r}.pt" for r in range(2)]
+    context = mp.start_processes(_worker, args=(2, init_file, str(tmp_path), sorted(LOSSES)), nprocs=2, join=False)
+    outputs = [tmp_path / f"{loss_name}-rank{r}.pt" for loss_name in LOSSES for r in range(2)]
     deadline = time.time() + 300
     # Wait for both results, not for a clean exit: gloo's process-group teardown has been seen to hang
     # now and then after the work is done (results written, exit never reached); the test is about the
-    # numbers, so stragglers are killed once both results are on disk.
+    # numbers, so stragglers are killed once all results are on disk.
     while not all(p.is_file() for p in outputs):
         if time.time() > deadline or any(not p.is_alive() and p.exitcode != 0 for p in context.processes):
             for process in context.processes:
                 process.kill()
-            pytest.fail("the two gloo processes did not both write their results within 300 s (or one failed)")
+            pytest.fail("the two gloo processes did not write all their results within 300 s (or one failed)")
         time.sleep(0.2)
     for process in context.processes:
         process.join(timeout=10)
         if process.is_alive():
             process.kill()
-    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    return tmp_path
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_two_gloo_processes_match_one_process(loss_name: str, gloo_results: Path) -> None:
+    results = [torch.load(gloo_results / f"{loss_name}-rank{r}.pt") for r in range(2)]
     expected_loss, expected_grads = single_process(loss_name)
     # Equal questions per process: the global mean is the mean of the two local means.
     torch.testing.assert_close((results[0]["loss"] + results[1]["loss"]) / 2, expected_loss)

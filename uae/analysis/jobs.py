@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from uae.evaluation.metrics import RETRIEVAL_METRICS
+from uae.evaluation.names import RETRIEVAL_METRICS
 
 METRICS = (*RETRIEVAL_METRICS, "token_f1")
 

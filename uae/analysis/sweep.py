@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from uae.analysis.jobs import job_overrides
-from uae.evaluation.metrics import RETRIEVAL_METRICS
+from uae.evaluation.names import RETRIEVAL_METRICS
 from uae.storage.atomic import atomic_path
 
 log = logging.getLogger("uae.analysis.sweep")

@@ -22,6 +22,7 @@ from torchmetrics.functional.retrieval import (
 )
 
 from uae.data.text import normalize_answer
+from uae.evaluation.names import RETRIEVAL_METRICS
 
 __all__ = [
     "RETRIEVAL_METRICS",
@@ -33,8 +34,6 @@ __all__ = [
     "retrieval_metrics",
     "token_f1",
 ]
-
-RETRIEVAL_METRICS: tuple[str, ...] = ("hit@1", "recall@1", "recall@5", "map", "mrr", "ndcg@10")
 
 _NDCG_K = 10
 

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from uae.core.errors import UAEError
 from uae.data.loading import load_from
 from uae.data.records import Split
-from uae.evaluation.metrics import RETRIEVAL_METRICS
+from uae.evaluation.names import RETRIEVAL_METRICS
 from uae.results.machine import label as machine_label
 
 # The machine-readable table (experiments/*/results.csv): one row per retriever and split.

@@ -1,0 +1,63 @@
+"""`python -m uae.analysis.compare` (its ``main``): paired tests on the questions two runs share, recomputed
+from each run's own files; runs whose results.json or data file do not match are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def _run(folder: Path, data_dir: Path, gold_first: bool) -> Path:
+    """A finished run written by hand: each counted question's paper ranked gold first, or gold last."""
+    from uae.data.qasper import load_qasper
+    from uae.evaluation.metrics import retrieval_metrics
+
+    split = load_qasper("dev", data_dir)
+    rankings = {}
+    for q in split.evaluable_questions:
+        ids = [p.passage_id for p in split.passages(q.document_id)]
+        gold = [i for i in ids if i in q.gold_ids]
+        rest = [i for i in ids if i not in q.gold_ids]
+        rankings[q.question_id] = gold + rest if gold_first else rest + gold
+    folder.mkdir()
+    loader = {"_target_": "uae.data.qasper.load_qasper", "_partial_": True, "data_dir": str(data_dir), "allow_hub": False}
+    config = {"data": {"dir": str(data_dir), "max_documents": None, "loader": loader}}
+    metrics = retrieval_metrics(list(rankings.values()), [q.gold_ids for q in split.evaluable_questions])
+    # the reader "answers" with an annotator's own answer from gold, and with nothing from the rest
+    answers = {q.question_id: q.answers[0].text if gold_first else "" for q in split.evaluable_questions}
+    metrics["token_f1"] = 1.0 if gold_first else 0.0
+    (folder / "answers.json").write_text(json.dumps(answers))
+    result = {"split": "dev", "retriever": "gold-first" if gold_first else "gold-last", "metrics": metrics,
+              "data": {"fingerprint": split.fingerprint}, "config": config}
+    (folder / "results.json").write_text(json.dumps(result))
+    (folder / "rankings.json").write_text(json.dumps(rankings))
+    return folder
+
+
+def test_compare_cli_pairs_the_runs_own_questions(tmp_path: Path, tiny_raw_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from uae.analysis.compare import main
+
+    worse, better = _run(tmp_path / "a", tiny_raw_dir, False), _run(tmp_path / "b", tiny_raw_dir, True)
+    doc = tmp_path / "R.md"
+    doc.write_text("x\n<!-- cmp:begin -->\n<!-- cmp:end -->\n")
+    assert main([str(worse), str(better), "--samples", "4000", "--into", str(doc), "--section", "cmp"]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in doc.read_text().splitlines() if line.startswith("| ")}
+    for metric in ("hit@1", "token_f1"):  # every question: gold first against gold last, a full answer against none
+        assert rows[metric][1:5] == ["0.0000", "1.0000", "+1.0000", "[+1.0000, +1.0000]"]
+        # 4 questions, all +1: only "all +" and "all -" of the 16 sign patterns are as far out, p = 1/8
+        assert float(rows[metric][5].strip(" |")) == pytest.approx(0.125, abs=0.02)
+    assert set(rows) == {"metric", "hit@1", "recall@1", "map", "token_f1"}
+    assert "questions, paired" in capsys.readouterr().out
+
+    result = json.loads((better / "results.json").read_text())
+    result["metrics"]["map"] += 0.01  # a results.json that its rankings do not back
+    (better / "results.json").write_text(json.dumps(result))
+    assert main([str(worse), str(better), "--samples", "100"]) == 2
+    assert "recomputed from its files" in capsys.readouterr().err
+    result["metrics"]["map"] -= 0.01
+    result["data"]["fingerprint"] = "0" * 64  # another data file
+    (better / "results.json").write_text(json.dumps(result))
+    assert main([str(worse), str(better), "--samples", "100"]) == 2
+    assert "is not the one this run scored" in capsys.readouterr().err

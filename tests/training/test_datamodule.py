@@ -1,0 +1,47 @@
+"""Training batches from utility-table groups (uae.training.datamodule): collated chunks embed as one padded
+batch, and a batch larger than the data is refused."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers.tables import answerable, table_rows, write_table
+from uae.core.errors import UAEError
+from uae.data.qasper import load_qasper
+from uae.retrieval.encoder import DualEncoder
+from uae.table.groups import training_groups
+from uae.training.datamodule import GroupCollator, TrainingDataModule
+from uae.training.module import encode_chunks
+
+
+@pytest.fixture()
+def split(tiny_raw_dir: Path):
+    return load_qasper("dev", tiny_raw_dir, allow_hub=False)
+
+
+def test_collated_chunks_give_the_embeddings_of_one_padded_batch(tmp_path: Path, split, tiny_encoder_dir: Path) -> None:
+    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split))
+    encoder = DualEncoder("tiny", cache_dir=tmp_path, local_path=tiny_encoder_dir).eval()
+    batch = GroupCollator(encoder.tokenize, passage_chunk=3)(groups)
+    texts = [p for g in groups for p in g.passages]
+    assert len(batch["passages"]) == math.ceil(len(texts) / 3)
+    assert batch["owner"].tolist() == [b for b, g in enumerate(groups) for _ in g.passages]
+    assert batch["utility"].tolist() == pytest.approx([u for g in groups for u in g.utility])
+    assert batch["gold"].tolist() == [x for g in groups for x in g.gold]
+    with torch.no_grad():
+        chunked = encode_chunks(encoder, batch["passages"], batch["passage_order"])
+        whole = encoder(encoder.tokenize(texts, "passage"), "passage")
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+
+
+def test_datamodule_refuses_a_batch_larger_than_the_data(split, tmp_path: Path) -> None:
+    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split))
+    with pytest.raises(UAEError, match="larger than the 4 training questions"):
+        TrainingDataModule(groups, split, lambda texts, side: {}, batch_size=5)
+    loader = TrainingDataModule(groups, split, lambda texts, side: {"n": torch.tensor(len(texts))}, batch_size=3, seed=1)
+    batches = list(loader.train_dataloader())
+    assert len(batches) == 1 and len(batches[0]["question_ids"]) == 3  # drop_last: equal in-batch negatives
