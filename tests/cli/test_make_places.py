@@ -9,9 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-while not (ROOT / "pyproject.toml").is_file():
-    ROOT = ROOT.parent
+from tests.helpers.paths import ROOT
 
 
 def _copy_makefile(repo: Path) -> None:

@@ -10,14 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import ROOT
 from uae.core import config
 from uae.core.config import compose, data_dir
 from uae.core.errors import UAEError
 from uae.run import mapping_override_problem
-
-ROOT = Path(__file__).resolve().parents[1]
-while not (ROOT / "pyproject.toml").is_file():
-    ROOT = ROOT.parent
 
 
 def test_data_folders_are_looked_for_in_the_repository_then_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,12 +16,12 @@ import torch
 
 import uae.llm.batching as batching_module
 import uae.llm.prefix as prefix_module
+from tests.helpers.paths import ROOT
 from uae.core.config import register_resolvers
 from uae.core.errors import UAEError
 from uae.llm.prefix import pass_width, radix_tree
 from uae.llm.scorer import AnswerScorer, PromptTemplate, ScoringError
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 CAT = "The cat sat on the mat all afternoon. It was a black cat with one white paw."

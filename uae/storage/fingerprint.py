@@ -22,8 +22,10 @@ def fingerprint(spec: Mapping[str, Any]) -> str:
 # Written by save_pretrained but not part of what a model computes: leaving them out keeps caches valid
 # across transformers releases and copies of a folder.
 _VOLATILE_KEYS = ("transformers_version", "_name_or_path")
-
-
+# Written too, but with the value the environment had when the folder was saved: a tokenizer loaded with
+# HF_HUB_OFFLINE=1 records local_files_only=true. Hashed at the value an online conversion writes, so the
+# digests that committed utility tables record (made online) hold for a folder converted offline too.
+_ENVIRONMENT_KEYS = {"local_files_only": False}
 _MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model", ".jinja", ".tiktoken")
 
 
@@ -47,6 +49,7 @@ def model_digest(folder: str | os.PathLike) -> str:
                 content = None
             if isinstance(content, dict):
                 content = {k: v for k, v in content.items() if k not in _VOLATILE_KEYS}
+                content |= {k: v for k, v in _ENVIRONMENT_KEYS.items() if k in content}
                 digest.update(json.dumps(content, sort_keys=True).encode())
                 continue
         with open(path, "rb") as handle:
