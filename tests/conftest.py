@@ -108,10 +108,13 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         import torch
         from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-        from uae.models import resolve_model
+        from uae.models import BUNDLED
 
-        smollm = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct", cache_dir=ROOT / ".cache", offline=True)
-        tokenizer = AutoTokenizer.from_pretrained(smollm)
+        # The tokenizer (and chat template) straight from the bundled GGUF, as the conversion reads it: seconds,
+        # where converting the whole of SmolLM2 takes half a minute of a worker (tests/models/test_hub.py does, slow).
+        gguf = BUNDLED["HuggingFaceTB/SmolLM2-135M-Instruct"].locate()[0]
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tokenizer.model_max_length = 8192  # what the conversion sets (the GGUF carries no limit)
         torch.manual_seed(0)
         config = LlamaConfig(
             vocab_size=len(tokenizer),
