@@ -6,16 +6,10 @@ import itertools
 
 import pytest
 
+from tests.helpers.paper import PASSAGES
 from uae.data.label_rules import answer_overlap_positives, labelled_questions, passage_tokens, teacher_argmax
 from uae.data.records import Answer, Question
 
-PASSAGES = {
-    "p/0": "We introduce a new dataset of scientific papers.",
-    "p/1": "The model is trained on the Penn Treebank with a BiLSTM encoder.",
-    "p/2": "Results on the Penn Treebank improve by two points.",
-    "p/3": "Our encoder is a BiLSTM with attention over tokens.",
-    "p/4": "Experiments use English and German corpora.",
-}
 TOKENS = passage_tokens(PASSAGES)
 
 

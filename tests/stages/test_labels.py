@@ -9,20 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers.paper import PASSAGES
 from tests.helpers.runs import run_stages, tiny_llm, tiny_model
 from uae.data.label_rules import labelled_questions
 from uae.data.qasper import load_qasper
 from uae.data.records import Answer, Question
 from uae.storage.fingerprint import fingerprint
 from uae.table.read import read_table_spec
-
-PASSAGES = {
-    "p/0": "We introduce a new dataset of scientific papers.",
-    "p/1": "The model is trained on the Penn Treebank with a BiLSTM encoder.",
-    "p/2": "Results on the Penn Treebank improve by two points.",
-    "p/3": "Our encoder is a BiLSTM with attention over tokens.",
-    "p/4": "Experiments use English and German corpora.",
-}
 
 
 def _split_and_groups():
