@@ -91,3 +91,17 @@ def test_label_free_sets_never_read_the_annotation(shared_data: Path) -> None:
     assert free == sets(other, gold=False)
     assert "gold" not in {source for s in free for source in s.sources}
     assert sets(split, gold=True) != sets(other, gold=True)  # the scramble is one the labelled sets do see
+
+
+def test_leading_passages_follow_gold_and_precede_the_retrievers() -> None:
+    q = _question(("p/7",))
+    s = build_candidate_set(
+        q, IDS, size=4, seed=0, hard_rankings={"bm25": ["p/3", "p/5", "p/4"]}, n_hard={"bm25": 2}, leading=("p/5", "p/7")
+    )
+    # gold p/7 first; p/5 leads; p/7 is not taken twice; bm25 then takes p/3 and skips p/5 (taken) -> p/4.
+    assert s.passage_ids == ("p/7", "p/5", "p/3", "p/4")
+    assert s.sources == ("gold", "answer_overlap", "bm25", "bm25")
+    free = build_candidate_set(q, IDS, size=2, seed=0, hard_rankings={"bm25": ["p/3"]}, n_hard={"bm25": 2}, leading=("p/5",), gold=False)
+    assert free.passage_ids == ("p/5", "p/3") and free.sources == ("answer_overlap", "bm25")
+    with pytest.raises(DataError, match="p/99 is not a passage of p"):
+        build_candidate_set(q, IDS, size=4, seed=0, hard_rankings={}, n_hard={}, leading=("p/99",))

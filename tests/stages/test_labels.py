@@ -77,6 +77,14 @@ def test_apply_labels_teacher_argmax_and_answer_overlap() -> None:
     assert record["inserted"] == 1 and record["without_positive"] == 1 and record["with_positive"] == 2
     with pytest.raises(UAEError, match="hard-label loss"):
         apply_labels(_cfg("uae", source="answer_overlap"), split, groups)
+    # sets that hold (and scored) the overlap paragraph, as candidates.answer_overlap builds them: a utility
+    # loss may take the overlap positives beside its utilities, which stay as the table made them
+    from dataclasses import replace
+
+    scored = [replace(g, passage_ids=("p/4", "p/1", "p/3"), passages=tuple(PASSAGES[i] for i in ("p/4", "p/1", "p/3"))) for g in groups]
+    mixed, record = apply_labels(_cfg("uae", source="answer_overlap"), split, scored)
+    assert record["inserted"] == 0 and [g.utility for g in mixed] == [g.utility for g in scored]
+    assert [g.gold for g in mixed] == [(True, False, False), (False, False, False), (False, False, True)]
     with pytest.raises(UAEError, match="source=evidence only"):
         apply_labels(_cfg(source="teacher_argmax", fraction=0.5), split, groups)
 

@@ -45,3 +45,41 @@ def test_utility_stage_then_rerank(tmp_path: Path, tiny_tables) -> None:
     run_stages(tmp_path, *common, "rerank=llm", "rerank.k=2", run_dir="run3")
     result = json.loads((tmp_path / "run3" / "results.json").read_text())
     assert result["retriever"] == "minilm+llm_rerank@2" and result["n_questions"] == 4
+
+
+def test_answer_overlap_sets_read_answers_not_evidence(shared_data: Path) -> None:
+    """candidates.answer_overlap=true: each set starts with the paragraph holding the answer, and
+    scrambling every evidence annotation leaves every set as it was (no annotation is read)."""
+    import dataclasses
+    import random
+
+    from uae.core.config import compose
+    from uae.data.label_rules import content_tokens, overlap
+    from uae.data.qasper import load_qasper
+    from uae.retrieval.bm25 import BM25Retriever
+    from uae.stages.utility import candidate_sets
+
+    cfg = compose(["+experiment=qasper_label_free_overlap", "candidates.hard_negatives.dense=0"])
+    split = load_qasper("dev", shared_data, max_documents=8, allow_hub=False)
+    rng = random.Random(0)
+
+    def scrambled(q):
+        ids = [p.passage_id for p in split.passages(q.document_id)]
+        answers = tuple(dataclasses.replace(a, evidence_ids=tuple(rng.sample(ids, 2))) for a in q.answers)
+        return dataclasses.replace(q, answers=answers, evidence_ids=())
+
+    other = dataclasses.replace(split, questions=[scrambled(q) for q in split.questions])
+    assert [q.gold_ids for q in other.questions] != [q.gold_ids for q in split.questions]
+    questions = [q for q in split.questions if q.answerable]
+    sets, _ = candidate_sets(cfg, split, questions, {"bm25": BM25Retriever()})
+    again, _ = candidate_sets(cfg, other, [q for q in other.questions if q.answerable], {"bm25": BM25Retriever()})
+    assert sets == again
+    led = [s for s in sets if s.sources[0] == "answer_overlap"]
+    assert len(led) > len(sets) // 3  # extractive and abstractive answers mostly have a paragraph that holds them
+    for s in led:  # the lead holds at least half of some extractive/abstractive answer's content tokens
+        q = next(q for q in questions if q.question_id == s.question_id)
+        text = next(p.text for p in split.passages(q.document_id) if p.passage_id == s.passage_ids[0])
+        assert max(overlap(content_tokens(a.text), content_tokens(text)) for a in q.answers if a.answer_type not in ("boolean", "none")) >= 0.5
+    by_id = {q.question_id: q for q in questions}
+    textless = [s for s in sets if all(a.answer_type in ("boolean", "none") for a in by_id[s.question_id].answers)]
+    assert textless and all(s.sources[0] != "answer_overlap" for s in textless)  # "Yes" is found nowhere

@@ -3,7 +3,9 @@
     python -m uae.analysis.coverage +experiment=qasper_label_free --splits train dev --sizes 8 16
 
 A label-free set (``candidates.gold=false``) holds the retrievers' top paragraphs and random fill;
-the teacher can only prefer the evidence if the set contains it. This counts, over the questions
+the teacher can only prefer the evidence if the set contains it. Each size is counted without and with
+the answer-overlap paragraph first (``candidates.answer_overlap``: found from the answer, not the
+annotation). This counts, over the questions
 with annotated evidence, the share whose set holds at least one evidence paragraph and the mean
 share of their evidence it holds, at each size (the retrievers' shares scaled with the size, as
 configured at ``candidates.size``). The LLM's cost grows linearly with the size; this says what a
@@ -24,8 +26,10 @@ from uae.analysis.report import emit
 from uae.core.config import compose
 from uae.core.errors import UAEError, cli_main
 from uae.data.candidates import CandidateSet, build_candidates
+from uae.data.label_rules import answer_overlap_labels
 from uae.data.loading import load_split
 from uae.data.records import Question
+from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.tables import document_rankings, hard_negative_retrievers, utility_questions
 
 log = logging.getLogger("uae.analysis.coverage")
@@ -53,12 +57,14 @@ def scaled_shares(n_hard: dict[str, int], size: int, configured: int) -> dict[st
 
 def markdown(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| split | size | bm25 + dense slots | questions with evidence | sets holding evidence | evidence held (mean share) |",
-        "|---|---|---|---|---|---|",
+        "| split | size | answer-overlap paragraph first | bm25 + dense slots | questions with evidence "
+        "| sets holding evidence | evidence held (mean share) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['split']} | {r['size']} | {r['slots']} | {r['questions']} | {r['any']:.1%} | {r['recall']:.1%} |"
+            f"| {r['split']} | {r['size']} | {'yes' if r['answer_overlap'] else 'no'} | {r['slots']} | {r['questions']} "
+            f"| {r['any']:.1%} | {r['recall']:.1%} |"
         )
     return "\n".join(lines)
 
@@ -84,13 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         split = load_split(cfg, name)
         questions = utility_questions(split)
         rankings = document_rankings(split, questions, retrievers)
+        bm25 = rankings.get("bm25") or document_rankings(split, questions, {"bm25": BM25Retriever()})["bm25"]
+        labels = cfg.train.labels
+        overlap = answer_overlap_labels(
+            split, questions, bm25, min_overlap=float(labels.min_overlap), max_positives=int(labels.max_positives)
+        )
         for size in args.sizes:
             shares = scaled_shares(n_hard, size, int(cfg.candidates.size))
-            sets = build_candidates(
-                split, questions, size=size, hard_rankings=rankings, n_hard=shares, seed=cfg.candidates.seed, gold=False
-            )
-            row = {"split": name, "size": size, "slots": " + ".join(str(shares.get(s, 0)) for s in ("bm25", "dense"))}
-            rows.append(row | evidence_coverage(sets, questions))
+            for leading in (None, overlap):
+                sets = build_candidates(
+                    split, questions, size=size, hard_rankings=rankings, n_hard=shares, seed=cfg.candidates.seed,
+                    gold=False, leading=leading,
+                )
+                row = {
+                    "split": name, "size": size, "answer_overlap": leading is not None,
+                    "slots": " + ".join(str(shares.get(s, 0)) for s in ("bm25", "dense")),
+                }
+                rows.append(row | evidence_coverage(sets, questions))
     emit(markdown(rows) + "\n", args.into, args.section)
     return 0
 

@@ -66,6 +66,7 @@ class HardNegatives(Section):
 class Candidates(Section):
     size: PositiveInt
     gold: bool = True
+    answer_overlap: bool = False
     hard_negatives: HardNegatives
     seed: int
     base: dict[str, Any]

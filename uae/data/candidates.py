@@ -5,7 +5,10 @@ and by the base encoder) and random passages of the document, deduplicated and c
 With ``gold=False`` (label-free, ``candidates.gold=false``) the set is built without reading any
 evidence annotation: only the retrievers' top paragraphs and random fill, which is all a user with
 question-answer pairs alone can build; annotated evidence is then in the set only when a retriever
-(or the draw) put it there.
+(or the draw) put it there. ``leading`` passages go first, before the retrievers': with
+``candidates.answer_overlap=true`` they are the paragraphs that hold the gold answer
+(:func:`uae.data.label_rules.answer_overlap_positives`), which needs the answer and no annotation, so
+the teacher scores the pseudo-positive that label-free objectives combine with its utilities.
 Hard negatives make the utility targets informative (an easy random set teaches little); random ones
 keep the student calibrated on ordinary paragraphs. Everything is fixed by the seed and the question
 id, so a question's set does not change when other questions are added or removed.
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from uae.core.errors import DataError
 from uae.data.records import Question, Split
 
-SOURCES = ("gold", "bm25", "dense", "random")
+SOURCES = ("gold", "answer_overlap", "bm25", "dense", "random")
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,10 @@ def build_candidate_set(
     n_hard: Mapping[str, int],
     seed: int,
     gold: bool = True,
+    leading: Sequence[str] = (),
 ) -> CandidateSet:
-    """One question's set: gold first (unless ``gold`` is False), then each hard-negative source in
-    turn, then random fill.
+    """One question's set: gold first (unless ``gold`` is False), then ``leading`` (the answer-overlap
+    paragraphs), then each hard-negative source in turn, then random fill.
 
     ``hard_rankings`` maps a source name (``bm25``, ``dense``) to that retriever's ranking of the
     document for this question; ``n_hard`` says how many of its top paragraphs not yet in the set to take.
@@ -63,6 +67,12 @@ def build_candidate_set(
         for pid in document_passage_ids:  # gold in document order, so the set does not depend on set iteration
             if pid in question.gold_ids and len(chosen) < size:
                 chosen[pid] = "gold"
+    known = set(document_passage_ids)
+    for pid in leading:
+        if pid not in known:
+            raise DataError(f"Question {question.question_id}: leading candidate {pid} is not a passage of {question.document_id}.")
+        if pid not in chosen and len(chosen) < size:
+            chosen[pid] = "answer_overlap"
     for source, ranking in hard_rankings.items():
         taken = 0
         for pid in ranking:
@@ -87,9 +97,13 @@ def build_candidates(
     n_hard: Mapping[str, int] | None = None,
     seed: int = 0,
     gold: bool = True,
+    leading: Sequence[Sequence[str]] | None = None,
 ) -> list[CandidateSet]:
-    """Candidate sets for ``questions``; ``hard_rankings[source][i]`` ranks question i's document."""
+    """Candidate sets for ``questions``; ``hard_rankings[source][i]`` ranks question i's document and
+    ``leading[i]`` are the passages question i's set starts with (after gold)."""
     hard_rankings = hard_rankings or {}
+    if leading is not None and len(leading) != len(questions):
+        raise ValueError(f"leading: {len(leading)} lists for {len(questions)} questions")
     for source, rankings in hard_rankings.items():
         if len(rankings) != len(questions):
             raise ValueError(f"{source}: {len(rankings)} rankings for {len(questions)} questions")
@@ -105,6 +119,7 @@ def build_candidates(
                 n_hard=n_hard or {},
                 seed=seed,
                 gold=gold,
+                leading=leading[i] if leading is not None else (),
             )
         )
     return sets

@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from bm25s.stopwords import STOPWORDS_EN
 
-from uae.data.records import Question
+from uae.data.records import Question, Split
 from uae.data.text import normalize_answer
 
 # Tokens that say nothing about where an answer is: the normaliser removes articles, BM25's English
@@ -86,6 +86,31 @@ def answer_overlap_positives(
         tied = sorted((pid for pid, s in scores.items() if s == best), key=lambda pid: rank.get(pid, len(rank)))
         chosen.update(dict.fromkeys(tied[:max_positives]))
     return tuple(chosen)
+
+
+def answer_overlap_labels(
+    split: Split,
+    questions: Sequence[Question],
+    bm25_rankings: Sequence[Sequence[str]],
+    *,
+    min_overlap: float,
+    max_positives: int,
+) -> list[tuple[str, ...]]:
+    """:func:`answer_overlap_positives` of each question (``bm25_rankings[i]`` ranks question i's
+    document); each document is tokenised once, however many questions it has."""
+    if len(bm25_rankings) != len(questions):
+        raise ValueError(f"{len(bm25_rankings)} BM25 rankings for {len(questions)} questions")
+    tokens: dict[str | None, dict[str, frozenset[str]]] = {}
+    labels = []
+    for question, ranking in zip(questions, bm25_rankings, strict=True):
+        if question.document_id not in tokens:
+            tokens[question.document_id] = passage_tokens({p.passage_id: p.text for p in split.passages(question.document_id)})
+        labels.append(
+            answer_overlap_positives(
+                question, tokens[question.document_id], ranking, min_overlap=min_overlap, max_positives=max_positives
+            )
+        )
+    return labels
 
 
 def teacher_argmax(passage_ids: Sequence[str], utility: Sequence[float]) -> str:

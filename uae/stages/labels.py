@@ -7,7 +7,9 @@ A utility table's gold mask is the annotated evidence. ``train.labels`` replaces
   train on that table's groups instead: their evidence is then in their candidate set as well as
   in their mask, while unlabelled questions keep their label-free sets and never touch it.
 - ``answer_overlap``: the paragraph holding the gold answer (:mod:`uae.data.label_rules`), put in the
-  candidate set when the set lacks it; questions without one have no positive.
+  candidate set when the set lacks it; questions without one have no positive. A table built with
+  ``candidates.answer_overlap=true`` already holds (and scored) it, so a utility loss may combine
+  it with the teacher (``loss.mix``); inserting unscored passages is refused for such a loss.
 - ``teacher_argmax``: the teacher's best candidate.
 - ``none``: no hard label at all (label-free UAE; guarantees ``loss.mix`` cannot read annotation).
 
@@ -25,13 +27,8 @@ from omegaconf import DictConfig
 
 from uae.core.config import project_path
 from uae.core.errors import UAEError
-from uae.data.label_rules import (
-    answer_overlap_positives,
-    labelled_questions,
-    passage_tokens,
-    positives_mask,
-    teacher_argmax,
-)
+from uae.data.label_rules import answer_overlap_labels as overlap_labels
+from uae.data.label_rules import labelled_questions, positives_mask, teacher_argmax
 from uae.data.records import Question, Split, TrainingGroup
 from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.tables import document_rankings
@@ -66,12 +63,14 @@ def apply_labels(cfg: DictConfig, split: Split, groups: list[TrainingGroup]) -> 
     elif source == "teacher_argmax":
         groups = [replace(g, gold=positives_mask(g.passage_ids, {teacher_argmax(g.passage_ids, g.utility)})) for g in groups]
     else:
-        if not cfg.loss.get("needs_gold"):
-            raise UAEError(
-                "train.labels.source=answer_overlap puts passages the teacher did not score into the candidate "
-                f"sets, which loss={cfg.loss.name} would read utilities of: use a hard-label loss (loss=infonce)."
-            )
         groups = _answer_overlap(split, groups, record, float(labels.min_overlap), int(labels.max_positives))
+        if record["inserted"] and not cfg.loss.get("needs_gold"):
+            raise UAEError(
+                f"train.labels.source=answer_overlap put {record['inserted']} passages the teacher did not score "
+                f"into the candidate sets, whose utilities loss={cfg.loss.name} would read: use a hard-label loss "
+                "(loss=infonce), or a table whose sets hold the overlap paragraphs (candidates.answer_overlap=true, "
+                "the same train.labels.min_overlap and max_positives; +experiment=qasper_label_free_overlap)."
+            )
     record["with_positive"] = sum(any(g.gold) for g in groups)
     record["groups"] = len(groups)
     log.info("fit: labels %s", record)
@@ -102,19 +101,9 @@ def _evidence(
 def answer_overlap_labels(
     split: Split, questions: list[Question], *, min_overlap: float, max_positives: int
 ) -> list[tuple[str, ...]]:
-    """Each question's answer-overlap paragraphs, ties broken by its BM25 ranking; each document tokenised once."""
+    """Each question's answer-overlap paragraphs, ties broken by its BM25 ranking of the document."""
     bm25 = document_rankings(split, questions, {"bm25": BM25Retriever()})["bm25"]
-    tokens: dict[str | None, dict[str, frozenset[str]]] = {}
-    labels = []
-    for question, ranking in zip(questions, bm25, strict=True):
-        if question.document_id not in tokens:
-            tokens[question.document_id] = passage_tokens({p.passage_id: p.text for p in split.passages(question.document_id)})
-        labels.append(
-            answer_overlap_positives(
-                question, tokens[question.document_id], ranking, min_overlap=min_overlap, max_positives=max_positives
-            )
-        )
-    return labels
+    return overlap_labels(split, questions, bm25, min_overlap=min_overlap, max_positives=max_positives)
 
 
 def _answer_overlap(

@@ -62,6 +62,9 @@ def utility_settings(cfg: DictConfig, scorer: Any, retrievers: dict[str, Retriev
     }
     if not cfg.candidates.gold:  # only when off, so that the tables made before the switch keep their fingerprint
         candidates["gold"] = False
+    if cfg.candidates.get("answer_overlap"):  # likewise only when on
+        labels = cfg.train.labels
+        candidates["answer_overlap"] = {"min_overlap": float(labels.min_overlap), "max_positives": int(labels.max_positives)}
     for name, retriever in retrievers.items():
         candidates[name] = retriever.encoder.fingerprint_spec() if name == "dense" else retriever.describe()
     return {"scorer": scorer.fingerprint_spec(), "candidates": candidates}
