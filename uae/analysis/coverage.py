@@ -57,8 +57,10 @@ def scaled_shares(n_hard: dict[str, int], size: int, configured: int) -> dict[st
 
 def markdown(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| split | size | answer-overlap paragraph first | bm25 + dense slots | questions with evidence "
-        "| sets holding evidence | evidence held (mean share) |",
+        (
+            "| split | size | answer-overlap paragraph first | bm25 + dense slots | questions with evidence "
+            "| sets holding evidence | evidence held (mean share) |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
