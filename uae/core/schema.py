@@ -175,6 +175,10 @@ class Scorer(Group):
 
 class LLM(Group):
     name: str
+    engine: Literal["hf", "ctranslate2", "vllm"] = "hf"
+    compute_type: Literal[
+        "auto", "float32", "bfloat16", "float16", "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16"
+    ] = "auto"
     scorer: Scorer
 
 

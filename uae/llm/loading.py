@@ -52,6 +52,31 @@ def parse_dtype(dtype: str | torch.dtype, device: torch.device, setting: str) ->
     return _DTYPES[text]
 
 
+class Tokenizer(NamedTuple):
+    path: Path
+    tokenizer: Any
+    config: Any
+
+
+def load_tokenizer(
+    model_id: str, *, cache_dir: str | os.PathLike, local_path: str | os.PathLike | None, offline: bool | None, setting: str
+) -> Tokenizer:
+    """The model's folder, tokenizer and config without its weights: what an inference engine that runs the
+    weights itself (uae/llm/engines/) needs from the Hugging Face folder."""
+    from transformers import AutoConfig, AutoTokenizer  # deferred: start-up speed
+
+    path = resolve_model(
+        model_id, local_path=local_path, cache_dir=cache_dir, offline=offline, setting=f"{setting}.local_path"
+    )
+    try:
+        return Tokenizer(path, AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelNotFoundError(
+            f"{path} (for {model_id}) has no loadable tokenizer or config ({type(exc).__name__}: {exc}). Point "
+            f"{setting}.local_path at a folder saved with save_pretrained from a causal LM with its tokenizer."
+        ) from exc
+
+
 class CausalLM(NamedTuple):
     path: Path
     tokenizer: Any

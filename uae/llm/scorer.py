@@ -28,6 +28,11 @@ A model whose cache cannot be re-indexed (sliding-window or recurrent layers) fa
 time on a few random tokens, and is then scored without sharing. Sharing changes only the rounding
 (like ``dtype``), so it is not part of :meth:`AnswerScorer.fingerprint_spec`.
 
+Where the forward passes run is ``engine`` (``llm.engine``): ``hf``, the reference described above,
+or an inference engine (uae/llm/engines/: CTranslate2 on CPU or CUDA, vLLM on a GPU) that gets the same
+token sequences; ``compute_type`` (``llm.compute_type``) is the precision for every engine. An engine or
+type whose utilities are not proven equal to the reference's enters :meth:`fingerprint_spec`.
+
 Prompts longer than ``max_length`` lose tokens from the end of the context (the passage) only, never
 from the question or the target; :attr:`AnswerScorer.stats` counts those items.
 
@@ -53,7 +58,8 @@ from tqdm.auto import tqdm
 
 from uae.core.errors import UAEError
 from uae.llm.batching import back_off, batch_limits, is_oom, next_batch, parse_batch_size, processing_order
-from uae.llm.loading import load_causal_lm
+from uae.llm.engines import TokenScorer, engine_spec, parse_engine
+from uae.llm.loading import load_causal_lm, load_tokenizer, parse_device
 from uae.llm.logprobs import (
     cache_argument,
     decoder_of,
@@ -101,6 +107,7 @@ class AnswerScorer:
     off: plain right-padded batches, one row per distinct item, under the same token budget (counted
     with padding). Like ``dtype``, it changes only the rounding, so it is no part of
     :meth:`fingerprint_spec` and a table scored either way is reused by the other.
+    ``engine`` and ``compute_type``: see uae/llm/engines/ (``hf`` and ``auto``: the reference, as before).
     """
 
     def __init__(
@@ -117,15 +124,29 @@ class AnswerScorer:
         progress: bool = True,
         share_prefixes: bool = True,
         offline: bool | None = None,
+        engine: str = "hf",
+        compute_type: str = "auto",
     ) -> None:
         self.model_id = model_id
         self.template = PromptTemplate.from_config(template)
         self.progress = bool(progress)
         self._fixed_batch = parse_batch_size(batch_size)
         self.batch_size = batch_size
-        self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
-            model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=device, dtype=dtype, setting=SETTING
+        parsed = parse_device(device, SETTING)
+        self.engine_name, self.compute_type = parse_engine(
+            engine, compute_type, dtype=str(dtype), device=parsed.type, setting=SETTING
         )
+        self.engine: TokenScorer | None = None
+        self._weights_digest: str | None = None
+        if self.engine_name != "hf":
+            self._init_engine(model_id, cache_dir, local_path, offline, parsed, max_length)
+            return
+        self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
+            model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=parsed,
+            dtype=dtype if str(compute_type).strip().lower() == "auto" else self.compute_type, setting=SETTING,
+        )  # fmt: skip
+        self.compute_type = str(self.dtype).replace("torch.", "")
+        self.config = self.model.config
         self.base = decoder_of(self.model)
         self.head = self.model.get_output_embeddings()
         if self.base is None or self.head is None:
@@ -134,21 +155,47 @@ class AnswerScorer:
                 "the scorer supports decoder-only causal LMs (Llama, Mistral, Qwen, SmolLM, GPT-2 ...)."
             )
         self._cache_arg = cache_argument(self.base)
-        config = self.model.config
+        self._set_limits(max_length)
+        self.pad_id = pad_token_id(self.tokenizer, self.config)
+        self.share_prefixes = bool(share_prefixes) and self._fixed_batch != 1
+        self._self_check()
+
+    def _init_engine(
+        self, model_id: str, cache_dir: Any, local_path: Any, offline: bool | None, device: torch.device, max_length: int
+    ) -> None:
+        """An inference engine in place of the torch model: it gets the tokenizer's sequences, nothing else."""
+        self.path, self.tokenizer, self.config = load_tokenizer(
+            model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, setting=SETTING
+        )
+        self.model = self.base = self.head = None
+        self.device, self.dtype = device, self.compute_type
+        self.share_prefixes = False  # the engine's own business (vLLM caches prefixes; CTranslate2 cannot)
+        self._set_limits(max_length)
+        if self.engine_name == "ctranslate2":
+            from uae.llm.engines.ctranslate2 import CTranslate2Engine  # deferred: optional engine
+
+            self.engine = CTranslate2Engine(
+                self.path, self.tokenizer, cache_dir=cache_dir, device=device.type, compute_type=self.compute_type
+            )
+        else:
+            from uae.llm.engines.vllm import VLLMEngine  # deferred: optional GPU engine
+
+            self.engine = VLLMEngine(
+                self.path, compute_type=self.compute_type, max_length=self.max_length, cuda_available=torch.cuda.is_available()
+            )
+
+    def _set_limits(self, max_length: int) -> None:
+        config = self.config
         model_limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         if not isinstance(max_length, int) or max_length < 8:
             raise UAEError(
                 f"{SETTING}.max_length={max_length!r}: must be a whole number of tokens, at least 8."
             )
         self.max_length = int(min(int(max_length), model_limit)) if model_limit else int(max_length)
-        self.pad_id = pad_token_id(self.tokenizer, config)
         self.bos_text = self.tokenizer.bos_token or None
         self._skeletons: dict[tuple[PromptTemplate, bool], str] = {}
-        self._weights_digest: str | None = None
         self.stats = ScorerStats()
         self.last_truncated: list[int] = []  # indices (in the last call) of items whose context was cut
-        self.share_prefixes = bool(share_prefixes) and self._fixed_batch != 1
-        self._self_check()
 
     # ---------------------------------------------------------------------------------------------
     # public entry points
@@ -202,7 +249,10 @@ class AnswerScorer:
         owner = np.array([first.setdefault((tuple(it.prompt), tuple(it.target)), len(first)) for it in items])
         unique = [items[i] for i in np.unique(owner, return_index=True)[1]]
         sums = np.zeros(len(unique), dtype=np.float64)
-        self._run(unique, sums)
+        if self.engine is not None:
+            self._run_engine(unique, sums)
+        else:
+            self._run(unique, sums)
         lengths = np.array([len(it.target) for it in items], dtype=np.float64)
         out = sums[owner] / lengths
         self.stats.duplicates += n - len(unique)
@@ -244,7 +294,7 @@ class AnswerScorer:
             else None,
             "max_length": self.max_length,
             "dtype": str(self.dtype).replace("torch.", ""),
-        }
+        } | engine_spec(self.engine_name, self.compute_type)
 
     def weights_digest(self) -> str:
         """Content digest of the model folder (:func:`uae.storage.fingerprint.model_digest`), computed once."""
@@ -267,7 +317,7 @@ class AnswerScorer:
         """The requests as token ids, context cut to ``max_length``; the cuts go into the stats."""
         encoded = encode_requests(
             requests, self.tokenizer, max_length=self.max_length, bos_text=self.bos_text,
-            model_limit=getattr(self.model.config, "max_position_embeddings", "?"), labels=labels,
+            model_limit=getattr(self.config, "max_position_embeddings", "?"), labels=labels,
         )  # fmt: skip
         self.stats.truncated += len(encoded.truncated)
         self.stats.truncated_tokens += encoded.dropped_tokens
@@ -277,7 +327,7 @@ class AnswerScorer:
     def _run(self, items: list[Item], sums: np.ndarray) -> None:
         """Score ``items`` batch by batch into ``sums``, backing off on out-of-memory."""
         limits = batch_limits(
-            self._fixed_batch, device=self.device, config=self.model.config, dtype=self.dtype,
+            self._fixed_batch, device=self.device, config=self.config, dtype=self.dtype,
             max_length=self.max_length,
         )  # fmt: skip
         pending = processing_order(items, share=self.share_prefixes)
@@ -298,6 +348,23 @@ class AnswerScorer:
                         continue
                     self.stats.batches += 1
                     bar.update(len(batch))
+        finally:
+            bar.close()
+
+    def _run_engine(self, items: list[Item], sums: np.ndarray, chunk: int = 256) -> None:
+        """Score ``items`` on the inference engine, longest first in chunks (a progress bar, bounded memory)."""
+        order = processing_order(items, share=False)
+        bar = tqdm(total=len(items), unit="item", desc=f"LLM scoring ({self.engine_name})", disable=not self.progress, leave=False)
+        try:
+            for k in range(0, len(order), chunk):
+                part = order[k : k + chunk]
+                seqs = [items[i].seq for i in part]
+                sums[part] = self.engine.score(seqs, [len(items[i].prompt) for i in part])
+                tokens = sum(len(seq) for seq in seqs)
+                self.stats.encoded_tokens += tokens
+                self.stats.padded_tokens += tokens
+                self.stats.batches += 1
+                bar.update(len(part))
         finally:
             bar.close()
 
@@ -329,7 +396,7 @@ class AnswerScorer:
 
     def _logits(self, rows: torch.Tensor) -> torch.Tensor:
         """The head as the model applies it, in float32 (a method, so that a test can poison it)."""
-        return head_logits(self.head, self.model.config, rows)
+        return head_logits(self.head, self.config, rows)
 
     # ---------------------------------------------------------------------------------------------
     # the load-time check (uae/llm/self_check.py)

@@ -1,0 +1,80 @@
+"""Where the teacher's forward passes run: ``llm.engine=hf|ctranslate2|vllm``.
+
+:class:`~uae.llm.scorer.AnswerScorer` owns everything that fixes *what* is scored (the prompt, the
+tokens, the truncation, the de-duplication) and hands the token sequences to an engine that says *how*
+they are run. ``hf`` is the reference: eager transformers with the home-made prefix sharing
+(uae/llm/prefix.py), kept inside the scorer. The others are the inference engines the field runs in
+production, each behind :class:`TokenScorer`: given token sequences and where each one's target
+starts, the summed log-probability of the target tokens.
+
+``compute_type`` is the one precision knob for every engine: ``auto`` (float32 on the CPU, bfloat16 on
+a GPU, as ``dtype=auto`` is), ``float32``, ``bfloat16``/``float16`` (GPU), and for CTranslate2 the
+quantised ``int8_float32``, ``int8``, ``int8_bfloat16``, ``int8_float16``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from uae.core.errors import UAEError
+
+ENGINES = ("hf", "ctranslate2", "vllm")
+FLOAT_TYPES = ("float32", "bfloat16", "float16")
+CT2_TYPES = (*FLOAT_TYPES, "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16")
+GPU_ONLY = ("bfloat16", "float16", "int8_bfloat16", "int8_float16")
+
+
+class TokenScorer(Protocol):
+    """An engine: summed log-probabilities of each sequence's tokens from ``target_start`` on."""
+
+    name: str
+    compute_type: str
+
+    def score(self, sequences: Sequence[Sequence[int]], target_starts: Sequence[int]) -> np.ndarray: ...
+
+
+def require_gpu(cuda: bool) -> None:
+    """vLLM has no CPU path worth the name: refused here, before any model is loaded."""
+    if not cuda:
+        raise UAEError(
+            "llm.engine=vllm runs on a CUDA GPU only, and this run has none (no CUDA, or device=cpu). On a CPU "
+            "use llm.engine=hf (the reference) or llm.engine=ctranslate2."
+        )
+
+
+def parse_engine(engine: str, compute_type: str, *, dtype: str, device: str, setting: str) -> tuple[str, str]:
+    """The engine and its compute type, checked: ``compute_type=auto`` follows ``dtype`` (itself ``auto``:
+    float32 on the CPU, bfloat16 on CUDA); a type the engine or device cannot run is an error here, at
+    start-up, not an hour into a table."""
+    name = str(engine).strip().lower()
+    if name not in ENGINES:
+        raise UAEError(f"{setting}.engine={engine!r}: use one of {', '.join(ENGINES)} (llm.engine=...).")
+    if name == "vllm":
+        require_gpu(device == "cuda")
+    text = str(compute_type).strip().lower()
+    if text == "auto":
+        text = str(dtype).strip().lower().replace("torch.", "")
+        text = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(text, text)
+        if text == "auto":
+            text = "bfloat16" if device == "cuda" else "float32"
+        if text not in FLOAT_TYPES:
+            raise UAEError(f"{setting}.dtype={dtype!r}: use auto, float32, bfloat16 or float16.")
+    allowed = CT2_TYPES if name == "ctranslate2" else FLOAT_TYPES
+    if text not in allowed:
+        hint = " (int8 runs on llm.engine=ctranslate2)" if text.startswith("int") else ""
+        raise UAEError(f"{setting}.compute_type={compute_type!r} for engine {name}: use auto or one of {', '.join(allowed)}{hint}.")
+    if device != "cuda" and text in GPU_ONLY and name != "hf":
+        raise UAEError(f"{setting}.compute_type={text} needs a GPU for engine {name}; on the CPU use float32 or int8_float32.")
+    return name, text
+
+
+def engine_spec(engine: str, compute_type: str) -> dict[str, str]:
+    """What an engine adds to a utility table's spec: nothing for the reference and for CTranslate2 in
+    float32, whose utilities a test proves equal to the reference's on committed candidates
+    (tests/llm/test_engines.py), so the two share tables; the engine and type otherwise."""
+    if engine == "hf" or (engine == "ctranslate2" and compute_type == "float32"):
+        return {}
+    return {"engine": engine, "compute_type": compute_type}
