@@ -1,6 +1,7 @@
-"""Answer-scorer throughput: AnswerScorer with prefix sharing, with padded batches, and per triple.
+"""Answer-scorer throughput: AnswerScorer with prefix sharing, with padded batches, on inference engines, and per triple.
 
     python benchmarks/scorer.py --n 200 [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--device cpu]
+        [--engines ctranslate2:float32 ctranslate2:int8_float32 ctranslate2:int8]
 
 Three implementations score the same (passage, question, answer) triples from QASPER dev, built the
 way utility scoring builds them: for each answerable question (file order), its gold answers against
@@ -10,13 +11,17 @@ and the closed-book prompt.
 * uae.llm.scorer.AnswerScorer as configured (prefix sharing on, uae/llm/prefix.py);
 * the same scorer with ``share_prefixes=False``: plain right-padded batches, one row per triple, the
   same token budget, head on the answer rows only. The ratio of the two is what prefix sharing earns;
+* the same scorer on each inference engine of ``--engines`` (``llm.engine:llm.compute_type``, e.g.
+  CTranslate2 in float32 and int8; vLLM on a GPU): the same token sequences, the engine's forward;
 * the plain implementation, what the definition says: one full forward of prompt + answer per
   triple, log_softmax over the whole vocabulary at every position, the answer tokens gathered, the
   mean taken (with the first scorer's model object).
 
 All use the same weights, prompt text and tokens. Prints a table (seconds, triples/s, tokens/s, where
 tokens are each triple's prompt + answer tokens, i.e. the work a per-triple forward does), the speed
-ratios, and the largest differences in log-likelihood; exits non-zero if one is over --atol.
+ratios against today's default (hf with prefix sharing), the largest differences in log-likelihood
+and, for each engine, how its utilities (ll with a passage minus ll closed-book, per question and
+answer) follow the default's; exits non-zero if a float32 implementation is off by more than --atol.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from uae.core.config import data_dir as data_places
 from uae.results.machine import label as machine_label
@@ -60,6 +66,13 @@ def build_triples(data_dir: str, n: int, contexts: int, seed: int, tokenizer_len
                 if len(triples) >= n:
                     return triples
     return triples
+
+
+def utilities(triples, ll: np.ndarray) -> np.ndarray:
+    """u = ll(answer | passage, question) - ll(answer | question), for every triple with a passage whose
+    closed-book triple is among ``triples`` (what a utility table holds, per answer)."""
+    closed = {(q, a): ll[k] for k, (c, q, a) in enumerate(triples) if c is None}
+    return np.array([ll[k] - closed[(q, a)] for k, (c, q, a) in enumerate(triples) if c is not None and (q, a) in closed])
 
 
 def plain_scores(scorer, triples) -> tuple[np.ndarray, int]:
@@ -105,22 +118,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=50, help="triples per alternation of the implementations")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each; the best is kept")
-    parser.add_argument("--skip-plain", action="store_true", help="time only the two batched scorers")
+    parser.add_argument("--skip-plain", action="store_true", help="time only the batched scorers")
+    parser.add_argument(
+        "--engines", nargs="*", default=["ctranslate2:float32", "ctranslate2:int8_float32", "ctranslate2:int8"],
+        help="ENGINE:COMPUTE_TYPE rows beside the default (llm.engine, llm.compute_type); none: no engine rows",
+    )
     args = parser.parse_args(argv)
 
     from uae.llm.scorer import AnswerScorer
 
-    def load(share_prefixes: bool):
+    def load(share_prefixes: bool, engine: str = "hf", compute_type: str = "auto"):
         t0 = time.perf_counter()
         scorer = AnswerScorer(
             args.model, cache_dir=args.cache_dir, local_path=args.local_path, max_length=args.max_length,
             batch_size=args.batch_size, device=args.device, dtype=args.dtype, progress=False,
-            share_prefixes=share_prefixes,
+            share_prefixes=share_prefixes, engine=engine, compute_type=compute_type,
         )  # fmt: skip
         return scorer, time.perf_counter() - t0
 
     scorer, load_s = load(True)
     padded, _ = load(False)  # the same scorer, plain right-padded batches: what prefix sharing must beat
+    engines = {}
+    for spec in args.engines:
+        engine, _, compute_type = spec.partition(":")
+        engines[f"{engine} {compute_type or 'auto'}"] = load(False, engine, compute_type or "auto")
     if not scorer.share_prefixes:
         print(f"FAIL: {args.model} refused prefix sharing at load time; nothing to compare", file=sys.stderr)
         return 1
@@ -157,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         shared_name: lambda chunk: (scorer.score_answers(chunk), 0),
         padded_name: lambda chunk: (padded.score_answers(chunk), 0),
     }
+    for name, (engine_scorer, _) in engines.items():
+        runners[name] = lambda chunk, s=engine_scorer: (s.score_answers(chunk), 0)
     if not args.skip_plain:
         runners[plain_name] = lambda chunk: plain_scores(scorer, chunk)
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in runners}
@@ -186,10 +209,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # Markdown, so that `make reproduce` can put it into RESULTS.md as it is.
     print(f"\n{header}\n")
-    print("| implementation | wall s | CPU s | triples/s | tokens/s |")
-    print("|---|---|---|---|---|")
+    default_wall = best[shared_name][0]
+    print("| implementation | wall s | CPU s | triples/s | tokens/s | speed vs default |")
+    print("|---|---|---|---|---|---|")
     for name, (wall, cpu) in best.items():
-        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {n / wall:.2f} | {work_tokens / wall:.1f} |")
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {n / wall:.2f} | {work_tokens / wall:.1f} | {default_wall / wall:.2f}x |")
     print(f"\nBest of {args.repeat} pass(es), alternating every {args.chunk} triples; rates from wall time.")
     print(f"\nTokens per triple (prompt + answer): {work_tokens / n:.1f} ({work_tokens} in all).")
     for name, s in ((shared_name, stats), (padded_name, padded.stats)):
@@ -206,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_plain:
         pw, pc = best[plain_name]
         print(f"Speed ratio (plain / uae): **{pw / sw:.2f}x** wall time, {pc / sc:.2f}x CPU time (target: 3x).")
-    pairs = [(shared_name, padded_name)] + (
+    exact = [name for name in engines if name.endswith("float32") and not name.startswith("ctranslate2 int")]
+    pairs = [(shared_name, padded_name)] + [(shared_name, name) for name in exact] + (
         [] if args.skip_plain else [(shared_name, plain_name), (padded_name, plain_name)]
     )
     worst = 0.0
@@ -216,6 +241,16 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, diff)
         print(f"max |ll({a}) - ll({b})| = {diff:.2e} nats/token")
     print(f"(over {n} triples; mean ll {scores[shared_name].mean():.3f})")
+    if engines:
+        reference = utilities(triples, scores[shared_name])
+        print("\n| engine | utilities | max abs difference from default (nats/token) | Pearson r | Spearman rho |")
+        print("|---|---|---|---|---|")
+        for name in engines:
+            got = utilities(triples, scores[name])
+            print(
+                f"| {name} | {len(got)} | {np.abs(got - reference).max():.2e} | {np.corrcoef(got, reference)[0, 1]:.5f} "
+                f"| {spearmanr(got, reference).statistic:.5f} |"
+            )
     if not worst <= args.atol:
         print(f"FAIL: difference above --atol {args.atol}", file=sys.stderr)
         return 1
