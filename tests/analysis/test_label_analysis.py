@@ -72,3 +72,27 @@ def test_agreement_and_following_tables() -> None:
     follow = following_table(labels, {"run": {"a": ["p/2"], "b": ["p/4"], "c": ["p/6"]}})
     # top-1: a -> p/2 (none of the three), b -> p/4 (evidence), c -> p/6 (overlap)
     assert "| run | all | 3 | 0.0% (0/3) | 50.0% (1/2) | 33.3% (1/3) |" in follow
+
+
+def test_label_free_uae_variants_get_a_row_each(tmp_path: Path) -> None:
+    def run(name: str, source: str, config: dict, recall: float) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        result = {
+            "retriever": "minilm+uae", "split": "dev", "n_questions": 888, "config": config,
+            "metrics": {"hit@1": recall, "recall@1": recall, "map": recall, "mrr": recall},
+            "labels": {"source": source, "fraction": 1.0, "groups": 300, "with_positive": 200},
+        }  # fmt: skip
+        (folder / "results.json").write_text(json.dumps(result))
+
+    sets = {"candidates": {"answer_overlap": True}}
+    run("plain", "none", {"loss": {"name": "uae", "mix": 0.0}}, 0.17)
+    run("sets", "none", {**sets, "loss": {"name": "uae", "mix": 0.0}}, 0.18)
+    run("mixed", "answer_overlap", {**sets, "loss": {"name": "uae", "mix": 0.5}}, 0.20)
+    run("sure", "none", {**sets, "loss": {"name": "uae", "mix": 0.0, "min_confidence": 0.2}}, 0.19)
+    run("overlap", "answer_overlap", {"loss": {"name": "infonce"}}, 0.19)
+    rows = collect(run_folders(tmp_path))
+    assert [(r["method"], r["label_fraction"]) for r in rows] == [
+        ("answer_overlap", 0.0), ("uae", 0.0), ("uae+overlap-sets", 0.0),
+        ("uae+overlap-sets+answer_overlap-mix0.5", 0.0), ("uae+overlap-sets+confidence>=0.2", 0.0),
+    ]  # fmt: skip

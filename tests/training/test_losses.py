@@ -166,3 +166,49 @@ def test_teacher_gets_no_gradient_in_kl_losses() -> None:
 def test_bad_hyper_parameters_are_refused(call) -> None:
     with pytest.raises(ValueError):
         call(*tensors())
+
+
+def hand_confidence(beta: float) -> list[float]:
+    out = []
+    for b in range(len(SCORES)):
+        q = softmax([UTILITY[n] / beta for n in own(b)])
+        out.append(1.0 - -sum(x * math.log(x) for x in q) / math.log(len(q)))
+    return out
+
+
+def hand_rows(tau: float, beta: float) -> list[float]:
+    rows = []
+    for b, row in enumerate(SCORES):
+        p = softmax([s / tau for s in row])
+        q = softmax([UTILITY[n] / beta for n in own(b)])
+        rows.append(-sum(qi * math.log(p[n]) for qi, n in zip(q, own(b))))
+    return rows
+
+
+def test_teacher_confidence_matches_hand_computation_and_its_limits() -> None:
+    from uae.training.losses import teacher_confidence, utility_targets
+
+    _, owner, utility, _ = tensors()
+    got = teacher_confidence(utility_targets(utility, owner, 2, 0.5), owner).tolist()
+    assert got == pytest.approx(hand_confidence(0.5), rel=1e-10)
+    flat = utility_targets(torch.zeros(5, dtype=torch.float64), owner, 2, 0.5)
+    assert teacher_confidence(flat, owner).tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    sharp = utility_targets(torch.tensor([50.0, 0, 0, 0, 50.0], dtype=torch.float64), owner, 2, 0.5)
+    assert teacher_confidence(sharp, owner).tolist() == pytest.approx([1.0, 1.0], abs=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.5, 2.0])
+def test_confidence_drops_and_weights_rows(beta: float) -> None:
+    scores, owner, utility, _ = tensors()
+    conf, rows = hand_confidence(beta), hand_rows(0.1, beta)
+    threshold = (conf[0] + conf[1]) / 2  # keeps the more decided row only
+    kept = [r if c >= threshold else 0.0 for r, c in zip(rows, conf)]
+    assert 0.0 in kept and sum(kept) > 0
+    got = utility_infonce(scores, owner, utility, temperature=0.1, sharpness=beta, min_confidence=threshold).item()
+    assert got == pytest.approx(sum(kept) / 2, rel=1e-10)
+    weighted = utility_infonce(scores, owner, utility, temperature=0.1, sharpness=beta, confidence_weight=True).item()
+    assert weighted == pytest.approx(sum(c * r for c, r in zip(conf, rows)) / 2, rel=1e-10)
+    plain = utility_infonce(scores, owner, utility, temperature=0.1, sharpness=beta, min_confidence=0.0).item()
+    assert plain == pytest.approx(sum(rows) / 2, rel=1e-10)
+    with pytest.raises(ValueError, match="min_confidence"):
+        utility_infonce(scores, owner, utility, temperature=0.1, sharpness=beta, min_confidence=1.5)

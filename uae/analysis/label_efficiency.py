@@ -28,14 +28,33 @@ METHODS = ("zero_shot", "answer_overlap", "teacher_argmax", "infonce", "uae")
 _PSEUDO = ("answer_overlap", "teacher_argmax")
 
 
+def uae_variant(result: dict[str, Any]) -> str:
+    """``uae`` and what a label-free variant changed, e.g. ``uae+overlap-sets+answer_overlap-mix0.5``:
+    sets holding the answer-overlap paragraph, pseudo-labels mixed in, teacher-confidence filtering."""
+    config, labels = result["config"], result["labels"]
+    loss = config["loss"]
+    parts = []
+    if (config.get("candidates") or {}).get("answer_overlap"):
+        parts.append("overlap-sets")
+    if labels["source"] in _PSEUDO:
+        parts.append(f"{labels['source']}-mix{loss.get('mix', 0.0):g}")
+    if loss.get("min_confidence"):
+        parts.append(f"confidence>={loss['min_confidence']:g}")
+    if loss.get("confidence_weight"):
+        parts.append("confidence-weighted")
+    return "+".join(["uae", *parts])
+
+
 def classify(result: dict[str, Any]) -> tuple[str, float]:
-    """(method, label fraction) of one run's results.json."""
+    """(method, label fraction) of one run's results.json; label-free UAE variants are ``uae+...`` at 0."""
     labels = result.get("labels")
     if labels is None:
         if "+" in result["retriever"]:
             raise UAEError(f"{result['retriever']}: a fine-tuned run without a labels record (made before train.labels)")
         return "zero_shot", 0.0
     loss = result["config"]["loss"]["name"]
+    if loss == "uae" and labels["source"] != "evidence":
+        return uae_variant(result), 0.0
     if labels["source"] in _PSEUDO:
         return labels["source"], 0.0
     if loss not in ("infonce", "uae"):
@@ -64,7 +83,7 @@ def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
             "with_positive": (result.get("labels") or {}).get("with_positive"),
         }
         where[(method, fraction)] = run
-    return [rows[k] for k in sorted(rows, key=lambda k: (METHODS.index(k[0]), k[1]))]
+    return [rows[k] for k in sorted(rows, key=lambda k: (METHODS.index(k[0].split("+")[0]), k[1], k[0]))]
 
 
 def run_folders(folder: Path) -> list[Path]:

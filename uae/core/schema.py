@@ -122,6 +122,8 @@ class Loss(Group):
     temperature: Positive = None  # type: ignore[assignment]  # absent for some losses; never null when given
     sharpness: Positive = None  # type: ignore[assignment]
     mix: Fraction = None  # type: ignore[assignment]
+    min_confidence: Fraction = 0.0
+    confidence_weight: bool = False
     needs_gold: bool = False
     fn: dict[str, Any]
 

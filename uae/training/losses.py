@@ -66,6 +66,18 @@ def infonce(scores: Tensor, owner: Tensor, utility: Tensor | None, gold: Tensor,
     return _cross_entropy_rows(scores / temperature, target).mean()  # rows without gold: target 0, loss 0
 
 
+def teacher_confidence(target: Tensor, owner: Tensor) -> Tensor:
+    """``[B]`` how decided the teacher is about each row: ``1 - H(Q_b) / log |C_b|``.
+
+    1 when the target puts all its mass on one candidate, 0 when it is uniform over the row's own
+    candidates (a teacher that cannot tell them apart: e.g. a yes/no answer that no passage makes
+    likelier). A row with a single candidate counts as decided.
+    """
+    n_own = own_mask(owner, target.shape[0]).sum(-1).to(target.dtype)
+    entropy = -(target * torch.log(target.clamp_min(1e-30))).sum(-1)
+    return torch.where(n_own > 1, 1.0 - entropy / torch.log(n_own.clamp_min(2.0)), torch.ones_like(n_own))
+
+
 def utility_infonce(
     scores: Tensor,
     owner: Tensor,
@@ -75,19 +87,33 @@ def utility_infonce(
     temperature: float,
     sharpness: float,
     mix: float = 0.0,
+    min_confidence: float = 0.0,
+    confidence_weight: bool = False,
 ) -> Tensor:
     """Utility-Modulated InfoNCE: ``L = -mean_b sum_n Q_b(n) log P_b(n)``.
 
     ``P_b = softmax_N(s_b / tau)`` over all passages in the batch; ``Q_b = softmax(u / beta)`` over b's
     own candidates (zero elsewhere). As beta -> 0 with one best candidate, Q_b is one-hot and this is
     InfoNCE on that candidate; the utility spreads the positive mass by how much each passage helps.
-    With ``mix = lambda > 0`` it returns ``(1 - lambda) L + lambda InfoNCE(gold)``, keeping human labels.
+    With ``mix = lambda > 0`` it returns ``(1 - lambda) L + lambda InfoNCE(gold)``, keeping human labels
+    (or the pseudo-labels that stand in for them, e.g. the answer-overlap paragraph).
+
+    A noisy teacher's flat rows teach its noise: a row whose :func:`teacher_confidence` is below
+    ``min_confidence`` gets no soft target, and with ``confidence_weight`` each row's term is weighted
+    by its confidence. Either way the sum is divided by B (a dropped row counts as 0), as in ``infonce``.
     """
     _check_temperature("temperature", temperature)
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"mix (lambda) must be in [0, 1], got {mix}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     target = utility_targets(utility, owner, scores.shape[0], sharpness)
-    loss = _cross_entropy_rows(scores / temperature, target).mean()
+    rows = _cross_entropy_rows(scores / temperature, target)
+    if min_confidence > 0.0 or confidence_weight:
+        confidence = teacher_confidence(target, owner)
+        weight = confidence if confidence_weight else torch.ones_like(confidence)
+        rows = rows * weight * (confidence >= min_confidence)
+    loss = rows.mean()
     if mix > 0.0:
         if gold is None:
             raise ValueError("mix > 0 needs the gold mask")
