@@ -212,6 +212,11 @@ LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.lab
   $(foreach f,1 0.25,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f)) \
   $(foreach f,0.25 1,uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f)) \
   $(foreach f,0.1 0.5,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f) uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f))
+# Issue 22: label-free sets that also hold the answer-overlap paragraph (conf/experiment/qasper_label_free_overlap.yaml),
+# and the UAE variants trained on them. Settings fixed before the runs (no dev tuning): lambda 0.5 (the
+# full-label sweep's choice), beta and tau as in qasper_label_free, confidence weighting without a threshold.
+LF_OV := train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null
+LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-uae-mix0.5-confidence/$(LF_OV)/loss.mix=0.5/loss.confidence_weight=true
 LF_CSV := experiments/qasper/label_efficiency.csv
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
@@ -227,6 +232,15 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
 	  $(call LOG_TIME,$$name); done
+	$(call SKIP_IF,$(LF)/teacher-train-overlap/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap \
+	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train-overlap && $(call LOG_TIME,teacher-train-overlap); }
+	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; \
+	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
+	  $(call LOG_TIME,$$name); done
+	$(call SKIP_IF,$(LF)/teacher-dev-overlap/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap stages=[utility] \
+	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev-overlap \
+	  && $(call LOG_TIME,teacher-dev-overlap); }
 	$(call SKIP_IF,$(LF)/teacher-dev/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[utility] \
 	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev \
 	  && $(call LOG_TIME,teacher-dev); }
@@ -235,6 +249,9 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	for base in zero_shot answer_overlap teacher_argmax infonce-f1; do \
 	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/uae --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-label-free-$$base || exit 1; done
+	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; for base in answer_overlap teacher_argmax; do \
+	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/$$name --metrics hit@1 recall@1 map mrr \
+	    --into $(RESULTS) --section compare-$$name-$$base || exit 1; done; done
 	for pair in infonce-f0.25:uae-f0.25 infonce-f1:uae-f0.25 infonce-f1:uae-f0.5; do a=$${pair%%:*}; b=$${pair#*:}; \
 	  $(PY) -m uae.analysis.compare $(LF)/$$a $(LF)/$$b --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
@@ -242,8 +259,9 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  --into $(RESULTS) --section label-agreement
 	$(PY) -m uae.analysis.report --insert $(LF)/mix/summary.md --into $(RESULTS) --section label-efficiency-mix
 	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
-	for split in train dev; do \
-	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split/teacher_$$split.md --into $(RESULTS) --section label-free-teacher-$$split || exit 1; done
+	for split in train dev; do for sets in "" -overlap; do \
+	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split$$sets/teacher_$$split.md --into $(RESULTS) \
+	    --section label-free-teacher-$$split$$sets || exit 1; done; done
 	$(PY) -m uae.analysis.report --insert $(LF)/walltimes.md --into $(RESULTS) --section label-efficiency-walltimes
 
 # SQuAD v1.1 split by article (experiments/squad/RESULTS.md). Train: the first 4 train articles
