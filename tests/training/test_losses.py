@@ -212,3 +212,15 @@ def test_confidence_drops_and_weights_rows(beta: float) -> None:
     assert plain == pytest.approx(sum(rows) / 2, rel=1e-10)
     with pytest.raises(ValueError, match="min_confidence"):
         utility_infonce(scores, owner, utility, temperature=0.1, sharpness=beta, min_confidence=1.5)
+
+
+def test_the_closed_book_baseline_cannot_move_uae_targets() -> None:
+    """u(p) = ll(a | p) - ll(a | none): the closed-book term is one constant per question, and a softmax
+    over the question's own candidates ignores it. Calibrating it (issue 22) can change UAE's targets only
+    through rules that read absolute utilities (a confidence threshold on u, not on Q), never Q itself."""
+    from uae.training.losses import utility_targets
+
+    _, owner, utility, _ = tensors()
+    closed = torch.tensor([3.7, -1.2], dtype=torch.float64)[owner]  # per question, broadcast to its candidates
+    assert torch.allclose(utility_targets(utility + closed, owner, 2, 0.5), utility_targets(utility, owner, 2, 0.5), atol=1e-15)
+    assert not torch.allclose(utility_targets(utility * 2, owner, 2, 0.5), utility_targets(utility, owner, 2, 0.5))
