@@ -214,9 +214,11 @@ LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.lab
   $(foreach f,0.1 0.5,infonce-f$(f)/loss=infonce/train.labels.fraction=$(f) uae-f$(f)/loss.mix=$(LF_MIX)/train.labels.fraction=$(f))
 # Issue 22: label-free sets that also hold the answer-overlap paragraph (conf/experiment/qasper_label_free_overlap.yaml),
 # and the UAE variants trained on them. Settings fixed before the runs (no dev tuning): lambda 0.5 (the
-# full-label sweep's choice), beta and tau as in qasper_label_free, confidence weighting without a threshold.
+# full-label sweep's choice), beta and tau as in qasper_label_free, confidence weighting without a threshold,
+# yes/no questions left out (the answer type where SmolLM2 agrees least with the evidence, RESULTS.md).
 LF_OV := train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null
-LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-uae-mix0.5-confidence/$(LF_OV)/loss.mix=0.5/loss.confidence_weight=true
+LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-uae-mix0.5-confidence/$(LF_OV)/loss.mix=0.5/loss.confidence_weight=true \
+  overlap-uae-mix0.5-without-boolean/$(LF_OV)/loss.mix=0.5/train.skip_answer_types=[boolean]
 LF_CSV := experiments/qasper/label_efficiency.csv
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md

@@ -125,3 +125,17 @@ def test_label_free_table_then_infonce_on_a_labelled_half(
     assert record["table"] == str(labelled / "dev.parquet")
     assert record["table_spec"] == fingerprint(read_table_spec(labelled / "dev.parquet"))
     assert record["table_spec"] != fingerprint(read_table_spec(free / "dev.parquet"))
+
+
+def test_skip_answer_types_leaves_out_questions_whose_answers_are_all_of_them() -> None:
+    from uae.core.errors import UAEError
+    from uae.stages.labels import skip_answer_types
+
+    split, groups = _split_and_groups()  # q0 extractive, q1 boolean, q2 extractive
+    kept, skipped = skip_answer_types(split, groups, ["boolean"])
+    assert [g.question_id for g in kept] == ["q0", "q2"] and skipped == 1
+    assert skip_answer_types(split, groups, []) == (groups, 0)
+    kept, skipped = skip_answer_types(split, groups, ["extractive", "boolean"])
+    assert kept == [] and skipped == 3
+    with pytest.raises(UAEError, match="yesno unknown"):
+        skip_answer_types(split, groups, ["yesno"])

@@ -42,6 +42,9 @@ def uae_variant(result: dict[str, Any]) -> str:
         parts.append(f"confidence>={loss['min_confidence']:g}")
     if loss.get("confidence_weight"):
         parts.append("confidence-weighted")
+    skipped = (config.get("train") or {}).get("skip_answer_types")
+    if skipped:
+        parts.append("without-" + "-".join(skipped))
     return "+".join(["uae", *parts])
 
 

@@ -110,6 +110,7 @@ class Train(Section):
     num_workers: Count
     validate_: bool = Field(alias="validate")
     labels: Labels = Labels()
+    skip_answer_types: list[Literal["extractive", "abstractive", "boolean", "none"]] = []
     ckpt_path: str | None = None
 
 

@@ -22,7 +22,7 @@ from uae.core.errors import UAEError
 from uae.data.loading import load_split
 from uae.results.cards import command_line, model_card
 from uae.results.folder import write_card
-from uae.stages.labels import apply_labels
+from uae.stages.labels import apply_labels, skip_answer_types
 from uae.stages.tables import train_table, utility_questions
 from uae.storage.fingerprint import fingerprint
 from uae.table.groups import table_spec, training_groups
@@ -47,6 +47,10 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     if state["utility_table"]["given"]:
         log.info("fit: utility.table=%s used as given (scorer %s)", table, state["utility_table"]["scorer"])
     groups, state["labels"] = apply_labels(cfg, train_split, training_groups(train_split, table, questions, spec=spec))
+    skipped = list(cfg.train.get("skip_answer_types") or [])
+    groups, state["labels"]["skipped_by_answer_type"] = skip_answer_types(train_split, groups, skipped)
+    if skipped:
+        log.info("fit: %d questions left out whose answers are all %s", state["labels"]["skipped_by_answer_type"], skipped)
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]
     log.info("fit: %d training groups from %s", len(groups), table)
