@@ -1,6 +1,6 @@
 """What the content digests cost: reading (and writing) a cache or table with its digest, against without.
 
-    python benchmarks/integrity.py [--repeat 15] [--embeddings CACHE.pt] [--table TABLE.parquet]
+    python benchmarks/integrity.py [--repeat 15] [--embeddings CACHE.pt | --passages N] [--table TABLE.parquet]
 
 Two files, each read the way UAE read it before digests and the way it reads it now, in one process,
 alternating, best wall time of ``--repeat`` (the files sit in the page cache: this is the check's CPU cost, not
@@ -9,7 +9,8 @@ the disk's):
 - the dev passage-embeddings cache: ``torch.load`` against :func:`uae.storage.tensors.load_tensors` (torch.load, then
   the xxh3-128 digest of the tensor bytes and passage ids). By default a synthetic cache of the real one's
   shape (MiniLM on all of QASPER dev: 13,267 x 384 float32 and 13,267 passage ids), since computing the
-  real one takes minutes on a CPU; ``--embeddings`` times a real ``paths.cache_dir/embeddings/dev-*.pt``.
+  real one takes minutes on a CPU; ``--embeddings`` times a real ``paths.cache_dir/embeddings/dev-*.pt``,
+  ``--passages`` a synthetic one of that many rows (the tests' smoke run: a few).
 - the committed train utility table (experiments/qasper/utilities/train.parquet, 18,528 rows): plain
   ``pyarrow.parquet.read_table`` against :func:`uae.table.read.read_table`, both for the committed
   file (written before digests: checked by utility = ll_context - ll_closed) and for a copy written with
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--embeddings", type=Path, default=None, help="a real embeddings cache (.pt); default: synthetic")
+    parser.add_argument("--passages", type=int, default=DEV_PASSAGES, help="rows of the synthetic cache (default: QASPER dev's)")
     parser.add_argument("--table", type=Path, default=ROOT / "experiments" / "qasper" / "utilities" / "train.parquet")
     args = parser.parse_args(argv)
 
@@ -73,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         what = f"{args.embeddings.name} ({tuple(payload['embeddings'].shape)} {payload['embeddings'].dtype})"
     else:
         generator = torch.Generator().manual_seed(0)
-        embeddings = torch.nn.functional.normalize(torch.randn(DEV_PASSAGES, MINILM_DIM, generator=generator), dim=-1)
+        embeddings = torch.nn.functional.normalize(torch.randn(args.passages, MINILM_DIM, generator=generator), dim=-1)
         cache = work / "dev-synthetic.pt"
-        save_tensors(cache, "key", {"embeddings": embeddings, "passage_ids": [f"paper{i // 40}/{i % 40}" for i in range(DEV_PASSAGES)]})
-        what = f"synthetic, the shape of MiniLM's QASPER dev cache ({DEV_PASSAGES:,} x {MINILM_DIM} float32)"
+        save_tensors(cache, "key", {"embeddings": embeddings, "passage_ids": [f"paper{i // 40}/{i % 40}" for i in range(args.passages)]})
+        shape = "the shape of MiniLM's QASPER dev cache" if args.passages == DEV_PASSAGES else "MiniLM's width"
+        what = f"synthetic, {shape} ({args.passages:,} x {MINILM_DIM} float32)"
     key = torch.load(cache, map_location="cpu", weights_only=True)["fingerprint"]
     plain_pt = work / "plain.pt"
     torch.save({k: v for k, v in torch.load(cache, weights_only=True).items() if k != "digest"}, plain_pt)

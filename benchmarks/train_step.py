@@ -1,6 +1,7 @@
 """Training throughput: UAE's Lightning training step against sentence-transformers' own trainer.
 
     python benchmarks/train_step.py --steps 12 --batch-size 8 [--warmup 2] [--max-length 256]
+        [--model-path FOLDER] [--data-dir DIR] [--documents N]
 
 Both fine-tune the same all-MiniLM-L6-v2 on the same training groups (QASPER dev questions with their
 committed utility table: 8 candidates each), with the same batch (questions per step), max length,
@@ -11,6 +12,10 @@ optimizer (AdamW, same lr) and fp32 on the same device, for the same number of s
 - sentence-transformers: ``SentenceTransformerTrainer`` with ``DistillKLDivLoss`` (its closest loss:
   KL between the teacher's scores over the same candidates, here the utilities, and the student's),
   inputs (query, passage_1..passage_8), labels the utilities; no evaluation, logging or saving.
+
+``--model-path`` trains another encoder folder of the same kind (a BERT-style Hugging Face folder; the tests'
+smoke run passes a tiny random one), ``--data-dir`` reads QASPER dev from another folder and ``--documents``
+takes only its first N papers (their rows of the committed table): all three for a run in seconds, not a timing.
 
 Time per step is measured from the end of step ``--warmup`` to the end of the last step (the first
 steps pay for allocation); groups/s = questions per step / time per step. Peak memory is the process's
@@ -35,17 +40,27 @@ sys.path.insert(0, str(ROOT))
 from uae.core.config import data_dir as data_places
 from uae.results.machine import label as machine_label
 
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
-def load_groups(n_groups: int):
+
+def load_groups(n_groups: int, args: argparse.Namespace):
     from uae.data.qasper import load_qasper
     from uae.table.groups import training_groups
 
-    split = load_qasper("dev", os.environ.get("UAE_DATA_DIR") or data_places("qasper"))
+    data_dir = args.data_dir or os.environ.get("UAE_DATA_DIR") or data_places("qasper")  # the configs' order of places
+    split = load_qasper("dev", data_dir, max_documents=args.documents)
     table = ROOT / "experiments" / "qasper" / "utilities" / "dev.parquet"
     questions = [q.question_id for q in split.questions if q.answerable and split.passages(q.document_id)]
     groups = training_groups(split, table, questions)
     groups = [g for g in groups if len(g.passages) == 8]  # ST needs a fixed number of columns
     return groups[:n_groups]
+
+
+def encoder_path(args: argparse.Namespace) -> Path:
+    """The encoder both trainers fine-tune: ``--model-path``, else the bundled MiniLM."""
+    from uae.models import resolve_model
+
+    return Path(args.model_path) if args.model_path else resolve_model(MINILM, cache_dir=ROOT / ".cache")
 
 
 class StepTimer:
@@ -63,16 +78,14 @@ def run_uae(args: argparse.Namespace) -> dict:
     import lightning as L
     import torch
 
-    from uae.models import resolve_model
     from uae.retrieval.encoder import DualEncoder
     from uae.training.datamodule import TrainingDataModule
     from uae.training.losses import utility_infonce
     from uae.training.module import RetrieverModule
 
-    groups = load_groups(args.steps * args.batch_size)
-    path = resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache")
+    groups = load_groups(args.steps * args.batch_size, args)
     encoder = DualEncoder(
-        "minilm", cache_dir=ROOT / ".cache", local_path=path, query_max_length=args.max_length, passage_max_length=args.max_length
+        "minilm", cache_dir=ROOT / ".cache", local_path=encoder_path(args), query_max_length=args.max_length, passage_max_length=args.max_length
     )
     loss = lambda *a: utility_infonce(*a, temperature=0.05, sharpness=0.5)
     module = RetrieverModule(encoder, loss, lr=args.lr, warmup_ratio=0.0)
@@ -134,15 +147,13 @@ def run_st(args: argparse.Namespace) -> dict:
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
     from transformers import TrainerCallback
 
-    from uae.models import resolve_model
-
-    groups = load_groups(args.steps * args.batch_size)
+    groups = load_groups(args.steps * args.batch_size, args)
     rows = {"query": [g.query for g in groups]}
     for j in range(8):
         rows[f"passage_{j}"] = [g.passages[j] for g in groups]
     rows["label"] = [list(g.utility) for g in groups]
     dataset = Dataset.from_dict(rows)
-    model = SentenceTransformer(str(resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache")), device=args.device)
+    model = SentenceTransformer(str(encoder_path(args)), device=args.device)
     model.max_seq_length = args.max_length
     # Same student scale as UAE's cosine / 0.05, same teacher sharpness u / 0.5.
     loss = DistillKLDivLoss(model, student_temperature=0.05, teacher_temperature=0.5)
@@ -174,10 +185,8 @@ def padded_tokens(args: argparse.Namespace) -> dict[str, float]:
     """
     from transformers import AutoTokenizer
 
-    from uae.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("sentence-transformers/all-MiniLM-L6-v2", cache_dir=ROOT / ".cache"))
-    groups = load_groups(args.steps * args.batch_size)
+    tokenizer = AutoTokenizer.from_pretrained(encoder_path(args))
+    groups = load_groups(args.steps * args.batch_size, args)
 
     def length(text: str) -> int:
         return min(len(tokenizer(text, truncation=True, max_length=args.max_length)["input_ids"]), args.max_length)
@@ -212,6 +221,9 @@ def main() -> int:
     parser.add_argument("--passage-chunk", type=int, default=32, help="UAE: passages per length-sorted chunk")
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model-path", default=None, help="encoder folder to train (default: the bundled all-MiniLM-L6-v2)")
+    parser.add_argument("--data-dir", default=None, help="QASPER folder (dev is read); default: UAE_DATA_DIR, else the configs' places")
+    parser.add_argument("--documents", type=int, default=None, help="first N dev papers only (default: all)")
     parser.add_argument("--only", choices=["uae", "st"], help=argparse.SUPPRESS)  # child process mode
     parser.add_argument("--tmp", type=Path, default=ROOT / ".cache" / "bench")
     args = parser.parse_args()
@@ -234,7 +246,9 @@ def main() -> int:
             raise SystemExit(f"{name} failed (exit {done.returncode})")
         rows.append(summarize(name, json.loads(line[7:]), args))
 
-    print(f"\nTraining step, all-MiniLM-L6-v2, {args.batch_size} questions x 8 candidates per step, max length "
+    model = Path(args.model_path).name if args.model_path else MINILM.split("/")[-1]
+    papers = "" if args.documents is None else f", QASPER dev's first {args.documents} papers"
+    print(f"\nTraining step, {model}{papers}, {args.batch_size} questions x 8 candidates per step, max length "
           f"{args.max_length}, {machine_label(device=args.device)}, "
           f"{args.steps} steps, first {args.warmup} not timed\n")
     print("| trainer | s/step | groups/s | peak memory (MB) |")

@@ -7,7 +7,9 @@
 
 A run folder gives its fine-tuned encoder as a sentence-transformers folder with a model card made from
 the run's results (an encoder exported before encoders were sentence-transformers folders gets the
-missing files from the run's config). A utility table (.parquet) gives a dataset folder, data/<split>.parquet
+missing files from the run's config), and with an ONNX export of each tower in ``onnx/model.onnx``, where
+sentence-transformers' ``backend="onnx"`` and ``uae.Retriever.load(..., runtime="onnx")`` find it (it
+needs onnx and onnxruntime, pip install 'uae[onnx]'; without them, or with ``--no-onnx``, it is left out). A utility table (.parquet) gives a dataset folder, data/<split>.parquet
 and a dataset card, which ``datasets.load_dataset`` reads. ``--push-to-hub`` uploads the folder with
 huggingface_hub (a model repo, or a dataset repo for a table); it needs a token (``hf auth login`` or
 HF_TOKEN) and the network, and checks both before anything is sent: without one it says which is
@@ -20,6 +22,7 @@ import argparse
 import contextlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import sys
@@ -31,9 +34,12 @@ from pathlib import Path
 from uae.core.errors import UAEError, cli_main
 from uae.storage.atomic import atomic_folder
 
+log = logging.getLogger(__name__)
 
-def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None) -> Path:
-    """Write a run's encoder, as a sentence-transformers folder with its model card, to ``to`` (default: in place)."""
+
+def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None, *, onnx: bool = True) -> Path:
+    """Write a run's encoder, as a sentence-transformers folder with its model card, to ``to`` (default: in place);
+    ``onnx``: with ``onnx/model.onnx`` beside each tower when onnx and onnxruntime are installed."""
     # deferred: start-up speed
     from uae.results.folder import ENCODER, find_encoder, is_run_folder, run_results, write_run_card
 
@@ -49,6 +55,8 @@ def export_run(run_dir: Path, to: Path | None = None, repo_id: str | None = None
             _add_layout(folder, run_results(run_dir), where=source)
         if (run_dir / "results.json").is_file():
             write_run_card(run_dir, folder, repo_id)
+        if onnx:
+            add_onnx(folder)
 
     if to is None:
         complete(source)
@@ -77,6 +85,26 @@ def _add_layout(folder: Path, result: dict, *, where: Path) -> None:
     layout = EncoderLayout(**{k: defaults[k] if v is None else v for k, v in settings.items()} | {"shared": True})
     hidden = json.loads((folder / "config.json").read_text(encoding="utf-8"))["hidden_size"]
     write_layout(folder, layout, int(hidden))
+
+
+def add_onnx(folder: Path) -> None:
+    """``onnx/model.onnx`` in each tower of an encoder folder: sentence-transformers' ``backend="onnx"`` loads it
+    from there (through optimum), and UAE's runtime onnx uses it instead of exporting again. Each ``onnx/``
+    appears complete or not at all; one already made from these weights is kept."""
+    # deferred: start-up speed (torch)
+    from uae.retrieval.onnx_export import onnx_spec, read_export, write_export
+    from uae.retrieval.runtime import SHIPPED, require_onnx
+    from uae.retrieval.st_layout import tower_paths
+
+    try:
+        require_onnx("the ONNX file of the export (onnx/model.onnx)")
+    except UAEError as exc:
+        log.warning("%s It is left out (--no-onnx leaves it out without this note).", exc)
+        return
+    for tower in (t for t in tower_paths(folder) if t is not None):
+        if read_export(tower / SHIPPED, onnx_spec(tower, "fp32")) is None:
+            with atomic_folder(tower / SHIPPED) as tmp:
+                write_export(tower, tmp, "fp32")
 
 
 def export_table(table: Path, to: Path) -> Path:
@@ -195,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", type=Path, metavar="DIR", help="write the folder here (default: a run's own encoder/; needed for a table unless pushing)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload to this hub repo (owner/name): a model, or a dataset for a table")
     parser.add_argument("--private", action="store_true", help="create the hub repo as private")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false",
+                        help="leave out the ONNX export of the encoder (onnx/model.onnx, made when onnx and onnxruntime are installed)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.push_to_hub:
         hub_token(args.push_to_hub)  # before any work: without a token or the network, say so and stop
     with contextlib.ExitStack() as stack:
@@ -210,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             to = args.to
             if to is None and args.push_to_hub:  # a copy, so the card names the repo without touching the run
                 to = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="uae-export-"))) / "model"
-            folder, repo_type = export_run(args.path, to, args.push_to_hub), "model"
+            folder, repo_type = export_run(args.path, to, args.push_to_hub, onnx=args.onnx), "model"
         if not args.push_to_hub or args.to is not None:
             print(f"wrote {folder}", flush=True)
         if args.push_to_hub:

@@ -2,11 +2,15 @@
 
     python -m uae.search logs/quickstart/runs/<time> --passages corpus.jsonl --question "What dataset is used?" --k 5
     python -m uae.search my-retriever --passages corpus.jsonl --question "..." --json   # one JSON object per hit
+    python -m uae.search my-retriever --passages corpus.jsonl --question "..." --runtime onnx  # ONNX Runtime
 
 RUN_DIR is a run folder with a fine-tuned encoder, or an exported encoder folder. Each line of the
 passages file is a JSON object with a "text" and optionally an "_id" or "id" (BEIR's corpus.jsonl
 works as is); passages without an id are named by their line number. ``--k`` larger than the number of
 passages is clamped to it. The index is FAISS (GPU FAISS when present), as ``uae.Retriever.search``.
+``--runtime onnx`` encodes with ONNX Runtime (the same embeddings to about 1e-6; pip install 'uae[onnx]'),
+from the model folder's ``onnx/model.onnx`` when it ships one, else from an export made once into
+UAE_CACHE_DIR (default ~/.cache/uae); ``onnx-int8`` quantizes it (faster, approximate embeddings).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import sys
 from pathlib import Path
 
 from uae.core.errors import DataError, UAEError, cli_main
+
+# uae.retrieval.runtime.RUNTIMES, written out: importing it loads torch, which --help need not wait for
+RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def read_passages(path: Path) -> tuple[list[str], list[str]]:
@@ -60,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object per hit instead of a table")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--batch-size", type=int, default=64, help="passages encoded per batch (default 64)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                        help="what runs the encoder: torch (default), onnx or onnx-int8 (ONNX Runtime)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if not args.question.strip():
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, ids = read_passages(args.passages)
     from uae.api import Retriever  # deferred: start-up speed
 
-    retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size)
+    retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size, runtime=args.runtime)
     hits = retriever.index(texts, ids).search(args.question, k=args.k)
     for hit in hits:
         if args.json:

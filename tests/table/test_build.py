@@ -161,3 +161,44 @@ def test_flipped_byte_in_a_utility_chunk_is_scored_again(tiny_raw_dir: Path, tmp
     assert scorer.calls == 1  # that chunk alone was scored again
     assert str(chunk) in caplog.text and "scoring that chunk again" in caplog.text
     assert merge_utilities(work, len(sets), 2, tmp_path / "again.parquet").equals(clean)
+
+
+def test_shards_that_finish_together_write_the_table_once(tiny_raw_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two shards (a joblib multirun's, two SLURM jobs) that both find every chunk and merge at the same moment:
+    one writes the table, the other waits on the merge lock, finds that table and leaves it as it is."""
+    import threading
+
+    from uae.table import build
+
+    split, sets, spec = overlap_setup(tiny_raw_dir)
+    work, dest = tmp_path / "work", tmp_path / "tables" / "dev.parquet"
+    for shard in ("0/2", "1/2"):
+        compute_utilities(split, sets, OverlapScorer(), work, spec, shard=Shard.parse(shard), chunk_questions=1, progress=False)
+    writes: list[Path] = []
+    write_parquet = build.write_parquet
+
+    def slow_write(table, path, **kwargs):  # a write that takes long enough for the other shard to arrive
+        writes.append(path)
+        time.sleep(0.5)
+        write_parquet(table, path, **kwargs)
+
+    monkeypatch.setattr(build, "write_parquet", slow_write)
+    start, merged = threading.Barrier(2), {}
+
+    def shard(name: str) -> None:
+        start.wait()
+        merged[name] = merge_utilities(work, len(sets), 1, dest)
+
+    threads = [threading.Thread(target=shard, args=(name,)) for name in ("0/2", "1/2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert writes == [dest]  # written once
+    assert merged["0/2"].equals(merged["1/2"]) and pq.read_table(dest).equals(merged["0/2"])
+    inode = dest.stat().st_ino
+    merge_utilities(work, len(sets), 1, dest)  # a rerun leaves the sound table in place
+    assert writes == [dest] and dest.stat().st_ino == inode
+    xor_byte(dest, utility_exponent_byte(dest), 0x10)  # a damaged one is merged again
+    assert merge_utilities(work, len(sets), 1, dest).equals(merged["0/2"]) and writes == [dest, dest]
+    assert load_utility_table(dest, spec, sets).equals(merged["0/2"])

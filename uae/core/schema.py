@@ -157,6 +157,8 @@ class Encoder(Group):
     passage_max_length: PositiveInt = 512
     shared: bool = True
     gradient_checkpointing: bool = False
+    # uae.retrieval.runtime.RUNTIMES (core imports nothing of the layers above it)
+    runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
 
 
 class Model(Group):

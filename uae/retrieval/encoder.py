@@ -3,10 +3,13 @@
 One module serves zero-shot evaluation and training, so a fine-tuned checkpoint is encoded exactly
 like the base model it came from. Pooling, normalisation, instructions and max lengths are config,
 because they differ per model family (MiniLM: mean pooling; BGE: CLS pooling plus a query instruction).
+``runtime`` picks what runs the transformer when texts are encoded for inference and evaluation (torch, or
+ONNX Runtime: :mod:`uae.retrieval.runtime`); training always runs torch.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +22,12 @@ from tqdm.auto import tqdm
 
 from uae.core.errors import ModelNotFoundError
 from uae.models import resolve_model
+from uae.retrieval.runtime import OnnxTower, Runtime, check_runtime, onnx_file, require_onnx, variant_of
 from uae.retrieval.st_layout import PASSAGE_TOWER, QUERY_TOWER, EncoderLayout, write_layout
 from uae.storage.atomic import atomic_folder
 from uae.storage.fingerprint import model_digest
+
+log = logging.getLogger(__name__)
 
 Pooling = Literal["mean", "cls"]
 Side = Literal["query", "passage"]
@@ -85,7 +91,13 @@ def checkpoint_layers(model: nn.Module) -> None:
 
 
 class DualEncoder(nn.Module):
-    """Query and passage towers over a Hugging Face encoder (shared weights unless ``shared=False``)."""
+    """Query and passage towers over a Hugging Face encoder (shared weights unless ``shared=False``).
+
+    ``runtime`` (torch, onnx, onnx-int8) applies to :meth:`encode` only, the inference and evaluation
+    path: ``forward``, which training calls, is always torch. The ONNX export holds the weights as they
+    were loaded, so once they change in this process (an optimizer step, ``load_state_dict``) ``encode``
+    runs torch again, with a warning, rather than a stale export.
+    """
 
     def __init__(
         self,
@@ -103,9 +115,12 @@ class DualEncoder(nn.Module):
         passage_local_path: str | os.PathLike | None = None,
         name: str | None = None,
         gradient_checkpointing: bool = False,
+        runtime: Runtime = "torch",
     ) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer  # deferred: start-up speed
+
+        self.runtime: Runtime = check_runtime(runtime)
 
         if pooling not in ("mean", "cls"):
             raise ValueError(f"model.pooling={pooling!r}: use 'mean' or 'cls'")
@@ -132,6 +147,11 @@ class DualEncoder(nn.Module):
         if gradient_checkpointing:
             for encoder in {id(m): m for m in (self.query_encoder, self.passage_encoder)}.values():
                 checkpoint_layers(encoder)
+        self.cache_dir = Path(cache_dir)
+        self._onnx: dict[tuple[str, str], OnnxTower] = {}  # (tower folder, device type) -> session, made on first use
+        self._weights = list(self.parameters())  # listed once: walking the modules on every encode costs ~0.2 ms
+        self._loaded_versions = self._weight_versions()
+        self._warned_stale = False
 
     @property
     def device(self) -> torch.device:
@@ -141,8 +161,11 @@ class DualEncoder(nn.Module):
         """Embeddings of a tokenized batch, differentiable (training uses this path)."""
         encoder = self.query_encoder if side == "query" else self.passage_encoder
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        hidden = encoder(**batch).last_hidden_state
-        embeddings = pool(hidden, batch["attention_mask"], self.pooling)
+        return self.sentence(encoder(**batch).last_hidden_state, batch["attention_mask"])
+
+    def sentence(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token states -> sentence embeddings: this encoder's pooling and normalisation, for every runtime."""
+        embeddings = pool(hidden, attention_mask, self.pooling)
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
 
     @torch.inference_mode()
@@ -157,21 +180,61 @@ class DualEncoder(nn.Module):
         """Embeddings of many texts, float32 on CPU, in input order.
 
         Texts are encoded longest first so each batch pads to similar lengths (a large saving on
-        paragraphs, whose lengths vary tenfold); the original order is restored at the end.
+        paragraphs, whose lengths vary tenfold); the original order is restored at the end. Under ONNX
+        Runtime identical texts are encoded once: its kernels can give two copies in one batch embeddings
+        that differ in the last bit, and repeated paragraphs must tie exactly (document order decides).
         """
+        tower = self.onnx_tower(side) if self.inference_runtime() != "torch" else None
+        if tower is not None:
+            unique = list(dict.fromkeys(texts))
+            if len(unique) < len(texts):
+                rows = {text: i for i, text in enumerate(unique)}
+                embedded = self.encode(unique, side, batch_size=batch_size, progress=progress)
+                return embedded[[rows[text] for text in texts]]
         was_training = self.training
-        self.eval()
+        if tower is None:  # dropout off; the ONNX graph was exported in eval mode (and walking the modules costs ~0.5 ms)
+            self.eval()
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = torch.empty(len(texts), self.dimension, dtype=torch.float32)
         bar = tqdm(total=len(texts), desc=f"encode {side} texts", unit="text", disable=not progress, leave=False)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in index], side)
-            out[index] = self.forward(batch, side).float().cpu()
+            embeddings = self.forward(batch, side) if tower is None else self.sentence(tower(batch), batch["attention_mask"])
+            out[index] = embeddings.float().cpu()
             bar.update(len(index))
         bar.close()
-        self.train(was_training)
+        if tower is None:
+            self.train(was_training)
         return out
+
+    def inference_runtime(self) -> Runtime:
+        """The runtime :meth:`encode` uses now: the configured one, or torch once the weights have changed
+        since they were loaded (an ONNX export of the saved weights would be stale)."""
+        if self.runtime == "torch" or self._weight_versions() == self._loaded_versions:
+            return self.runtime
+        if not self._warned_stale:
+            log.warning("model.encoder.runtime=%s: the weights of %s changed since they were loaded (training?), so "
+                        "they are encoded with torch; save them and load the saved folder to run ONNX.", self.runtime, self.name)
+            self._warned_stale = True
+        return "torch"
+
+    def onnx_tower(self, side: Side) -> OnnxTower:
+        """The ONNX Runtime session of a side's tower (exported, or found in the cache, on first use)."""
+        path = self.path if side == "query" or self.shared else self.passage_path
+        key = (str(path), self.device.type)
+        if key not in self._onnx:
+            require_onnx(f"model.encoder.runtime={self.runtime}")
+            self._onnx[key] = OnnxTower(onnx_file(path, variant_of(self.runtime), self.cache_dir), self.device)
+        return self._onnx[key]
+
+    def _weight_versions(self) -> tuple[int, ...]:
+        """In-place writes to the weights so far (optimizer steps, copies into them): tensors count their own."""
+        return tuple(p._version for p in self._weights)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (data-loader workers, spawned processes) without the ONNX Runtime sessions, which do not pickle."""
+        return {**self.__dict__, "_onnx": {}}
 
     @property
     def dimension(self) -> int:
@@ -195,6 +258,8 @@ class DualEncoder(nn.Module):
         }
         if not self.shared:
             spec["passage_weights"] = model_digest(self.passage_path)
+        if self.runtime != "torch":  # absent for torch, so that the caches made before runtimes existed stay valid
+            spec["runtime"] = self.runtime
         return spec
 
     def layout(self) -> EncoderLayout:

@@ -6,6 +6,11 @@ an uninterrupted run makes, and ``shard=i/n`` lets n processes (GPUs, cluster jo
 chunks (chunk k belongs to shard k mod n) into the same folder. :func:`merge_utilities` joins the
 chunks into one parquet table, stamped with the fingerprint of everything that made it. Chunks and
 tables carry a digest of their content (uae.storage.digest): a damaged chunk is scored again, never merged.
+
+Shards may run at the same time (a Hydra joblib multirun on one machine, SLURM jobs on a shared disk):
+each writes its chunks atomically and then tries to merge, so the shard that writes the last chunk finds
+them all. Two shards that finish together may both find them all; a lock in the work folder lets one
+write the table while the other waits, then finds that table in place and leaves it as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from uae.core.errors import CacheMismatchError, DamagedFileError, UAEError
@@ -30,9 +36,11 @@ from uae.storage.atomic import atomic_path
 from uae.storage.digest import write_parquet
 from uae.storage.fingerprint import fingerprint
 from uae.table.format import FINGERPRINT_KEY, SCHEMA, SPEC_KEY
-from uae.table.read import verify_table
+from uae.table.read import read_table, verify_table
 
 log = logging.getLogger(__name__)
+
+MERGE_LOCK = "merge.lock"  # in the work folder: held while a process checks the chunks and writes the table
 
 
 class IncompleteUtilitiesError(UAEError):
@@ -131,23 +139,46 @@ def score_chunk(split: Split, sets: Sequence[CandidateSet], scorer: Scorer) -> p
 
 
 def merge_utilities(work_dir: Path, n_sets: int, chunk_questions: int, dest: Path) -> pa.Table:
-    """Join every chunk into ``dest`` (one parquet file); refuses while a chunk is missing."""
+    """Join every chunk into ``dest`` (one parquet file); refuses while a chunk is missing.
+
+    Under the work folder's merge lock, so that shards finishing together write ``dest`` once: one that
+    finds ``dest`` already merged from this work (the same fingerprint, its content sound) returns that
+    table without writing it again.
+    """
     spec, key = _read_claim(work_dir)
     if key != work_key(spec, chunk_questions):
         raise CacheMismatchError(f"{work_dir} was written with another utility.chunk_questions; merge with that value.")
     n_chunks = math.ceil(n_sets / chunk_questions)
-    missing = [k for k in range(n_chunks) if not _valid_chunk(chunk_path(work_dir, k), key)]
-    if missing:
-        raise IncompleteUtilitiesError(
-            f"{work_dir}: {len(missing)} of {n_chunks} utility chunks are missing (first: {missing[0]}). Run the "
-            "utility stage for every shard (utility.shard=i/n) before merging."
+    with FileLock(str(work_dir / MERGE_LOCK)):
+        missing = [k for k in range(n_chunks) if not _valid_chunk(chunk_path(work_dir, k), key)]
+        if missing:
+            raise IncompleteUtilitiesError(
+                f"{work_dir}: {len(missing)} of {n_chunks} utility chunks are missing (first: {missing[0]}). Run the "
+                "utility stage for every shard (utility.shard=i/n) before merging."
+            )
+        merged = _merged_table(dest, fingerprint(spec))
+        if merged is not None:
+            log.info("%s already holds these %d chunks, merged by another process: left as it is", dest, n_chunks)
+            return merged
+        table = pa.concat_tables([pq.read_table(chunk_path(work_dir, k)) for k in range(n_chunks)])
+        table = table.replace_schema_metadata(
+            {FINGERPRINT_KEY: fingerprint(spec).encode(), SPEC_KEY: json.dumps(spec, default=str).encode()}
         )
-    table = pa.concat_tables([pq.read_table(chunk_path(work_dir, k)) for k in range(n_chunks)])
-    table = table.replace_schema_metadata(
-        {FINGERPRINT_KEY: fingerprint(spec).encode(), SPEC_KEY: json.dumps(spec, default=str).encode()}
-    )
-    write_parquet(table, dest, compression="zstd")
+        write_parquet(table, dest, compression="zstd")
     return table
+
+
+def _merged_table(dest: Path, made_by: str) -> pa.Table | None:
+    """``dest``'s rows when it is a sound table with fingerprint ``made_by``; None when it must be written."""
+    if not dest.is_file():
+        return None
+    try:
+        metadata = pq.read_schema(dest).metadata or {}
+        if metadata.get(FINGERPRINT_KEY, b"").decode() != made_by:
+            return None
+        return read_table(dest)
+    except (DamagedFileError, OSError, ValueError):  # damaged or unreadable: merging again replaces it
+        return None
 
 
 def chunk_path(work_dir: Path, k: int) -> Path:
