@@ -168,6 +168,8 @@ def raw_from_hf_rows(rows: Iterable[Mapping[str, Any]], source: str = "HF datase
                         "answers": [{"answer": dict(a)} for a in answers],
                     }
                 )
+            if not isinstance(row["id"], str) or not row["id"]:
+                raise ValueError(f"its id is {row['id']!r}, not a paper id")
             raw[row["id"]] = {
                 "title": row.get("title") or "",
                 "abstract": row.get("abstract") or "",

@@ -97,7 +97,15 @@ def onnx_file(tower: str | Path, variant: Variant, cache_dir: str | Path) -> Pat
         remove_folder_leftovers(parent, target.name)  # we hold the lock: no writer is alive
         fp32 = onnx_file(tower, "fp32", cache_dir) if variant == "int8" else None
         with atomic_folder(target) as tmp:
-            name = write_export(tower, tmp, variant, fp32=fp32).name
+            try:
+                name = write_export(tower, tmp, variant, fp32=fp32).name
+            except UAEError:
+                raise
+            except Exception as exc:  # the exporter's or the quantizer's own errors: this model does not export
+                raise UAEError(
+                    f"Exporting {tower} to ONNX ({variant}) failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}); "
+                    "nothing was left in the cache. Use model.encoder.runtime=torch for this model."
+                ) from exc
     finally:
         lock.release()
     return target / name
