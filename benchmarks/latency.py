@@ -32,12 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from uae.core.choices import RUNTIMES
 from uae.core.config import data_dir as data_places
 from uae.results.machine import label as machine_label
 
 PAPER_SPEEDUP = 180.0
 GOAL_MS = 5.7  # issue 24: the single-question median on 2 CPU cores
-RUNTIMES = ("torch", "onnx", "onnx-int8")
+
 
 
 def percentile(values: list[float], q: float) -> float:

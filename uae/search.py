@@ -21,10 +21,8 @@ import logging
 import sys
 from pathlib import Path
 
+from uae.core.choices import RUNTIMES
 from uae.core.errors import DataError, UAEError, cli_main
-
-# uae.retrieval.runtime.RUNTIMES, written out: importing it loads torch, which --help need not wait for
-RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def read_passages(path: Path) -> tuple[list[str], list[str]]:

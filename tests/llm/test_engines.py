@@ -81,7 +81,9 @@ def test_engine_settings_are_checked_before_loading(tmp_path: Path) -> None:
     with pytest.raises(UAEError, match="use one of hf, ctranslate2, vllm"):
         parse_engine("onnx", "auto", dtype="auto", device="cpu", setting="llm.scorer")
     assert parse_engine("ctranslate2", "auto", dtype="auto", device="cpu", setting="s") == ("ctranslate2", "float32")
-    assert parse_engine("vllm", "auto", dtype="auto", device="cuda", setting="s") == ("vllm", "bfloat16")
+    assert parse_engine("vllm", "auto", dtype="bf16", device="cuda", setting="s") == ("vllm", "bfloat16")  # dtype's aliases
+    with pytest.raises(UAEError, match="dtype='float8'"):
+        parse_engine("hf", "auto", dtype="float8", device="cpu", setting="llm.scorer")
     assert engine_spec("hf", "bfloat16") == {} and engine_spec("ctranslate2", "float32") == {}
     assert engine_spec("vllm", "bfloat16") == {"engine": "vllm", "compute_type": "bfloat16"}
 

@@ -1,6 +1,6 @@
 """Tests for the Gemma 3 GGUF converter (uae/models/gemma3_gguf.py) and split-GGUF packages (split_gguf.py).
 
-Fast: a tiny Gemma 3 written with gguf.GGUFWriter as llama.cpp writes one (tests/models/gemma3_fixture.py)
+Fast: a tiny Gemma 3 written with gguf.GGUFWriter as llama.cpp writes one (tests/helpers/gemma3.py)
 is converted, loaded with the Auto classes offline, and compared with the same weights built directly
 in torch; the checks are made so that a wrong name, a transposed matrix, a norm weight left at w + 1 or
 a wrong layer pattern each fails one of them. Slow: the real Gemma 3 270M package, converted and scored
@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.models.gemma3_fixture import HEADS, HIDDEN, TEXT, reference_model, write_tiny_gemma3
+from tests.helpers.bundles import split_into_packages
+from tests.helpers.gemma3 import HEADS, HIDDEN, TEXT, reference_model, write_tiny_gemma3
 from uae.core.errors import ModelNotFoundError
-from uae.models import MARKER_NAME, BundledModel, PackageFile, build, registry, resolve_model
+from uae.models import MARKER_NAME, BundledModel, build, registry, resolve_model
 from uae.models.gemma3_gguf import convert_gemma3, gemma3_config, hf_name
 from uae.models.split_gguf import join_parts
 
@@ -198,19 +199,15 @@ def tiny_bundle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny: dict) -> 
 
     data = tiny["gguf"].read_bytes()
     site = tmp_path / "site"
-    cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
-    files = []
-    for i in range(3):
-        rel = f"uae_fake_gemma_part{i + 1}/data/tiny.gguf.part{i:02d}"
-        (site / rel).parent.mkdir(parents=True)
-        (site / rel).write_bytes(data[cuts[i] : cuts[i + 1]])
-        files.append(PackageFile(f"uae-fake-gemma-part{i + 1}", rel))
+    files = split_into_packages(
+        data, site, lambda i: f"uae_fake_gemma_part{i + 1}/data/tiny.gguf.part{i:02d}", lambda i: f"uae-fake-gemma-part{i + 1}"
+    )
     monkeypatch.syspath_prepend(str(site))
     entry = BundledModel(
         model_id=TINY,
         kind="split_gguf",
         requirements=("uae-fake-gemma==1.0.0",),
-        files=tuple(files),
+        files=files,
         sha256=hashlib.sha256(data).hexdigest(),
     )
     monkeypatch.setitem(registry.BUNDLED, TINY, entry)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.bundles import split_into_packages
 from uae.core.errors import ModelNotFoundError, UAEError
 from uae.models import (
     MARKER_NAME,
@@ -314,19 +315,15 @@ def tiny_split(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model: Path
         archive.writestr("tiny/desktop.ini", "junk")
         archive.writestr("README.txt", "outside the model folder")
     data = blob.read_bytes()
-    cuts = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
-    files = []
-    for i in range(3):
-        rel = f"uae_fake_part_{i + 1}/input/tiny.zip.{i + 1:03d}"
-        (site / rel).parent.mkdir(parents=True)
-        (site / rel).write_bytes(data[cuts[i] : cuts[i + 1]])
-        files.append(PackageFile(f"uae-fake-part-{i + 1}", rel))
+    files = split_into_packages(
+        data, site, lambda i: f"uae_fake_part_{i + 1}/input/tiny.zip.{i + 1:03d}", lambda i: f"uae-fake-part-{i + 1}"
+    )
     monkeypatch.syspath_prepend(str(site))
     entry = BundledModel(
         model_id=TINY_SPLIT,
         kind="split_zip",
         requirements=tuple(f"{f.distribution}==0.0.1" for f in files),
-        files=tuple(files),
+        files=files,
         no_deps=True,
         zip_root="tiny",
     )

@@ -26,11 +26,14 @@ from uae.analysis.report import emit
 from uae.core.config import compose
 from uae.core.errors import UAEError, cli_main
 from uae.data.candidates import CandidateSet, build_candidates
-from uae.data.label_rules import answer_overlap_labels
 from uae.data.loading import load_split
 from uae.data.records import Question
-from uae.retrieval.bm25 import BM25Retriever
-from uae.stages.tables import document_rankings, hard_negative_retrievers, utility_questions
+from uae.stages.tables import (
+    answer_overlap_leads,
+    document_rankings,
+    hard_negative_retrievers,
+    utility_questions,
+)
 
 log = logging.getLogger("uae.analysis.coverage")
 
@@ -92,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         split = load_split(cfg, name)
         questions = utility_questions(split)
         rankings = document_rankings(split, questions, retrievers)
-        bm25 = rankings.get("bm25") or document_rankings(split, questions, {"bm25": BM25Retriever()})["bm25"]
-        labels = cfg.train.labels
-        overlap = answer_overlap_labels(
-            split, questions, bm25, min_overlap=float(labels.min_overlap), max_positives=int(labels.max_positives)
-        )
+        overlap = answer_overlap_leads(cfg, split, questions, rankings)
         for size in args.sizes:
             shares = scaled_shares(n_hard, size, int(cfg.candidates.size))
             for leading in (None, overlap):

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from uae.core.choices import ComputeType, Engine, Runtime
 from uae.core.errors import UAEError
 from uae.core.shard import Shard
 
@@ -157,8 +158,7 @@ class Encoder(Group):
     passage_max_length: PositiveInt = 512
     shared: bool = True
     gradient_checkpointing: bool = False
-    # uae.retrieval.runtime.RUNTIMES (core imports nothing of the layers above it)
-    runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    runtime: Runtime = "torch"
 
 
 class Model(Group):
@@ -180,10 +180,8 @@ class Scorer(Group):
 
 class LLM(Group):
     name: str
-    engine: Literal["hf", "ctranslate2", "vllm"] = "hf"
-    compute_type: Literal[
-        "auto", "float32", "bfloat16", "float16", "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16"
-    ] = "auto"
+    engine: Engine = "hf"
+    compute_type: ComputeType = "auto"
     scorer: Scorer
 
 

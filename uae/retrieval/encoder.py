@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from uae.core.choices import Runtime
 from uae.core.errors import ModelNotFoundError
 from uae.models import resolve_model
-from uae.retrieval.runtime import OnnxTower, Runtime, check_runtime, onnx_file, require_onnx, variant_of
+from uae.retrieval.runtime import OnnxTower, check_runtime, onnx_file, require_onnx, variant_of
 from uae.retrieval.st_layout import PASSAGE_TOWER, QUERY_TOWER, EncoderLayout, write_layout
 from uae.storage.atomic import atomic_folder
 from uae.storage.fingerprint import model_digest

@@ -20,20 +20,19 @@ import importlib.util
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 import torch
 
+from uae.core.choices import RUNTIMES, Runtime
 from uae.core.errors import UAEError
+from uae.models.folders import first_line
 from uae.retrieval.onnx_export import OUTPUT, Variant, onnx_spec, read_export, write_export
-from uae.storage.atomic import atomic_folder, remove_folder_leftovers
 from uae.storage.fingerprint import fingerprint
+from uae.storage.once import build_once
 
 log = logging.getLogger(__name__)
 
-Runtime = Literal["torch", "onnx", "onnx-int8"]
-RUNTIMES: tuple[str, ...] = get_args(Runtime)
 SHIPPED = "onnx"  # the subfolder of a model folder where sentence-transformers looks for model.onnx
 
 
@@ -66,49 +65,29 @@ def onnx_file(tower: str | Path, variant: Variant, cache_dir: str | Path) -> Pat
     """The ONNX export to run for the Hugging Face folder ``tower``: the one it ships in ``onnx/`` when that
     was made from these weights, else ``cache_dir/onnx/<variant>-<key>/``, exported now if it is not there.
 
-    The cache folder appears complete or not at all (:func:`uae.storage.atomic.atomic_folder`), and a file
-    lock makes two processes that start together export once.
+    The cache folder appears complete or not at all, and two processes that start together export once
+    (:func:`uae.storage.once.build_once`).
     """
-    from filelock import FileLock  # deferred: start-up speed
-
     tower = Path(tower)
     spec = onnx_spec(tower, variant)
     shipped = read_export(tower / SHIPPED, spec)
     if shipped is not None:
         return shipped
-    parent = Path(cache_dir).expanduser() / "onnx"
-    target = parent / f"{variant}-{fingerprint(spec)[:20]}"
-    found = read_export(target, spec)
-    if found is not None:
-        return found
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(parent / f".{target.name}.lock"))
-        lock.acquire()
-    except OSError as exc:
-        raise UAEError(
-            f"Cannot write the ONNX export of {tower} into {parent} ({exc.strerror or exc}). Make it writable "
-            "or point paths.cache_dir (UAE_CACHE_DIR) elsewhere."
-        ) from exc
-    try:
-        found = read_export(target, spec)  # another process finished it while we waited
-        if found is not None:
-            return found
-        remove_folder_leftovers(parent, target.name)  # we hold the lock: no writer is alive
+    target = Path(cache_dir).expanduser() / "onnx" / f"{variant}-{fingerprint(spec)[:20]}"
+
+    def export(tmp: Path) -> str:
         fp32 = onnx_file(tower, "fp32", cache_dir) if variant == "int8" else None
-        with atomic_folder(target) as tmp:
-            try:
-                name = write_export(tower, tmp, variant, fp32=fp32).name
-            except UAEError:
-                raise
-            except Exception as exc:  # the exporter's or the quantizer's own errors: this model does not export
-                raise UAEError(
-                    f"Exporting {tower} to ONNX ({variant}) failed ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}); "
-                    "nothing was left in the cache. Use model.encoder.runtime=torch for this model."
-                ) from exc
-    finally:
-        lock.release()
-    return target / name
+        try:
+            return write_export(tower, tmp, variant, fp32=fp32).name
+        except UAEError:
+            raise
+        except Exception as exc:  # the exporter's or the quantizer's own errors: this model does not export
+            raise UAEError(
+                f"Exporting {tower} to ONNX ({variant}) failed ({type(exc).__name__}: {first_line(exc, 300)}); "
+                "nothing was left in the cache. Use model.encoder.runtime=torch for this model."
+            ) from exc
+
+    return build_once(target, lambda: read_export(target, spec), export, what=f"the ONNX export of {tower}")
 
 
 class OnnxTower:

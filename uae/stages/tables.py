@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae.core.build import build
 from uae.core.errors import UAEError
+from uae.data.label_rules import answer_overlap_labels
 from uae.data.records import Question, Split
 from uae.retrieval.base import Retriever, rank_questions
 from uae.retrieval.bm25 import BM25Retriever
@@ -34,6 +35,20 @@ def document_rankings(split: Split, questions: list[Question], retrievers: dict[
         name: rank_questions(r, split, questions, scope="document", top_k=OPEN_DEPTH).ranked_ids
         for name, r in retrievers.items()
     }
+
+
+def answer_overlap_leads(
+    cfg: DictConfig, split: Split, questions: list[Question], rankings: dict[str, list[list[str]]]
+) -> list[tuple[str, ...]]:
+    """What each label-free set starts with under ``candidates.answer_overlap``: the paragraphs holding the
+    answer, by the rule (and ``train.labels``' thresholds) that ``train.labels.source=answer_overlap``
+    applies, so those labels find their positives scored. Ties go to the BM25 ranking, taken from
+    ``rankings`` when the sets already drew on it."""
+    bm25 = rankings.get("bm25") or document_rankings(split, questions, {"bm25": BM25Retriever()})["bm25"]
+    labels = cfg.train.labels
+    return answer_overlap_labels(
+        split, questions, bm25, min_overlap=float(labels.min_overlap), max_positives=int(labels.max_positives)
+    )
 
 
 def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:

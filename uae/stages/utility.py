@@ -19,14 +19,13 @@ from uae.core.build import build
 from uae.core.errors import UAEError
 from uae.core.shard import Shard
 from uae.data.candidates import CandidateSet, build_candidates
-from uae.data.label_rules import answer_overlap_labels
 from uae.data.loading import load_split
 from uae.data.records import Question, Split
 from uae.evaluation.teacher import markdown as teacher_markdown
 from uae.evaluation.teacher import teacher_quality
 from uae.retrieval.base import Retriever
-from uae.retrieval.bm25 import BM25Retriever
 from uae.stages.tables import (
+    answer_overlap_leads,
     configured_table,
     document_rankings,
     hard_negative_retrievers,
@@ -46,18 +45,11 @@ def candidate_sets(
 ) -> tuple[list[CandidateSet], dict[str, list[list[str]]]]:
     """Candidate sets from the hard-negative retrievers' rankings of each question's document; the rankings.
 
-    With ``candidates.answer_overlap`` the sets start with the answer-overlap paragraphs, chosen by the
-    rule (and ``train.labels``' thresholds) that ``train.labels.source=answer_overlap`` applies, so
-    those labels find their positives scored in the table.
+    With ``candidates.answer_overlap`` the sets start with the answer-overlap paragraphs
+    (:func:`uae.stages.tables.answer_overlap_leads`).
     """
     rankings = document_rankings(split, questions, retrievers)
-    leading = None
-    if cfg.candidates.get("answer_overlap"):
-        bm25 = rankings.get("bm25") or document_rankings(split, questions, {"bm25": BM25Retriever()})["bm25"]
-        labels = cfg.train.labels
-        leading = answer_overlap_labels(
-            split, questions, bm25, min_overlap=float(labels.min_overlap), max_positives=int(labels.max_positives)
-        )
+    leading = answer_overlap_leads(cfg, split, questions, rankings) if cfg.candidates.get("answer_overlap") else None
     n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
     sets = build_candidates(
         split, questions, size=cfg.candidates.size, hard_rankings=rankings, n_hard=n_hard, seed=cfg.candidates.seed,

@@ -173,12 +173,14 @@ def _merged_table(dest: Path, made_by: str) -> pa.Table | None:
     if not dest.is_file():
         return None
     try:
-        metadata = pq.read_schema(dest).metadata or {}
-        if metadata.get(FINGERPRINT_KEY, b"").decode() != made_by:
-            return None
-        return read_table(dest)
+        return read_table(dest) if _stamped(dest, made_by) else None
     except (DamagedFileError, OSError, ValueError):  # damaged or unreadable: merging again replaces it
         return None
+
+
+def _stamped(path: Path, key: str) -> bool:
+    """Whether a parquet file's metadata names ``key`` as the fingerprint of what made it (schema only)."""
+    return (pq.read_schema(path).metadata or {}).get(FINGERPRINT_KEY, b"").decode() == key
 
 
 def chunk_path(work_dir: Path, k: int) -> Path:
@@ -190,8 +192,7 @@ def _valid_chunk(path: Path, key: str) -> bool:
     if not path.is_file():
         return False
     try:
-        metadata = pq.read_schema(path).metadata or {}
-        if metadata.get(FINGERPRINT_KEY, b"").decode() != key:
+        if not _stamped(path, key):
             return False
         verify_table(path)
     except DamagedFileError as exc:

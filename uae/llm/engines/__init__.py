@@ -18,12 +18,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+import torch
 
+from uae.core.choices import COMPUTE_TYPES, ENGINES
 from uae.core.errors import UAEError
+from uae.llm.loading import parse_dtype
 
-ENGINES = ("hf", "ctranslate2", "vllm")
 FLOAT_TYPES = ("float32", "bfloat16", "float16")
-CT2_TYPES = (*FLOAT_TYPES, "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16")
+CT2_TYPES = tuple(t for t in COMPUTE_TYPES if t != "auto")  # CTranslate2 runs every named type
 GPU_ONLY = ("bfloat16", "float16", "int8_bfloat16", "int8_float16")
 
 
@@ -55,13 +57,8 @@ def parse_engine(engine: str, compute_type: str, *, dtype: str, device: str, set
     if name == "vllm":
         require_gpu(device == "cuda")
     text = str(compute_type).strip().lower()
-    if text == "auto":
-        text = str(dtype).strip().lower().replace("torch.", "")
-        text = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}.get(text, text)
-        if text == "auto":
-            text = "bfloat16" if device == "cuda" else "float32"
-        if text not in FLOAT_TYPES:
-            raise UAEError(f"{setting}.dtype={dtype!r}: use auto, float32, bfloat16 or float16.")
+    if text == "auto":  # dtype's own choice, with its aliases and its check (bf16 only where the GPU has it)
+        text = str(parse_dtype(dtype, torch.device(device), setting)).replace("torch.", "")
     allowed = CT2_TYPES if name == "ctranslate2" else FLOAT_TYPES
     if text not in allowed:
         hint = " (int8 runs on llm.engine=ctranslate2)" if text.startswith("int") else ""

@@ -7,7 +7,7 @@ for scoring, so a passage shared by several questions is encoded once per questi
 
 The converted model lives in ``paths.cache_dir/models/<hf folder>-ct2-<digest>``: the digest is the
 HF folder's content digest, so new weights get a new conversion and a stale one is never used. It is
-written whole or not at all (:func:`uae.storage.atomic.atomic_folder`), under a lock.
+written whole or not at all, under a lock (:func:`uae.storage.once.build_once`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
 
 from uae.core.errors import ModelNotFoundError, UAEError
-from uae.storage.atomic import atomic_folder, remove_folder_leftovers
+from uae.models.folders import first_line
 from uae.storage.fingerprint import model_digest
+from uae.storage.once import build_once
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +37,22 @@ def converted_folder(hf_path: Path, cache_dir: str | os.PathLike) -> Path:
         from ctranslate2.converters import TransformersConverter
     except ImportError as exc:
         raise UAEError("llm.engine=ctranslate2 needs the ctranslate2 package: pip install 'uae[engines]'.") from exc
-    models = Path(cache_dir) / "models"
-    digest = model_digest(hf_path)[:16]
-    target = models / f"{hf_path.name}-ct2-{digest}"
-    if (target / "model.bin").is_file():
-        return target
-    models.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(models / f".{target.name}.lock")):
-        if (target / "model.bin").is_file():  # converted by another process while we waited
-            return target
-        remove_folder_leftovers(models, target.name)
+    target = Path(cache_dir) / "models" / f"{hf_path.name}-ct2-{model_digest(hf_path)[:16]}"
+
+    def convert(tmp: Path) -> None:
         log.info("Converting %s to CTranslate2 once (about 15 s for 135M parameters) -> %s", hf_path, target)
-        with atomic_folder(target) as tmp:
-            try:
-                TransformersConverter(str(hf_path), load_as_float16=False).convert(str(tmp), force=True)
-            except (ValueError, NotImplementedError, OSError) as exc:
-                raise ModelNotFoundError(
-                    f"CTranslate2 cannot convert {hf_path} ({type(exc).__name__}: {exc}). Its converter supports "
-                    "Llama, Mistral, Qwen, Gemma and other common decoders; use llm.engine=hf for this model."
-                ) from exc
-    return target
+        try:
+            TransformersConverter(str(hf_path), load_as_float16=False).convert(str(tmp), force=True)
+        except (ValueError, NotImplementedError, OSError) as exc:
+            raise ModelNotFoundError(
+                f"CTranslate2 cannot convert {hf_path} ({type(exc).__name__}: {first_line(exc)}). Its converter supports "
+                "Llama, Mistral, Qwen, Gemma and other common decoders; use llm.engine=hf for this model."
+            ) from exc
+
+    return build_once(
+        target, lambda: target if (target / "model.bin").is_file() else None, convert,
+        what=f"the CTranslate2 conversion of {hf_path.name}",
+    )  # fmt: skip
 
 
 class CTranslate2Engine:

@@ -1,0 +1,22 @@
+"""The names a setting may take where several layers must agree on them, in one torch-free place.
+
+The schema (uae/core/schema.py) checks configs against them before anything heavy loads, the modules
+that act on them (uae/retrieval/runtime.py, uae/llm/engines/) dispatch on them, and the command lines
+(``python -m uae.search --runtime``, benchmarks/latency.py) offer them in ``--help`` without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# model.encoder.runtime: what runs the encoder at inference (uae/retrieval/runtime.py)
+Runtime = Literal["torch", "onnx", "onnx-int8"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+
+# llm.engine and llm.compute_type: where and in what precision the teacher runs (uae/llm/engines/)
+Engine = Literal["hf", "ctranslate2", "vllm"]
+ENGINES: tuple[str, ...] = get_args(Engine)
+ComputeType = Literal[
+    "auto", "float32", "bfloat16", "float16", "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16"
+]
+COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
