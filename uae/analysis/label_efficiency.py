@@ -19,6 +19,7 @@ from typing import Any
 
 from uae.analysis.plots import _save
 from uae.analysis.report import emit
+from uae.core.choices import engine_spec
 from uae.core.errors import UAEError, cli_main
 from uae.storage.atomic import atomic_path
 
@@ -26,14 +27,21 @@ COLUMNS = ("method", "label_fraction", "split", "n_questions", "hit@1", "recall@
 METHODS = ("zero_shot", "answer_overlap", "teacher_argmax", "infonce", "uae")
 # Hard-label sources that need no annotation: their runs are label-free (fraction 0).
 _PSEUDO = ("answer_overlap", "teacher_argmax")
+REFERENCE_TEACHER = "smollm2"  # conf/config.yaml's llm: a run with another teacher says so in its row
 
 
 def uae_variant(result: dict[str, Any]) -> str:
     """``uae`` and what a label-free variant changed, e.g. ``uae+overlap-sets+answer_overlap-mix0.5``:
-    sets holding the answer-overlap paragraph, pseudo-labels mixed in, teacher-confidence filtering."""
+    another teacher or an engine whose utilities are not the reference's, sets holding the answer-overlap
+    paragraph, pseudo-labels mixed in, teacher-confidence filtering. Two runs that differ only in
+    something left out of the name would collide, which collect() refuses."""
     config, labels = result["config"], result["labels"]
     loss = config["loss"]
     parts = []
+    llm = config.get("llm") or {}
+    if llm.get("name", REFERENCE_TEACHER) != REFERENCE_TEACHER:
+        parts.append(f"{llm['name']}-teacher")
+    parts.extend(engine_spec(llm.get("engine", "hf"), llm.get("compute_type", "auto")).values())
     if (config.get("candidates") or {}).get("answer_overlap"):
         parts.append("overlap-sets")
     if labels["source"] in _PSEUDO:

@@ -20,3 +20,12 @@ ComputeType = Literal[
     "auto", "float32", "bfloat16", "float16", "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16"
 ]
 COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
+
+
+def engine_spec(engine: str, compute_type: str) -> dict[str, str]:
+    """What an engine adds to a utility table's spec: nothing for the reference and for CTranslate2 in
+    float32, whose utilities a test proves equal to the reference's on committed candidates
+    (tests/llm/test_engines.py), so the two share tables; the engine and type otherwise."""
+    if engine == "hf" or (engine == "ctranslate2" and compute_type == "float32"):
+        return {}
+    return {"engine": engine, "compute_type": compute_type}

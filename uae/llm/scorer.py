@@ -56,9 +56,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from uae.core.choices import engine_spec
 from uae.core.errors import UAEError
 from uae.llm.batching import back_off, batch_limits, is_oom, next_batch, parse_batch_size, processing_order
-from uae.llm.engines import TokenScorer, engine_spec, parse_engine
+from uae.llm.engines import TokenScorer, parse_engine
 from uae.llm.loading import load_causal_lm, load_tokenizer, parse_device
 from uae.llm.logprobs import (
     cache_argument,
