@@ -240,6 +240,11 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
 	  $(call LOG_TIME,$$name); done
+	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
+	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
+	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
+	$(call SKIP_IF,$(LF)/gemma3-overlap-uae/results.json) || { $(TIMED) $(PY) -m uae.run \
+	  +experiment=qasper_label_free_overlap_gemma3 hydra.run.dir=$(LF)/gemma3-overlap-uae $(ARGS) && $(call LOG_TIME,gemma3-overlap-uae); }
 	$(call SKIP_IF,$(LF)/teacher-dev-overlap/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap stages=[utility] \
 	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev-overlap \
 	  && $(call LOG_TIME,teacher-dev-overlap); }
@@ -254,6 +259,9 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; for base in answer_overlap teacher_argmax; do \
 	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/$$name --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$name-$$base || exit 1; done; done
+	for base in overlap-uae answer_overlap; do \
+	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/gemma3-overlap-uae --metrics hit@1 recall@1 map mrr \
+	    --into $(RESULTS) --section compare-gemma3-overlap-uae-$$base || exit 1; done
 	for pair in infonce-f0.25:uae-f0.25 infonce-f1:uae-f0.25 infonce-f1:uae-f0.5; do a=$${pair%%:*}; b=$${pair#*:}; \
 	  $(PY) -m uae.analysis.compare $(LF)/$$a $(LF)/$$b --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
@@ -261,6 +269,8 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  --into $(RESULTS) --section label-agreement
 	$(PY) -m uae.analysis.report --insert $(LF)/mix/summary.md --into $(RESULTS) --section label-efficiency-mix
 	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
+	$(PY) -m uae.analysis.report --insert $(LF)/teacher-train-overlap-gemma3/teacher_train.md --into $(RESULTS) \
+	  --section label-free-teacher-train-overlap-gemma3
 	for split in train dev; do for sets in "" -overlap; do \
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split$$sets/teacher_$$split.md --into $(RESULTS) \
 	    --section label-free-teacher-$$split$$sets || exit 1; done; done
@@ -280,6 +290,8 @@ engines: setup ## ONNX encoder and int8 teacher against torch / float32 on dev (
 	  hydra.run.dir=$(LF)/zero_shot $(ARGS) && $(call LOG_TIME,zero_shot); }
 	$(call SKIP_IF,$(EN)/zero_shot-onnx/results.json) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[evaluate] \
 	  model.encoder.runtime=onnx hydra.run.dir=$(EN)/zero_shot-onnx $(ARGS) && $(call LOG_TIME,zero_shot-onnx); }
+	$(call SKIP_IF,$(EN)/zero_shot-onnx-int8/results.json) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[evaluate] \
+	  model.encoder.runtime=onnx-int8 hydra.run.dir=$(EN)/zero_shot-onnx-int8 $(ARGS) && $(call LOG_TIME,zero_shot-onnx-int8); }
 	$(call SKIP_IF,$(LF)/teacher-train/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free \
 	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train && $(call LOG_TIME,teacher-train); }
 	$(call SKIP_IF,$(EN)/teacher-train-int8/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_int8 \
@@ -290,6 +302,8 @@ engines: setup ## ONNX encoder and int8 teacher against torch / float32 on dev (
 	  hydra.run.dir=$(EN)/int8-uae $(ARGS) && $(call LOG_TIME,int8-uae); }
 	$(PY) -m uae.analysis.compare $(LF)/zero_shot $(EN)/zero_shot-onnx --metrics hit@1 recall@1 map mrr \
 	  --into $(RESULTS) --section compare-onnx-torch
+	$(PY) -m uae.analysis.compare $(LF)/zero_shot $(EN)/zero_shot-onnx-int8 --metrics hit@1 recall@1 map mrr \
+	  --into $(RESULTS) --section compare-onnx-int8-torch
 	$(PY) -m uae.analysis.compare $(LF)/uae $(EN)/int8-uae --metrics hit@1 recall@1 map mrr \
 	  --into $(RESULTS) --section compare-int8-float32
 	$(PY) -m uae.analysis.report --insert $(EN)/teacher-train-int8/teacher_train.md --into $(RESULTS) --section teacher-train-int8
