@@ -271,6 +271,8 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
 	$(PY) -m uae.analysis.report --insert $(LF)/teacher-train-overlap-gemma3/teacher_train.md --into $(RESULTS) \
 	  --section label-free-teacher-train-overlap-gemma3
+	$(PY) -m uae.analysis.table_agreement $(LF_TABLES)_overlap/train-first120.parquet \
+	  $(LF_TABLES)_overlap_gemma3/train-first120.parquet --into $(RESULTS) --section table-agreement-gemma3
 	for split in train dev; do for sets in "" -overlap; do \
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split$$sets/teacher_$$split.md --into $(RESULTS) \
 	    --section label-free-teacher-$$split$$sets || exit 1; done; done
@@ -306,6 +308,8 @@ engines: setup ## ONNX encoder and int8 teacher against torch / float32 on dev (
 	  --into $(RESULTS) --section compare-onnx-int8-torch
 	$(PY) -m uae.analysis.compare $(LF)/uae $(EN)/int8-uae --metrics hit@1 recall@1 map mrr \
 	  --into $(RESULTS) --section compare-int8-float32
+	$(PY) -m uae.analysis.table_agreement $(LF_TABLES)/train-first120.parquet $(LF_TABLES)_int8/train-first120.parquet \
+	  --into $(RESULTS) --section table-agreement-int8
 	$(PY) -m uae.analysis.report --insert $(EN)/teacher-train-int8/teacher_train.md --into $(RESULTS) --section teacher-train-int8
 	$(PY) -m uae.analysis.report --insert $(EN)/walltimes.md --into $(RESULTS) --section engines-walltimes
 
