@@ -215,10 +215,16 @@ LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.lab
 # Issue 22: label-free sets that also hold the answer-overlap paragraph (conf/experiment/qasper_label_free_overlap.yaml),
 # and the UAE variants trained on them. Settings fixed before the runs (no dev tuning): lambda 0.5 (the
 # full-label sweep's choice), beta and tau as in qasper_label_free, confidence weighting without a threshold,
-# yes/no questions left out (the answer type where SmolLM2 agrees least with the evidence, RESULTS.md).
+# yes/no questions left out (the answer type where SmolLM2 agrees least with the evidence, RESULTS.md),
+# and RocketQA-style denoising: the InfoNCE term drops candidates the teacher rates at least 1 nat per
+# answer token above the overlap paragraph (half its mean evidence-to-other gap on these sets, 2.0).
 LF_OV := train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null
 LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-uae-mix0.5-confidence/$(LF_OV)/loss.mix=0.5/loss.confidence_weight=true \
-  overlap-uae-mix0.5-without-boolean/$(LF_OV)/loss.mix=0.5/train.skip_answer_types=[boolean]
+  overlap-uae-mix0.5-without-boolean/$(LF_OV)/loss.mix=0.5/train.skip_answer_types=[boolean] \
+  overlap-uae-mix0.5-denoised/$(LF_OV)/loss.mix=0.5/loss.denoise_margin=1.0
+# The second teacher (Gemma 3 270M, conf/experiment/qasper_label_free_overlap_gemma3.yaml) on the same overlap
+# sets, in the recipe above (lambda 0.5) and as plain UAE, each paired with its SmolLM2 twin.
+LF_GEMMA_RUNS := gemma3-overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 gemma3-overlap-uae
 LF_CSV := experiments/qasper/label_efficiency.csv
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
@@ -243,8 +249,10 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
 	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
 	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
-	$(call SKIP_IF,$(LF)/gemma3-overlap-uae/results.json) || { $(TIMED) $(PY) -m uae.run \
-	  +experiment=qasper_label_free_overlap_gemma3 hydra.run.dir=$(LF)/gemma3-overlap-uae $(ARGS) && $(call LOG_TIME,gemma3-overlap-uae); }
+	for run in $(LF_GEMMA_RUNS); do name=$${run%%/*}; \
+	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
+	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap_gemma3 $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
+	  $(call LOG_TIME,$$name); done
 	$(call SKIP_IF,$(LF)/teacher-dev-overlap/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap stages=[utility] \
 	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev-overlap \
 	  && $(call LOG_TIME,teacher-dev-overlap); }
@@ -259,9 +267,9 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; for base in answer_overlap teacher_argmax; do \
 	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/$$name --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$name-$$base || exit 1; done; done
-	for base in overlap-uae answer_overlap; do \
-	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/gemma3-overlap-uae --metrics hit@1 recall@1 map mrr \
-	    --into $(RESULTS) --section compare-gemma3-overlap-uae-$$base || exit 1; done
+	for pair in overlap-uae-mix0.5:gemma3-overlap-uae-mix0.5 answer_overlap:gemma3-overlap-uae-mix0.5 overlap-uae:gemma3-overlap-uae; do \
+	  a=$${pair%%:*}; b=$${pair#*:}; $(PY) -m uae.analysis.compare $(LF)/$$a $(LF)/$$b --metrics hit@1 recall@1 map mrr \
+	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
 	for pair in infonce-f0.25:uae-f0.25 infonce-f1:uae-f0.25 infonce-f1:uae-f0.5; do a=$${pair%%:*}; b=$${pair#*:}; \
 	  $(PY) -m uae.analysis.compare $(LF)/$$a $(LF)/$$b --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done

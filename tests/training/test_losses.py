@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from uae.training.losses import atlas_kl, infonce, replug_lsr, utility_infonce
+from uae.training.losses import atlas_kl, infonce, own_mask, replug_lsr, utility_infonce
 
 # Two questions; question 0 owns passages 0-2, question 1 owns 3-4 (ragged sets, as in real batches).
 SCORES = [[0.9, 0.2, -0.1, 0.4, 0.0], [0.3, 0.1, 0.5, 0.8, -0.2]]
@@ -224,3 +224,32 @@ def test_the_closed_book_baseline_cannot_move_uae_targets() -> None:
     closed = torch.tensor([3.7, -1.2], dtype=torch.float64)[owner]  # per question, broadcast to its candidates
     assert torch.allclose(utility_targets(utility + closed, owner, 2, 0.5), utility_targets(utility, owner, 2, 0.5), atol=1e-15)
     assert not torch.allclose(utility_targets(utility * 2, owner, 2, 0.5), utility_targets(utility, owner, 2, 0.5))
+
+
+def test_denoising_drops_what_the_teacher_rates_far_above_the_positive() -> None:
+    """The pseudo-positive of question 0 is passage 2 (u = 0.2); passage 0 (u = 1.5) is 1.3 above it, so with
+    margin 0.5 it leaves question 0's InfoNCE softmax; passage 1 (u = -0.3) stays. Question 1's positive
+    (passage 4, u = 0.9) is its best candidate: nothing leaves."""
+    from uae.training.losses import false_negatives
+
+    scores, owner, utility, _ = tensors()
+    gold = torch.tensor([False, False, True, False, True])
+    marked = false_negatives(utility, owner, gold, 2, 0.5)
+    assert marked.tolist() == [[True, False, False, False, False], [False] * 5]
+    assert not false_negatives(utility, owner, gold, 2, 1.5).any()  # 1.3 < 1.5
+    assert not false_negatives(utility, owner, torch.zeros(5, dtype=torch.bool), 2, 0.0).any()  # no positive, nothing marked
+
+    tau = 0.1
+    row0 = [SCORES[0][n] / tau for n in (1, 2, 3, 4)]  # passage 0 left out
+    row1 = [s / tau for s in SCORES[1]]
+    hand_hard = (-math.log(softmax(row0)[1]) - math.log(softmax(row1)[4])) / 2
+    pure = utility_infonce(scores, owner, utility, temperature=tau, sharpness=0.5).item()
+    got = utility_infonce(scores, owner, utility, gold, temperature=tau, sharpness=0.5, mix=0.3, denoise_margin=0.5).item()
+    assert got == pytest.approx(0.7 * pure + 0.3 * hand_hard, rel=1e-10)
+    plain = utility_infonce(scores, owner, utility, gold, temperature=tau, sharpness=0.5, mix=0.3).item()
+    assert got != pytest.approx(plain)  # passage 0 scored higher than the positive for question 0: its removal lowers the loss
+    assert got < plain
+    with pytest.raises(ValueError, match="needs mix > 0"):
+        utility_infonce(scores, owner, utility, gold, temperature=tau, sharpness=0.5, denoise_margin=0.5)
+    with pytest.raises(ValueError, match="must not remove a positive"):
+        infonce(scores, owner, None, gold, temperature=tau, exclude=own_mask(owner, 2) & gold.unsqueeze(0))

@@ -126,6 +126,7 @@ class Loss(Group):
     mix: Fraction = None  # type: ignore[assignment]
     min_confidence: Fraction = 0.0
     confidence_weight: bool = False
+    denoise_margin: NonNegative | None = None
     needs_gold: bool = False
     fn: dict[str, Any]
 

@@ -48,7 +48,9 @@ def _cross_entropy_rows(student_logits: Tensor, target: Tensor) -> Tensor:
     return -(target * log_p.masked_fill(target == 0, 0.0)).sum(-1)
 
 
-def infonce(scores: Tensor, owner: Tensor, utility: Tensor | None, gold: Tensor, *, temperature: float) -> Tensor:
+def infonce(
+    scores: Tensor, owner: Tensor, utility: Tensor | None, gold: Tensor, *, temperature: float, exclude: Tensor | None = None
+) -> Tensor:
     """InfoNCE on annotated evidence: ``-mean_b (1/|G_b|) sum_{g in G_b} log softmax_N(s_b / tau)_g``.
 
     The softmax runs over every passage of the batch (own candidates plus in-batch negatives). A
@@ -56,14 +58,35 @@ def infonce(scores: Tensor, owner: Tensor, utility: Tensor | None, gold: Tensor,
     form). A row without any gold candidate has no hard label and contributes 0, but still counts in
     the mean over the B rows: then per-process means average to the global mean under DDP. (The
     infonce baseline trains only on questions with gold, see ``loss.needs_gold``.) ``utility`` is not
-    used (hard labels); it is in the signature so every loss is called the same way.
+    used (hard labels); it is in the signature so every loss is called the same way. ``exclude``
+    (``[B, N]`` bool, never on a positive) takes passages out of a row's softmax: suspected false
+    negatives (:func:`false_negatives`).
     """
     _check_temperature("temperature", temperature)
     n_rows = scores.shape[0]
     positives = own_mask(owner, n_rows) & gold.unsqueeze(0)
     counts = positives.sum(-1)
     target = positives.to(scores.dtype) / counts.clamp(min=1).unsqueeze(-1).to(scores.dtype)
-    return _cross_entropy_rows(scores / temperature, target).mean()  # rows without gold: target 0, loss 0
+    logits = scores / temperature
+    if exclude is not None:
+        if (exclude & positives).any():
+            raise ValueError("exclude must not remove a positive from its own row")
+        logits = logits.masked_fill(exclude, _NEG_INF)
+    return _cross_entropy_rows(logits, target).mean()  # rows without gold: target 0, loss 0
+
+
+def false_negatives(utility: Tensor, owner: Tensor, gold: Tensor, n_rows: int, margin: float) -> Tensor:
+    """``[B, N]`` bool: row b's own non-positive candidates whose utility is at least ``margin`` above
+    the best of b's positives. A pseudo-label (the answer-overlap paragraph) names one helpful paragraph,
+    not the only one; a candidate the teacher rates clearly higher is likely another positive, and
+    pushing it down as a negative teaches the rule's blind spot. RocketQA (Qu et al., NAACL 2021) drops
+    hard negatives that its cross-encoder scores as positives for the same reason; here the LLM teacher
+    does the cross-check. Rows without a positive mark nothing."""
+    own = own_mask(owner, n_rows)
+    positives = own & gold.unsqueeze(0)
+    rows = utility.unsqueeze(0).expand(n_rows, -1)
+    best = rows.masked_fill(~positives, _NEG_INF).max(-1).values
+    return own & ~positives & positives.any(-1, keepdim=True) & (rows >= best.unsqueeze(-1) + margin)
 
 
 def teacher_confidence(target: Tensor, owner: Tensor) -> Tensor:
@@ -89,6 +112,7 @@ def utility_infonce(
     mix: float = 0.0,
     min_confidence: float = 0.0,
     confidence_weight: bool = False,
+    denoise_margin: float | None = None,
 ) -> Tensor:
     """Utility-Modulated InfoNCE: ``L = -mean_b sum_n Q_b(n) log P_b(n)``.
 
@@ -101,6 +125,8 @@ def utility_infonce(
     A noisy teacher's flat rows teach its noise: a row whose :func:`teacher_confidence` is below
     ``min_confidence`` gets no soft target, and with ``confidence_weight`` each row's term is weighted
     by its confidence. Either way the sum is divided by B (a dropped row counts as 0), as in ``infonce``.
+    With ``denoise_margin`` the InfoNCE term leaves out the candidates the teacher rates that far above
+    the row's positives (:func:`false_negatives`): the two signals check each other.
     """
     _check_temperature("temperature", temperature)
     if not 0.0 <= mix <= 1.0:
@@ -114,10 +140,16 @@ def utility_infonce(
         weight = confidence if confidence_weight else torch.ones_like(confidence)
         rows = rows * weight * (confidence >= min_confidence)
     loss = rows.mean()
+    if denoise_margin is not None and mix == 0.0:
+        raise ValueError("denoise_margin acts on the InfoNCE term: it needs mix > 0")
     if mix > 0.0:
         if gold is None:
             raise ValueError("mix > 0 needs the gold mask")
-        loss = (1.0 - mix) * loss + mix * infonce(scores, owner, None, gold, temperature=temperature)
+        exclude = None
+        if denoise_margin is not None:
+            exclude = false_negatives(utility, owner, gold, scores.shape[0], denoise_margin)
+        hard = infonce(scores, owner, None, gold, temperature=temperature, exclude=exclude)
+        loss = (1.0 - mix) * loss + mix * hard
     return loss
 
 
