@@ -216,7 +216,7 @@ LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.lab
 # and the UAE variants trained on them. Settings fixed before the runs (no dev tuning): lambda 0.5 (the
 # full-label sweep's choice), beta and tau as in qasper_label_free, confidence weighting without a threshold,
 # yes/no questions left out (the answer type where SmolLM2 agrees least with the evidence, RESULTS.md),
-# and RocketQA-style denoising: the InfoNCE term drops candidates the teacher rates at least 1 nat per
+# and RocketQA-style denoising: the InfoNCE term drops candidates the teacher rates more than 1 nat per
 # answer token above the overlap paragraph (half its mean evidence-to-other gap on these sets, 2.0).
 LF_OV := train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null
 LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-uae-mix0.5-confidence/$(LF_OV)/loss.mix=0.5/loss.confidence_weight=true \

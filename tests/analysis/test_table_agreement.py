@@ -24,20 +24,22 @@ def _rows(utilities: dict[tuple[str, str], float]) -> list[dict]:
 
 
 def test_agreement_of_two_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = {("q1", "p1"): 1.0, ("q1", "p2"): 0.5, ("q1", "p3"): 0.0, ("q2", "p4"): 0.2, ("q2", "p5"): 0.9}
-    b = {("q1", "p1"): 0.4, ("q1", "p2"): 0.8, ("q1", "p3"): 0.1, ("q2", "p4"): 0.1, ("q2", "p5"): 1.0}
+    a = {("q1", "p1"): 1.0, ("q1", "p2"): 0.5, ("q1", "p3"): 0.0, ("q2", "p4"): 0.2, ("q2", "p5"): 0.9,
+         ("q3", "p6"): 0.5, ("q3", "p7"): 0.5}
+    b = {("q1", "p1"): 0.4, ("q1", "p2"): 0.8, ("q1", "p3"): 0.1, ("q2", "p4"): 0.1, ("q2", "p5"): 1.0,
+         ("q3", "p6"): 0.1, ("q3", "p7"): 0.3}  # fmt: skip
     path_a = write_table(tmp_path / "a.parquet", SPLIT, _rows(a))
     path_b = write_table(tmp_path / "b.parquet", SPLIT, _rows(dict(reversed(b.items()))))  # row order must not matter
     got = agreement(path_a, path_b)
     keys = sorted(a)
-    assert got["rows"] == 5 and got["questions"] == 2
+    assert got["rows"] == 7 and got["questions"] == 3
     assert got["max_abs_difference"] == pytest.approx(0.6)  # q1/p1: 1.0 against 0.4
     assert got["pearson"] == pytest.approx(pearsonr([a[k] for k in keys], [b[k] for k in keys]).statistic)
     assert got["spearman"] == pytest.approx(spearmanr([a[k] for k in keys], [b[k] for k in keys]).statistic)
-    # q1: best p1 against p2 (differ); q2: p5 both (same) -> 1 of 2
-    assert got["same_best"] == 0.5
-    # q1: ranks (3,2,1) against (2,3,1) -> rho 0.5; q2: two rows in the same order -> 1.0
-    assert got["mean_question_spearman"] == pytest.approx(0.75)
+    # q1: best p1 against p2 (differ); q2: p5 both (same); q3: A ties p6 and p7, B's p7 is one of them -> 2 of 3
+    assert got["same_best"] == pytest.approx(2 / 3)
+    # q1: ranks (3,2,1) against (2,3,1) -> rho 0.5; q2: two rows in the same order -> 1.0; q3: A constant, no rho
+    assert got["mean_question_spearman"] == pytest.approx(0.75) and got["rho_questions"] == 2
     assert main([str(path_a), str(path_b)]) == 0
     assert "| 0.600 |" in capsys.readouterr().out
 

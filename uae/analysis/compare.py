@@ -68,7 +68,7 @@ def ranking_agreement(rankings_a: dict[str, list[str]], rankings_b: dict[str, li
             first.append(next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))) + 1)
     line = f"Rankings: {len(rankings_a) - len(first)} of {len(rankings_a)} questions ranked identically by A and B"
     if first:
-        line += f"; the others first differ at rank {min(first)} (best), {int(np.median(first))} (median), {max(first)} (worst)"
+        line += f"; the others first differ at rank {min(first)} (best), {float(np.median(first)):g} (median), {max(first)} (worst)"
     return line + "."
 
 

@@ -51,7 +51,7 @@ def uae_variant(result: dict[str, Any]) -> str:
     if loss.get("confidence_weight"):
         parts.append("confidence-weighted")
     if loss.get("denoise_margin") is not None:
-        parts.append(f"denoised{loss['denoise_margin']:g}")
+        parts.append(f"denoise-margin{loss['denoise_margin']:g}")
     skipped = (config.get("train") or {}).get("skip_answer_types")
     if skipped:
         parts.append("without-" + "-".join(skipped))

@@ -7,7 +7,8 @@ A retriever distilled from a table learns each question's softmax over its candi
 correlation of the utilities over all rows it matters whether each question's order survives: the
 share of questions whose best candidate is the same, and the mean per-question Spearman rho. Rows are
 matched by (question_id, passage_id); tables that do not hold the same rows describe different sets
-and are refused, not compared on their intersection.
+and are refused, not compared on their intersection. Two teachers count answer tokens with their own
+tokenizers, so for them only the correlations and orders compare, not the differences in nats.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def agreement(path_a: Path, path_b: Path) -> dict[str, float]:
         by_question.setdefault(qid, []).append(i)
     same_best, rhos = 0, []
     for rows in by_question.values():
-        same_best += int(keys[rows[int(np.argmax(ua[rows]))]] == keys[rows[int(np.argmax(ub[rows]))]])
-        if len(rows) > 1 and np.ptp(ua[rows]) > 0 and np.ptp(ub[rows]) > 0:
+        same_best += int(ua[rows][int(np.argmax(ub[rows]))] == ua[rows].max())  # B's best is one of A's (ties)
+        if len(rows) > 1 and np.ptp(ua[rows]) > 0 and np.ptp(ub[rows]) > 0:  # rho of a constant is undefined
             rhos.append(spearmanr(ua[rows], ub[rows]).statistic)
     return {
         "rows": len(keys),
@@ -63,6 +64,7 @@ def agreement(path_a: Path, path_b: Path) -> dict[str, float]:
         "spearman": float(spearmanr(ua, ub).statistic),
         "same_best": same_best / len(by_question),
         "mean_question_spearman": float(np.mean(rhos)) if rhos else float("nan"),
+        "rho_questions": len(rhos),
     }
 
 
@@ -71,7 +73,8 @@ def markdown(path_a: Path, path_b: Path, got: dict[str, float]) -> str:
         f"A = `{path_a}`, B = `{path_b}`: {got['rows']:.0f} candidates of {got['questions']:.0f} questions "
         "(utility in nats per answer token)\n\n"
         "| max abs difference | mean abs difference | Pearson r | Spearman rho | same best candidate | "
-        "mean per-question Spearman rho |\n|---|---|---|---|---|---|\n"
+        f"mean per-question Spearman rho ({got['rho_questions']:.0f} questions with unequal utilities) |\n"
+        "|---|---|---|---|---|---|\n"
         f"| {got['max_abs_difference']:.3f} | {got['mean_abs_difference']:.3f} | {got['pearson']:.4f} | "
         f"{got['spearman']:.4f} | {got['same_best']:.1%} | {got['mean_question_spearman']:.4f} |\n"
     )

@@ -76,7 +76,7 @@ def infonce(
 
 
 def false_negatives(utility: Tensor, owner: Tensor, gold: Tensor, n_rows: int, margin: float) -> Tensor:
-    """``[B, N]`` bool: row b's own non-positive candidates whose utility is at least ``margin`` above
+    """``[B, N]`` bool: row b's own non-positive candidates whose utility is more than ``margin`` above
     the best of b's positives. A pseudo-label (the answer-overlap paragraph) names one helpful paragraph,
     not the only one; a candidate the teacher rates clearly higher is likely another positive, and
     pushing it down as a negative teaches the rule's blind spot. RocketQA (Qu et al., NAACL 2021) drops
@@ -86,7 +86,7 @@ def false_negatives(utility: Tensor, owner: Tensor, gold: Tensor, n_rows: int, m
     positives = own & gold.unsqueeze(0)
     rows = utility.unsqueeze(0).expand(n_rows, -1)
     best = rows.masked_fill(~positives, _NEG_INF).max(-1).values
-    return own & ~positives & positives.any(-1, keepdim=True) & (rows >= best.unsqueeze(-1) + margin)
+    return own & ~positives & positives.any(-1, keepdim=True) & (rows > best.unsqueeze(-1) + margin)
 
 
 def teacher_confidence(target: Tensor, owner: Tensor) -> Tensor:
@@ -125,7 +125,7 @@ def utility_infonce(
     A noisy teacher's flat rows teach its noise: a row whose :func:`teacher_confidence` is below
     ``min_confidence`` gets no soft target, and with ``confidence_weight`` each row's term is weighted
     by its confidence. Either way the sum is divided by B (a dropped row counts as 0), as in ``infonce``.
-    With ``denoise_margin`` the InfoNCE term leaves out the candidates the teacher rates that far above
+    With ``denoise_margin`` the InfoNCE term leaves out the candidates the teacher rates more than that above
     the row's positives (:func:`false_negatives`): the two signals check each other.
     """
     _check_temperature("temperature", temperature)

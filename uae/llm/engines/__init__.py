@@ -66,5 +66,3 @@ def parse_engine(engine: str, compute_type: str, *, dtype: str, device: str, set
     if device != "cuda" and text in GPU_ONLY and name != "hf":
         raise UAEError(f"{setting}.compute_type={text} needs a GPU for engine {name}; on the CPU use float32 or int8_float32.")
     return name, text
-
-
