@@ -281,6 +281,9 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  --section label-free-teacher-train-overlap-gemma3
 	$(PY) -m uae.analysis.table_agreement $(LF_TABLES)_overlap/train-first120.parquet \
 	  $(LF_TABLES)_overlap_gemma3/train-first120.parquet --into $(RESULTS) --section table-agreement-gemma3
+	for teacher in overlap overlap_gemma3; do \
+	  $(PY) -m uae.analysis.agreement $(LF) --train-table $(LF_TABLES)_$$teacher/train-first120.parquet --runs zero_shot \
+	    --into $(RESULTS) --section label-agreement-$$teacher || exit 1; done
 	for split in train dev; do for sets in "" -overlap; do \
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split$$sets/teacher_$$split.md --into $(RESULTS) \
 	    --section label-free-teacher-$$split$$sets || exit 1; done; done

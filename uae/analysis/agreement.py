@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("folder", type=Path, help="the label-efficiency runs (logs/results/label_free)")
     parser.add_argument("--train-table", type=Path, required=True, help="the label-free train utility table")
-    parser.add_argument("--dev-table", type=Path, required=True, help="the label-free dev utility table (a teacher report's)")
+    parser.add_argument("--dev-table", type=Path, help="the label-free dev utility table (a teacher report's); "
+                        "without it only the training questions' table (e.g. for another teacher's train table)")
     parser.add_argument("--runs", nargs="+", default=["zero_shot", "answer_overlap", "teacher_argmax", "uae", "infonce-f1"])
     parser.add_argument("--min-overlap", type=float, default=0.5)
     parser.add_argument("--max-positives", type=int, default=1)
@@ -142,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         raise UAEError(f"{args.folder}: no rankings.json for {', '.join(missing)}; run `make label-efficiency` first")
     reference = args.folder / args.runs[0]
     train = labels_per_question(_split_for(args.train_table, reference), args.train_table, args.min_overlap, args.max_positives)
-    dev = labels_per_question(_split_for(args.dev_table, reference), args.dev_table, args.min_overlap, args.max_positives)
-    runs = {r: json.loads((args.folder / r / "rankings.json").read_text(encoding="utf-8")) for r in args.runs}
-    body = (
-        f"Training questions (label-free train table, {len(train)} questions):\n\n{agreement_table(train)}\n"
-        f"Dev questions of the dev table ({len(dev)} questions; the retrievers rank each whole paper):\n\n"
-        f"{agreement_table(dev)}\n{following_table(dev, runs)}"
-    )
+    body = f"Training questions (label-free train table, {len(train)} questions):\n\n{agreement_table(train)}"
+    if args.dev_table is not None:
+        dev = labels_per_question(_split_for(args.dev_table, reference), args.dev_table, args.min_overlap, args.max_positives)
+        runs = {r: json.loads((args.folder / r / "rankings.json").read_text(encoding="utf-8")) for r in args.runs}
+        body += (
+            f"\nDev questions of the dev table ({len(dev)} questions; the retrievers rank each whole paper):\n\n"
+            f"{agreement_table(dev)}\n{following_table(dev, runs)}"
+        )
     emit(body, args.into, args.section)
     return 0
 
