@@ -36,8 +36,10 @@ def _read(path: Path) -> Any:
         raise UAEError(f"{path}: not readable ({exc}). Did that run finish?") from exc
 
 
-def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The run's results.json and {question id: {metric: value}} recomputed from its own files."""
+def per_question_scores(
+    run_dir: Path, data_dir: str | None = None
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, list[str]]]:
+    """The run's results.json, {question id: {metric: value}} recomputed from its own files, and its rankings."""
 
     result = _read(run_dir / "results.json")
     rankings = _read(run_dir / "rankings.json")
@@ -55,7 +57,7 @@ def per_question_scores(run_dir: Path, data_dir: str | None = None) -> tuple[dic
         mean, value = float(np.mean([s[metric] for s in scores.values()])), result["metrics"].get(metric)
         if not (isinstance(value, (int, float)) and abs(mean - value) <= 1e-9):
             raise UAEError(f"{run_dir}: {metric} recomputed from its files is {mean:.6f}, its results.json says {value}.")
-    return result, scores
+    return result, scores, rankings
 
 
 def ranking_agreement(rankings_a: dict[str, list[str]], rankings_b: dict[str, list[str]]) -> str:
@@ -76,8 +78,8 @@ def compare(
     run_a: Path, run_b: Path, metrics: tuple[str, ...], *, samples: int, seed: int, data_dir: str | None = None
 ) -> str:
     """The markdown table: one row per metric."""
-    result_a, a = per_question_scores(run_a, data_dir)
-    result_b, b = per_question_scores(run_b, data_dir)
+    result_a, a, rankings_a = per_question_scores(run_a, data_dir)
+    result_b, b, rankings_b = per_question_scores(run_b, data_dir)
     if result_a["split"] != result_b["split"] or set(a) != set(b):
         raise UAEError(f"{run_a} and {run_b} did not score the same questions of the same split: nothing to pair.")
     qids = sorted(a)
@@ -99,7 +101,7 @@ def compare(
             f"| {metric} | {xa.mean():.4f} | {xb.mean():.4f} | {xb.mean() - xa.mean():+.4f} | "
             f"[{low:+.4f}, {high:+.4f}] | {p:.4f} |"
         )
-    lines += ["", ranking_agreement(_read(run_a / "rankings.json"), _read(run_b / "rankings.json"))]
+    lines += ["", ranking_agreement(rankings_a, rankings_b)]
     return "\n".join(lines) + "\n"
 
 
