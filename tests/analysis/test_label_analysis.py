@@ -98,11 +98,14 @@ def test_label_free_uae_variants_get_a_row_each(tmp_path: Path) -> None:
     int8 = {"name": "smollm2", "engine": "ctranslate2", "compute_type": "int8_float32"}
     run("int8", "none", {"llm": int8, "loss": {"name": "uae", "mix": 0.0}}, 0.16)
     run("denoised", "answer_overlap", {**sets, "loss": {"name": "uae", "mix": 0.5, "denoise_margin": 1.0}}, 0.2)
+    summed = {**sets, "train": {"utility_scale": "summed"}, "loss": {"name": "uae", "mix": 0.5}}
+    run("summed", "answer_overlap", summed, 0.2)
     rows = collect(run_folders(tmp_path))
     assert [(r["method"], r["label_fraction"]) for r in rows] == [
         ("answer_overlap", 0.0), ("uae", 0.0), ("uae+ctranslate2+int8_float32", 0.0),
         ("uae+gemma3_270m-teacher+overlap-sets", 0.0), ("uae+overlap-sets", 0.0),
         ("uae+overlap-sets+answer_overlap-mix0.25", 0.0), ("uae+overlap-sets+answer_overlap-mix0.5", 0.0),
         ("uae+overlap-sets+answer_overlap-mix0.5+denoise-margin1", 0.0),
+        ("uae+overlap-sets+answer_overlap-mix0.5+summed-utilities", 0.0),
         ("uae+overlap-sets+confidence>=0.2", 0.0),
     ]  # fmt: skip

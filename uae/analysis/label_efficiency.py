@@ -52,6 +52,8 @@ def uae_variant(result: dict[str, Any]) -> str:
         parts.append("confidence-weighted")
     if loss.get("denoise_margin") is not None:
         parts.append(f"denoise-margin{loss['denoise_margin']:g}")
+    if (config.get("train") or {}).get("utility_scale", "per_token") != "per_token":
+        parts.append(f"{config['train']['utility_scale']}-utilities")
     skipped = (config.get("train") or {}).get("skip_answer_types")
     if skipped:
         parts.append("without-" + "-".join(skipped))

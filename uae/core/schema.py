@@ -112,6 +112,7 @@ class Train(Section):
     validate_: bool = Field(alias="validate")
     labels: Labels = Labels()
     skip_answer_types: list[Literal["extractive", "abstractive", "boolean", "none"]] = []
+    utility_scale: Literal["per_token", "summed"] = "per_token"
     ckpt_path: str | None = None
 
 

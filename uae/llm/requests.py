@@ -26,6 +26,7 @@ __all__ = [
     "ScoringError",
     "encode_requests",
     "short",
+    "target_ids",
     "target_requests",
 ]
 
@@ -115,6 +116,12 @@ def target_requests(
     return requests
 
 
+def target_ids(tokenizer: Any, targets: Sequence[str]) -> list[list[int]]:
+    """The token ids the scorer scores for each target: no special tokens, the target alone (its prompt
+    cannot change them). A summed log-likelihood is the per-token mean times their number."""
+    return [list(ids) for ids in tokenizer(list(targets), add_special_tokens=False)["input_ids"]]
+
+
 def encode_requests(
     requests: Sequence[ScoreRequest],
     tokenizer: Any,
@@ -138,7 +145,7 @@ def encode_requests(
                 f"Item {i} ({what}) has an empty target/answer: there is nothing to score. Leave out "
                 "unanswerable or empty answers before scoring."
             )
-    targets = tok([r.target for r in requests], add_special_tokens=False)["input_ids"]
+    targets = target_ids(tok, [r.target for r in requests])
     prompts = [r.prompt for r in requests]
     special = [not (bos_text and p.startswith(bos_text)) for p in prompts]
     fast = bool(getattr(tok, "is_fast", False))
