@@ -229,10 +229,11 @@ LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-
 LF_GEMMA_RUNS := gemma3-overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 gemma3-overlap-uae
 LF_CSV := experiments/qasper/label_efficiency.csv
 # Run records: each run's results.json and rankings.json, all the tables and paired tests read, committed
-# (a few hundred kB each) so that they regenerate on a clean clone, and a run is redone only when its
-# record is deleted. The run folder itself (checkpoint, model) stays in $(LF).
+# so that they regenerate on a clean clone (DATA_DIR: where this machine keeps the data they were scored
+# on), and a run is redone only when neither its record nor its finished folder in $(LF) exists. The run
+# folder itself (checkpoint, model) stays in $(LF).
 LFR := experiments/qasper/runs/label_free
-RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }
+RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
 label-efficiency: setup ## label-free UAE against label-free baselines, and UAE / InfoNCE with a fraction of the evidence labels
@@ -245,21 +246,21 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  loss.mix=0.25,0.75,0.5 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }
 	for run in $(LF_RUNS); do name=$${run%%/*}; \
 	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
-	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	  $(call LOG_TIME,$$name); $(call RECORD,$(LF)/$$name,$(LFR)/$$name); done
+	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
+	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
 	$(call SKIP_IF,$(LF)/teacher-train-overlap/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap \
 	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train-overlap && $(call LOG_TIME,teacher-train-overlap); }
 	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; \
 	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
-	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	  $(call LOG_TIME,$$name); $(call RECORD,$(LF)/$$name,$(LFR)/$$name); done
+	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
+	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
 	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
 	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
 	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
 	for run in $(LF_GEMMA_RUNS); do name=$${run%%/*}; \
 	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
-	  $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap_gemma3 $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	  $(call LOG_TIME,$$name); $(call RECORD,$(LF)/$$name,$(LFR)/$$name); done
+	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap_gemma3 $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
+	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
 	$(call SKIP_IF,$(LF)/teacher-dev-overlap/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap stages=[utility] \
 	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev-overlap \
 	  && $(call LOG_TIME,teacher-dev-overlap); }
@@ -268,18 +269,18 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  && $(call LOG_TIME,teacher-dev); }
 	$(PY) -m uae.analysis.label_efficiency $(LFR) --csv $(LF_CSV) --into $(RESULTS) --section label-efficiency \
 	  --plot experiments/qasper/plots/label_efficiency.png
-	$(PY) -m uae.analysis.variants $(LFR) --into $(RESULTS) --section label-free-variants
+	$(PY) -m uae.analysis.variants $(LFR) --data-dir $(DATA_DIR) --into $(RESULTS) --section label-free-variants
 	for base in zero_shot answer_overlap teacher_argmax infonce-f1; do \
-	  $(PY) -m uae.analysis.compare $(LFR)/$$base $(LFR)/uae --metrics hit@1 recall@1 map mrr \
+	  $(PY) -m uae.analysis.compare $(LFR)/$$base $(LFR)/uae --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-label-free-$$base || exit 1; done
 	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; for base in answer_overlap teacher_argmax; do \
-	  $(PY) -m uae.analysis.compare $(LFR)/$$base $(LFR)/$$name --metrics hit@1 recall@1 map mrr \
+	  $(PY) -m uae.analysis.compare $(LFR)/$$base $(LFR)/$$name --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$name-$$base || exit 1; done; done
 	for pair in overlap-uae-mix0.5:gemma3-overlap-uae-mix0.5 answer_overlap:gemma3-overlap-uae-mix0.5 overlap-uae:gemma3-overlap-uae; do \
-	  a=$${pair%%:*}; b=$${pair#*:}; $(PY) -m uae.analysis.compare $(LFR)/$$a $(LFR)/$$b --metrics hit@1 recall@1 map mrr \
+	  a=$${pair%%:*}; b=$${pair#*:}; $(PY) -m uae.analysis.compare $(LFR)/$$a $(LFR)/$$b --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
 	for pair in infonce-f0.25:uae-f0.25 infonce-f1:uae-f0.25 infonce-f1:uae-f0.5; do a=$${pair%%:*}; b=$${pair#*:}; \
-	  $(PY) -m uae.analysis.compare $(LFR)/$$a $(LFR)/$$b --metrics hit@1 recall@1 map mrr \
+	  $(PY) -m uae.analysis.compare $(LFR)/$$a $(LFR)/$$b --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
 	$(PY) -m uae.analysis.agreement $(LFR) --train-table $(LF_TABLES)/train-first120.parquet --dev-table $(LF_TABLES)/dev-first40.parquet \
 	  --into $(RESULTS) --section label-agreement
@@ -366,6 +367,7 @@ squad: setup ## SQuAD: teacher report, BM25, zero-shot MiniLM, UAE and InfoNCE o
 # (InfoNCE on the same sets) and zero-shot, paired on dev. Run records are committed, as for QASPER.
 SQL := $(SQ)/label_free
 SQLR := experiments/squad/runs/label_free
+SQUAD_DIR ?= $(or $(UAE_SQUAD_DIR),$(firstword $(wildcard $(CURDIR)/data/squad $(abspath ..)/shared/data/squad)),$(CURDIR)/data/squad)
 SQ_LF_RUNS := zero_shot/stages=[evaluate] answer_overlap/loss=infonce/$(LF_OV) overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5
 squad-label-free: WT = $(SQL)/walltimes.md
 squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer overlap and zero-shot (resumable)
@@ -374,12 +376,12 @@ squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer
 	  stages=[utility] utility.report=true reader=none hydra.run.dir=$(SQL)/teacher-train-overlap && $(call LOG_TIME,teacher-train-overlap); }
 	for run in $(SQ_LF_RUNS); do name=$${run%%/*}; \
 	  $(call SKIP_IF,$(SQLR)/$$name/results.json) && continue; \
-	  $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap reader=none $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(SQL)/$$name $(ARGS) || exit 1; \
-	  $(call LOG_TIME,$$name); $(call RECORD,$(SQL)/$$name,$(SQLR)/$$name); done
+	  [ -f $(SQL)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap reader=none $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(SQL)/$$name $(ARGS) || exit 1; \
+	    $(call LOG_TIME,$$name); }; $(call RECORD,$(SQL)/$$name,$(SQLR)/$$name) || exit 1; done
 	$(PY) -m uae.analysis.report --insert $(SQL)/teacher-train-overlap/teacher_train.md --into $(SQUAD_RESULTS) --section label-free-teacher-train
 	$(PY) -m uae.analysis.label_efficiency $(SQLR) --into $(SQUAD_RESULTS) --section label-free
 	for base in answer_overlap zero_shot; do \
-	  $(PY) -m uae.analysis.compare $(SQLR)/$$base $(SQLR)/overlap-uae-mix0.5 --metrics hit@1 recall@1 map mrr \
+	  $(PY) -m uae.analysis.compare $(SQLR)/$$base $(SQLR)/overlap-uae-mix0.5 --data-dir $(SQUAD_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(SQUAD_RESULTS) --section compare-label-free-$$base || exit 1; done
 	$(PY) -m uae.analysis.report --insert $(SQL)/walltimes.md --into $(SQUAD_RESULTS) --section label-free-walltimes
 

@@ -72,3 +72,6 @@ def test_variants_are_paired_with_both_free_baselines(tmp_path: Path, tiny_raw_d
     assert mixed[-1] == "100%"  # gold first, as InfoNCE with all labels is here
     assert rows["uae"][3].startswith("+0.0000") and rows["uae"][-1] == "0%"
     assert rows["teacher_argmax"][4] == ""  # not paired with itself
+    (runs / "plain" / "rankings.json").unlink()  # a record without its rankings cannot be paired
+    with pytest.raises(UAEError, match="no rankings.json in .*plain"):
+        table(runs, samples=100)

@@ -50,22 +50,23 @@ def _runs(folder: Path) -> dict[tuple[str, float], tuple[Path, dict[str, Any]]]:
 
 def paired_cell(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], metric: str, *, samples: int, seed: int) -> str:
     """``+0.0081 (p 0.1282)``: mean B - A over the questions both scored, and the randomization p."""
-    if set(a) != set(b):
-        raise UAEError(f"two runs scored different questions ({len(a)} and {len(b)}): nothing to pair.")
     qids = sorted(a)
     xa = np.array([a[q][metric] for q in qids])
     xb = np.array([b[q][metric] for q in qids])
     return f"{xb.mean() - xa.mean():+.4f} (p {randomization_p_value(xa, xb, samples=samples, seed=seed):.4f})"
 
 
-def gain_share(value: float, zero_shot: float | None, full_labels: float | None) -> str:
-    """The variant's gain over zero-shot as a share of InfoNCE's with all the labels (issue 22's 90% goal)."""
+def full_label_share(value: float, zero_shot: float | None, full_labels: float | None) -> str:
+    """The variant's gain over zero-shot as a share of InfoNCE's with all the labels: issue 22 asks a
+    label-free recipe for 90% of it. ``n/a`` without both reference runs."""
     if zero_shot is None or full_labels is None or full_labels == zero_shot:
-        return ""
+        return "n/a"
     return f"{(value - zero_shot) / (full_labels - zero_shot):.0%}"
 
 
 def table(folder: Path, *, samples: int = 10_000, seed: int = 0, data_dir: str | None = None) -> str:
+    """The markdown table and its note. Every run it pairs is re-scored from its own rankings
+    (``compare.per_question_scores``), so a record whose rankings do not back its metrics is refused."""
     runs = _runs(folder)
     missing = [b for b in BASELINES if (b, 0.0) not in runs]
     if missing:
@@ -73,9 +74,15 @@ def table(folder: Path, *, samples: int = 10_000, seed: int = 0, data_dir: str |
     variants = sorted(k for k in runs if is_label_free_variant(*k))
     if not variants:
         raise UAEError(f"{folder}: no label-free UAE run (a uae run at label fraction 0) to compare")
+    paired = [*[(b, 0.0) for b in BASELINES], *variants]
+    lacking = [str(runs[k][0]) for k in paired if not (runs[k][0] / "rankings.json").is_file()]
+    if lacking:
+        raise UAEError(f"no rankings.json in {', '.join(lacking)}: a run record is its results.json and rankings.json")
     scores: dict[tuple[str, float], tuple[dict[str, Any], dict[str, dict[str, float]]]] = {}
-    for key in [*[(b, 0.0) for b in BASELINES], *variants]:
+    for key in paired:
         result, per_question, _ = per_question_scores(runs[key][0], data_dir)
+        if key != paired[0] and (result["split"], set(per_question)) != (scores[paired[0]][0]["split"], set(scores[paired[0]][1])):
+            raise UAEError(f"{runs[key][0]} and {runs[paired[0]][0]} did not score the same questions of the same split: nothing to pair.")
         scores[key] = (result, per_question)
     reference = {k: runs[k][1]["metrics"]["recall@1"] for k in (("zero_shot", 0.0), ("infonce", 1.0)) if k in runs}
 
@@ -93,7 +100,7 @@ def table(folder: Path, *, samples: int = 10_000, seed: int = 0, data_dir: str |
             cells.append(f"{result['metrics'][metric]:.4f}")
             for b in BASELINES:
                 cells.append("" if key == (b, 0.0) else paired_cell(scores[(b, 0.0)][1], per_question, metric, samples=samples, seed=seed))
-        cells.append(gain_share(result["metrics"]["recall@1"], reference.get(("zero_shot", 0.0)), reference.get(("infonce", 1.0))))
+        cells.append(full_label_share(result["metrics"]["recall@1"], reference.get(("zero_shot", 0.0)), reference.get(("infonce", 1.0))))
         lines.append("| " + " | ".join(cells) + " |")
     n = len(scores[(BASELINES[0], 0.0)][1])
     overlap = scores[(BASELINES[0], 0.0)][0]["metrics"]

@@ -22,9 +22,9 @@ from uae.core.errors import UAEError
 from uae.data.loading import load_split
 from uae.results.cards import command_line, model_card
 from uae.results.folder import write_card
-from uae.stages.calibration import apply_utility_scale
 from uae.stages.labels import apply_labels, skip_answer_types
 from uae.stages.tables import train_table, utility_questions
+from uae.stages.utility_scale import apply_utility_scale
 from uae.storage.fingerprint import fingerprint
 from uae.table.groups import table_spec, training_groups
 from uae.training.datamodule import TrainingDataModule
@@ -52,7 +52,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     groups, state["labels"]["skipped_by_answer_type"] = skip_answer_types(train_split, groups, skipped)
     if skipped:
         log.info("fit: %d questions left out whose answers are all %s", state["labels"]["skipped_by_answer_type"], skipped)
-    groups = apply_utility_scale(cfg, train_split, groups, state["labels"])
+    groups = apply_utility_scale(cfg, train_split, groups, spec.get("scorer") or {}, state["utility_table"])
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]
     log.info("fit: %d training groups from %s", len(groups), table)
