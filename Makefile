@@ -228,7 +228,8 @@ LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-
 # sets, in the recipe above (lambda 0.5) and as plain UAE, each paired with its SmolLM2 twin.
 LF_GEMMA_RUNS := gemma3-overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 gemma3-overlap-uae
 LF_CSV := experiments/qasper/label_efficiency.csv
-# Run records: each run's results.json and rankings.json, all the tables and paired tests read, committed
+# Run records: each run's results.json and rankings.json (and the mix sweep's summary, the coverage table),
+# all that the tables and paired tests read, committed
 # so that they regenerate on a clean clone (DATA_DIR: where this machine keeps the data they were scored
 # on), and a run is redone only when neither its record nor its finished folder in $(LF) exists. The run
 # folder itself (checkpoint, model) stays in $(LF).
@@ -240,10 +241,11 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	mkdir -p $(LF)
 	$(call SKIP_IF,$(LF)/teacher-train/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free \
 	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train && $(call LOG_TIME,teacher-train); }
-	$(call SKIP_IF,$(LF)/coverage.md) || { $(PY) -m uae.analysis.coverage +experiment=qasper_label_free 'data.max_documents={train: 120}' \
-	  --splits train dev --sizes 8 16 > $(LF)/coverage.md.tmp && mv $(LF)/coverage.md.tmp $(LF)/coverage.md; }
-	$(call SKIP_IF,$(LF)/mix/summary.md) || { $(TIMED) $(PY) -m uae.run --multirun +experiment=qasper_label_free \
-	  loss.mix=0.25,0.75,0.5 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }
+	$(call SKIP_IF,$(LFR)/coverage.md) || { mkdir -p $(LFR) && $(PY) -m uae.analysis.coverage +experiment=qasper_label_free \
+	  'data.max_documents={train: 120}' --splits train dev --sizes 8 16 > $(LFR)/coverage.md.tmp && mv $(LFR)/coverage.md.tmp $(LFR)/coverage.md; }
+	$(call SKIP_IF,$(LFR)/mix/summary.md) || { { [ -f $(LF)/mix/summary.md ] || { $(TIMED) $(PY) -m uae.run --multirun +experiment=qasper_label_free \
+	  loss.mix=0.25,0.75,0.5 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }; } \
+	  && mkdir -p $(LFR)/mix && cp $(LF)/mix/summary.md $(LFR)/mix/; }
 	for run in $(LF_RUNS); do name=$${run%%/*}; \
 	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
 	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
@@ -284,8 +286,8 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
 	$(PY) -m uae.analysis.agreement $(LFR) --train-table $(LF_TABLES)/train-first120.parquet --dev-table $(LF_TABLES)/dev-first40.parquet \
 	  --into $(RESULTS) --section label-agreement
-	$(PY) -m uae.analysis.report --insert $(LF)/mix/summary.md --into $(RESULTS) --section label-efficiency-mix
-	$(PY) -m uae.analysis.report --insert $(LF)/coverage.md --into $(RESULTS) --section label-free-coverage
+	$(PY) -m uae.analysis.report --insert $(LFR)/mix/summary.md --into $(RESULTS) --section label-efficiency-mix
+	$(PY) -m uae.analysis.report --insert $(LFR)/coverage.md --into $(RESULTS) --section label-free-coverage
 	$(PY) -m uae.analysis.report --insert $(LF)/teacher-train-overlap-gemma3/teacher_train.md --into $(RESULTS) \
 	  --section label-free-teacher-train-overlap-gemma3
 	$(PY) -m uae.analysis.table_agreement $(LF_TABLES)_overlap/train-first120.parquet \
