@@ -381,6 +381,8 @@ squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer
 	  [ -f $(SQL)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap reader=none $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(SQL)/$$name $(ARGS) || exit 1; \
 	    $(call LOG_TIME,$$name); }; $(call RECORD,$(SQL)/$$name,$(SQLR)/$$name) || exit 1; done
 	$(PY) -m uae.analysis.report --insert $(SQL)/teacher-train-overlap/teacher_train.md --into $(SQUAD_RESULTS) --section label-free-teacher-train
+	$(PY) -m uae.analysis.agreement $(SQLR) --train-table experiments/squad/utilities/label_free_overlap/train-first2.parquet \
+	  --runs zero_shot --into $(SQUAD_RESULTS) --section label-free-agreement
 	$(PY) -m uae.analysis.label_efficiency $(SQLR) --into $(SQUAD_RESULTS) --section label-free
 	for base in answer_overlap zero_shot; do \
 	  $(PY) -m uae.analysis.compare $(SQLR)/$$base $(SQLR)/overlap-uae-mix0.5 --data-dir $(SQUAD_DIR) --metrics hit@1 recall@1 map mrr \
