@@ -10,7 +10,7 @@ import pytest
 
 from uae.analysis.agreement import agreement_table, following_table
 from uae.analysis.coverage import evidence_coverage, scaled_shares
-from uae.analysis.label_efficiency import COLUMNS, collect, gain_share, run_folders, write_csv
+from uae.analysis.label_efficiency import COLUMNS, collect, gain_share, run_folders, uae_variant, write_csv
 from uae.core.errors import UAEError
 from uae.data.candidates import CandidateSet
 from uae.data.records import Answer, Question
@@ -100,12 +100,23 @@ def test_label_free_uae_variants_get_a_row_each(tmp_path: Path) -> None:
     run("denoised", "answer_overlap", {**sets, "loss": {"name": "uae", "mix": 0.5, "denoise_margin": 1.0}}, 0.2)
     summed = {**sets, "train": {"utility_scale": "summed"}, "loss": {"name": "uae", "mix": 0.5}}
     run("summed", "answer_overlap", summed, 0.2)
+    run("sharp", "answer_overlap", {**sets, "loss": {"name": "uae", "mix": 0.5, "sharpness": 0.25}}, 0.2)
     rows = collect(run_folders(tmp_path))
     assert [(r["method"], r["label_fraction"]) for r in rows] == [
         ("answer_overlap", 0.0), ("uae", 0.0), ("uae+ctranslate2+int8_float32", 0.0),
         ("uae+gemma3_270m-teacher+overlap-sets", 0.0), ("uae+overlap-sets", 0.0),
         ("uae+overlap-sets+answer_overlap-mix0.25", 0.0), ("uae+overlap-sets+answer_overlap-mix0.5", 0.0),
+        ("uae+overlap-sets+answer_overlap-mix0.5+beta0.25", 0.0),
         ("uae+overlap-sets+answer_overlap-mix0.5+denoise-margin1", 0.0),
         ("uae+overlap-sets+answer_overlap-mix0.5+summed-utilities", 0.0),
         ("uae+overlap-sets+confidence>=0.2", 0.0),
     ]  # fmt: skip
+
+
+def test_the_default_sharpness_leaves_the_variant_name_unchanged() -> None:
+    def name(loss: dict) -> str:
+        config = {"candidates": {"answer_overlap": True}, "loss": {"name": "uae", "mix": 0.5, **loss}}
+        return uae_variant({"config": config, "labels": {"source": "answer_overlap"}})
+
+    assert name({"sharpness": 0.5}) == name({}) == "uae+overlap-sets+answer_overlap-mix0.5"
+    assert name({"sharpness": 1.0}) == "uae+overlap-sets+answer_overlap-mix0.5+beta1"

@@ -28,12 +28,13 @@ METHODS = ("zero_shot", "answer_overlap", "teacher_argmax", "infonce", "uae")
 # Hard-label sources that need no annotation: their runs are label-free (fraction 0).
 _PSEUDO = ("answer_overlap", "teacher_argmax")
 REFERENCE_TEACHER = "smollm2"  # conf/config.yaml's llm: a run with another teacher says so in its row
+REFERENCE_SHARPNESS = 0.5  # conf/loss/uae.yaml's beta: a run with another says so in its row
 
 
 def uae_variant(result: dict[str, Any]) -> str:
     """``uae`` and what a label-free variant changed, e.g. ``uae+overlap-sets+answer_overlap-mix0.5``:
     another teacher or an engine whose utilities are not the reference's, sets holding the answer-overlap
-    paragraph, pseudo-labels mixed in, teacher-confidence filtering. Two runs that differ only in
+    paragraph, pseudo-labels mixed in, teacher-confidence filtering, a sharpness other than the default. Two runs that differ only in
     something left out of the name would collide, which collect() refuses."""
     config, labels = result["config"], result["labels"]
     loss = config["loss"]
@@ -52,6 +53,8 @@ def uae_variant(result: dict[str, Any]) -> str:
         parts.append("confidence-weighted")
     if loss.get("denoise_margin") is not None:
         parts.append(f"denoise-margin{loss['denoise_margin']:g}")
+    if loss.get("sharpness", REFERENCE_SHARPNESS) != REFERENCE_SHARPNESS:
+        parts.append(f"beta{loss['sharpness']:g}")
     if (config.get("train") or {}).get("utility_scale", "per_token") != "per_token":
         parts.append(f"{config['train']['utility_scale']}-utilities")
     skipped = (config.get("train") or {}).get("skip_answer_types")
