@@ -34,8 +34,8 @@ REFERENCE_SHARPNESS = 0.5  # conf/loss/uae.yaml's beta: a run with another says 
 def uae_variant(result: dict[str, Any]) -> str:
     """``uae`` and what a label-free variant changed, e.g. ``uae+overlap-sets+answer_overlap-mix0.5``:
     another teacher or an engine whose utilities are not the reference's, sets holding the answer-overlap
-    paragraph, pseudo-labels mixed in, teacher-confidence filtering, a sharpness other than the default. Two runs that differ only in
-    something left out of the name would collide, which collect() refuses."""
+    paragraph, pseudo-labels mixed in, teacher-confidence filtering, a sharpness other than the default.
+    Two runs that differ only in something left out of the name would collide, which collect() refuses."""
     config, labels = result["config"], result["labels"]
     loss = config["loss"]
     parts = []
