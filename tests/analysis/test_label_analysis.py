@@ -75,13 +75,13 @@ def test_agreement_and_following_tables() -> None:
 
 
 def test_label_free_uae_variants_get_a_row_each(tmp_path: Path) -> None:
-    def run(name: str, source: str, config: dict, recall: float) -> None:
+    def run(name: str, source: str, config: dict, recall: float, fraction: float = 1.0) -> None:
         folder = tmp_path / name
         folder.mkdir()
         result = {
             "retriever": "minilm+uae", "split": "dev", "n_questions": 888, "config": config,
             "metrics": {"hit@1": recall, "recall@1": recall, "map": recall, "mrr": recall},
-            "labels": {"source": source, "fraction": 1.0, "groups": 300, "with_positive": 200},
+            "labels": {"source": source, "fraction": fraction, "groups": 300, "with_positive": 200},
         }  # fmt: skip
         (folder / "results.json").write_text(json.dumps(result))
 
@@ -92,7 +92,8 @@ def test_label_free_uae_variants_get_a_row_each(tmp_path: Path) -> None:
     run("sure", "none", {**sets, "loss": {"name": "uae", "mix": 0.0, "min_confidence": 0.2}}, 0.19)
     run("overlap", "answer_overlap", {"loss": {"name": "infonce"}}, 0.19)
     gemma = {"name": "gemma3_270m", "engine": "hf", "compute_type": "auto"}
-    run("gemma", "none", {**sets, "llm": gemma, "loss": {"name": "uae", "mix": 0.0}}, 0.18)
+    # as uae.run records a plain label-free run: evidence labels at fraction 0 (not "uae" at 0, which "plain" is)
+    run("gemma", "evidence", {**sets, "llm": gemma, "loss": {"name": "uae", "mix": 0.0}}, 0.18, fraction=0.0)
     ct2 = {"name": "smollm2", "engine": "ctranslate2", "compute_type": "float32"}  # shares hf's tables: no new name
     run("ct2", "answer_overlap", {**sets, "llm": ct2, "loss": {"name": "uae", "mix": 0.25}}, 0.19)
     int8 = {"name": "smollm2", "engine": "ctranslate2", "compute_type": "int8_float32"}

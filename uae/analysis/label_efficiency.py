@@ -71,8 +71,8 @@ def classify(result: dict[str, Any]) -> tuple[str, float]:
             raise UAEError(f"{result['retriever']}: a fine-tuned run without a labels record (made before train.labels)")
         return "zero_shot", 0.0
     loss = result["config"]["loss"]["name"]
-    if loss == "uae" and labels["source"] != "evidence":
-        return uae_variant(result), 0.0
+    if loss == "uae" and (labels["source"] != "evidence" or float(labels["fraction"]) == 0.0):
+        return uae_variant(result), 0.0  # evidence at fraction 0 is how a plain label-free run records itself
     if labels["source"] in _PSEUDO:
         return labels["source"], 0.0
     if loss not in ("infonce", "uae"):
