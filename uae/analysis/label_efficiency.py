@@ -63,6 +63,12 @@ def uae_variant(result: dict[str, Any]) -> str:
     return "+".join(["uae", *parts])
 
 
+def _uses_evidence(labels: dict[str, Any]) -> bool:
+    """Whether a run read evidence annotations: ``source=evidence`` at fraction 0 (how a plain label-free
+    run records itself) reads none, the same as ``source=none``."""
+    return labels["source"] == "evidence" and float(labels["fraction"]) > 0.0
+
+
 def classify(result: dict[str, Any]) -> tuple[str, float]:
     """(method, label fraction) of one run's results.json; label-free UAE variants are ``uae+...`` at 0."""
     labels = result.get("labels")
@@ -71,13 +77,13 @@ def classify(result: dict[str, Any]) -> tuple[str, float]:
             raise UAEError(f"{result['retriever']}: a fine-tuned run without a labels record (made before train.labels)")
         return "zero_shot", 0.0
     loss = result["config"]["loss"]["name"]
-    if loss == "uae" and (labels["source"] != "evidence" or float(labels["fraction"]) == 0.0):
-        return uae_variant(result), 0.0  # evidence at fraction 0 is how a plain label-free run records itself
+    if loss == "uae" and not _uses_evidence(labels):
+        return uae_variant(result), 0.0
     if labels["source"] in _PSEUDO:
         return labels["source"], 0.0
     if loss not in ("infonce", "uae"):
         raise UAEError(f"{result['retriever']}: loss {loss} is not one of the label-efficiency methods (infonce, uae)")
-    return loss, 0.0 if labels["source"] == "none" else float(labels["fraction"])
+    return loss, float(labels["fraction"]) if _uses_evidence(labels) else 0.0
 
 
 def collect(run_dirs: list[Path]) -> list[dict[str, Any]]:
