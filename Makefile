@@ -245,6 +245,8 @@ LF_CSV := experiments/qasper/label_efficiency.csv
 # on), and a run is redone only when neither its record nor its finished folder in $(LF) exists. The run
 # folder itself (checkpoint, model) stays in $(LF).
 LFR := experiments/qasper/runs/label_free
+# $(LFR)_full: the same runs on all 888 train papers, made on a lent GPU by experiments/qasper/gpu/label_free_full.sh
+# (records copied there by hand; the CPU would take hours per run), read here like the others.
 RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
@@ -310,6 +312,10 @@ label-efficiency: setup $(TEACHERS_STAMP) ## label-free UAE against label-free b
 	for split in train dev; do for sets in "" -overlap; do \
 	  $(PY) -m uae.analysis.report --insert $(LF)/teacher-$$split$$sets/teacher_$$split.md --into $(RESULTS) \
 	    --section label-free-teacher-$$split$$sets || exit 1; done; done
+	$(PY) -m uae.analysis.report --insert $(LFR)_full/teacher-train-overlap/teacher_train.md --into $(RESULTS) \
+	  --section label-free-full-teacher-train-overlap
+	$(PY) -m uae.analysis.compare $(LFR)_full/answer_overlap $(LFR)_full/overlap-uae-mix0.5 --data-dir $(DATA_DIR) \
+	  --metrics hit@1 recall@1 map mrr --into $(RESULTS) --section compare-full-overlap-uae-mix0.5-answer_overlap
 	$(PY) -m uae.analysis.report --insert $(LF)/walltimes.md --into $(RESULTS) --section label-efficiency-walltimes
 
 # Issue 24: what the inference engines cost in quality, on QASPER dev. The ONNX Runtime question encoder

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
-
-# bm25s imports JAX when it is installed, and JAX reserves 75% of the GPU's memory when it starts:
-# seen on an H200, where that starved the encoder of every other run sharing the GPU. On demand, then.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import bm25s
 import numpy as np
