@@ -75,3 +75,30 @@ def test_target_gold_mass_by_hand() -> None:
     assert sharp["gold_mass_mean"] == pytest.approx((1 + 1 / 3) / 2, abs=1e-6)
     with pytest.raises(UAEError, match="beta must be > 0"):
         target_gold_mass(table, [0.0])
+
+
+def test_random_order_expectation_matches_ranking_each_permutation_through_retrieval_metrics() -> None:
+    """The vectorised random-order row against the plain way: the same seeded permutations, each ranked
+    through retrieval_metrics (torchmetrics), with one and several gold paragraphs per set."""
+    import numpy as np
+
+    from uae.evaluation.metrics import retrieval_metrics
+    from uae.evaluation.teacher import _expected_random
+
+    sets = [
+        CandidateSet("q1", "p", tuple("abcdefgh"), ("x",) * 8),
+        CandidateSet("q2", "p", tuple("ijk"), ("x",) * 3),
+        CandidateSet("q3", "p", tuple("lmnopq"), ("x",) * 6),
+    ]
+    golds = [frozenset("a"), frozenset("jk"), frozenset("lnq")]
+    rng = np.random.default_rng(0)
+    maps, mrrs = [], []
+    for s, gold in zip(sets, golds):
+        perms = [[s.passage_ids[j] for j in rng.permutation(len(s.passage_ids))] for _ in range(200)]
+        m = retrieval_metrics(perms, [gold] * len(perms))
+        maps.append(m["map"])
+        mrrs.append(m["mrr"])
+    got = _expected_random(sets, [0, 1, 2], golds)
+    assert got["map"] == pytest.approx(float(np.mean(maps)), abs=1e-6)  # torchmetrics works in float32
+    assert got["mrr"] == pytest.approx(float(np.mean(mrrs)), abs=1e-6)
+    assert got["hit@1"] == pytest.approx((1 / 8 + 2 / 3 + 3 / 6) / 3)
