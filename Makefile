@@ -245,8 +245,13 @@ LF_CSV := experiments/qasper/label_efficiency.csv
 # on), and a run is redone only when neither its record nor its finished folder in $(LF) exists. The run
 # folder itself (checkpoint, model) stays in $(LF).
 LFR := experiments/qasper/runs/label_free
+# Answer overlap on the overlap sets (the sets the full-scale runs use for every method), apart from $(LFR): its
+# method and fraction are answer_overlap's at 0, which the label-efficiency table holds once.
+LF_OB := $(R)/label_free_overlap_baselines
+LFR_OB := experiments/qasper/runs/label_free_overlap_baselines
 # $(LFR)_full: the same runs on all 888 train papers, made on a lent GPU by experiments/qasper/gpu/label_free_full.sh
-# (records copied there by hand; the CPU would take hours per run), read here like the others.
+# (records copied there by hand; the CPU would take hours per run): the tables below read its teacher report and
+# pair its runs with each other and with the zero-shot record.
 RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 LF_TABLES := experiments/qasper/utilities/label_free
 label-efficiency: WT = $(LF)/walltimes.md
@@ -269,6 +274,9 @@ label-efficiency: setup $(TEACHERS_STAMP) ## label-free UAE against label-free b
 	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
 	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
 	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
+	$(call SKIP_IF,$(LFR_OB)/answer_overlap/results.json) || { [ -f $(LF_OB)/answer_overlap/results.json ] || { $(TIMED) \
+	  $(PY) -m uae.run +experiment=qasper_label_free_overlap loss=infonce $(subst /, ,$(LF_OV)) hydra.run.dir=$(LF_OB)/answer_overlap \
+	  $(ARGS) && $(call LOG_TIME,overlap-sets answer_overlap); } && $(call RECORD,$(LF_OB)/answer_overlap,$(LFR_OB)/answer_overlap); } || exit 1
 	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
 	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
 	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
@@ -316,6 +324,10 @@ label-efficiency: setup $(TEACHERS_STAMP) ## label-free UAE against label-free b
 	  --section label-free-full-teacher-train-overlap
 	$(PY) -m uae.analysis.compare $(LFR)_full/answer_overlap $(LFR)_full/overlap-uae-mix0.5 --data-dir $(DATA_DIR) \
 	  --metrics hit@1 recall@1 map mrr --into $(RESULTS) --section compare-full-overlap-uae-mix0.5-answer_overlap
+	$(PY) -m uae.analysis.compare $(LFR_OB)/answer_overlap $(LFR)/overlap-uae-mix0.5 --data-dir $(DATA_DIR) \
+	  --metrics hit@1 recall@1 map mrr --into $(RESULTS) --section compare-overlap-uae-mix0.5-overlap-sets-answer_overlap
+	for name in answer_overlap overlap-uae-mix0.5; do $(PY) -m uae.analysis.compare $(LFR)/zero_shot $(LFR)_full/$$name \
+	  --data-dir $(DATA_DIR) --metrics recall@1 map --into $(RESULTS) --section compare-full-$$name-zero_shot || exit 1; done
 	$(PY) -m uae.analysis.report --insert $(LF)/walltimes.md --into $(RESULTS) --section label-efficiency-walltimes
 
 # Issue 24: what the inference engines cost in quality, on QASPER dev. The ONNX Runtime question encoder

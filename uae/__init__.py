@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# JAX reserves 75% of a GPU's memory when it starts, and it comes in through more than one package
-# (bm25s; on the lent H200 something imported it before uae.retrieval.bm25 could say otherwise), which
-# left every other run sharing the GPU out of memory. The package is imported before anything else of
-# UAE's, so this is the one place that always comes first.
+# JAX (which bm25s brings in) reserves 75% of a GPU's memory when its GPU backend starts, unless this
+# is in the environment by then. Set in uae.retrieval.bm25 it was not enough on the lent H200: one run
+# held 105 GB and the others sharing the card ran out of memory. The package is imported before
+# anything else of UAE's, so this is the one place that always comes first.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 __version__ = "0.1.0"

@@ -103,6 +103,8 @@ def _expected_random(sets: Sequence[CandidateSet], counted: list[int], golds: li
     hits, maps, mrrs = [], [], []
     for i, gold in zip(counted, golds):
         ids = list(sets[i].passage_ids)
+        if not gold or not gold <= set(ids):  # the caller counts only sets that hold gold, and only that gold
+            raise ValueError(f"{sets[i].question_id}: the gold passed for the random order must be non-empty and in its set")
         hits.append(len(gold) / len(ids))
         relevant = np.array([pid in gold for pid in ids])[np.stack([rng.permutation(len(ids)) for _ in range(200)])]
         ranks = np.arange(1, len(ids) + 1)

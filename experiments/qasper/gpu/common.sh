@@ -11,15 +11,15 @@ T0=$SECONDS
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 R=logs/results-gpu
 export PYTHONPATH=/tmp/site:$PWD UAE_DATA_DIR=/tmp/qasper HF_HUB_OFFLINE=1 WANDB_MODE=offline
-export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=3 PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false  # uae/__init__.py sets it too
+export TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=3 PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_PLATFORMS=cpu  # bm25s needs no GPU JAX
 if ! python3 -c "import hydra, omegaconf, bm25s" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $DEV/whl/*.whl || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$DEV"/whl/*.whl || exit 1
 fi
 mkdir -p /tmp/qasper /tmp/minilm
-for s in train dev; do [ -s /tmp/qasper/qasper-$s-v0.3.json ] || xz -dc $DEV/data/qasper-$s-v0.3.json.xz > /tmp/qasper/qasper-$s-v0.3.json; done
+for s in train dev; do [ -s /tmp/qasper/qasper-$s-v0.3.json ] || xz -dc "$DEV"/data/qasper-$s-v0.3.json.xz > /tmp/qasper/qasper-$s-v0.3.json; done
 # The bundled MiniLM travels as fp16 (the transfer limit); training starts from it cast back to fp32.
-cp -r $DEV/minilm/. /tmp/minilm/ && rm -f /tmp/minilm/model.fp16.safetensors
-DEV=$DEV python3 - <<'EOF' || exit 1
+cp -r "$DEV"/minilm/. /tmp/minilm/ && rm -f /tmp/minilm/model.fp16.safetensors
+DEV="$DEV" python3 - <<'EOF' || exit 1
 from safetensors.torch import load_file, save_file
 import os
 w = load_file(os.environ["DEV"] + "/minilm/model.fp16.safetensors")

