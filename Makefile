@@ -402,7 +402,8 @@ SQL := $(SQ)/label_free
 SQLR := experiments/squad/runs/label_free
 SQUAD_DIR ?= $(or $(UAE_SQUAD_DIR),$(firstword $(wildcard $(CURDIR)/data/squad $(abspath ..)/shared/data/squad)),$(CURDIR)/data/squad)
 SQ_LF_RUNS := zero_shot/stages=[evaluate] answer_overlap/loss=infonce/$(LF_OV) overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5
-squad-label-free: WT = $(SQL)/walltimes.md
+# The wall times are a committed record, as label-efficiency's.
+squad-label-free: WT = $(SQLR)/walltimes.md
 squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer overlap and zero-shot (resumable)
 	mkdir -p $(SQL)
 	$(call SKIP_IF,$(SQL)/teacher-train-overlap/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap \
@@ -418,7 +419,7 @@ squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer
 	for base in answer_overlap zero_shot; do \
 	  $(PY) -m uae.analysis.compare $(SQLR)/$$base $(SQLR)/overlap-uae-mix0.5 --data-dir $(SQUAD_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(SQUAD_RESULTS) --section compare-label-free-$$base || exit 1; done
-	$(PY) -m uae.analysis.report --insert $(SQL)/walltimes.md --into $(SQUAD_RESULTS) --section label-free-walltimes
+	$(PY) -m uae.analysis.report --insert $(WT) --into $(SQUAD_RESULTS) --section label-free-walltimes
 
 # The notebook runs from notebooks/, so a relative UAE_RUN_DIR is made absolute here, from where make runs.
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb
