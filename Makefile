@@ -228,9 +228,10 @@ LF_RUNS := zero_shot/stages=[evaluate] uae answer_overlap/loss=infonce/train.lab
 # The sharpness beta of the mix recipe, chosen on dev by a rule fixed before its runs: 0.5 stays unless 0.25
 # or 1 beats it on MAP with paired p < 0.05 (then the best MAP of the three). Paired with the default, not
 # with the baselines (the variants table does that for every run).
+LF_OV := train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null
+# (after LF_OV: := expands it here, and before its definition it is empty)
 LF_BETAS := 0.25 1
 LF_BETA_RUNS := $(foreach b,$(LF_BETAS),overlap-uae-mix0.5-beta$(b)/$(LF_OV)/loss.mix=0.5/loss.sharpness=$(b))
-LF_OV := train.labels.source=answer_overlap/train.labels.fraction=1/train.labels.table=null
 LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-uae-mix0.5-confidence/$(LF_OV)/loss.mix=0.5/loss.confidence_weight=true \
   overlap-uae-mix0.5-without-boolean/$(LF_OV)/loss.mix=0.5/train.skip_answer_types=[boolean] \
   overlap-uae-mix0.5-denoised/$(LF_OV)/loss.mix=0.5/loss.denoise_margin=1.0 \
@@ -253,6 +254,12 @@ LFR_OB := experiments/qasper/runs/label_free_overlap_baselines
 # (records copied there by hand; the CPU would take hours per run): the tables below read its teacher report and
 # pair its runs with each other and with the zero-shot record.
 RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
+# The runs $(2) (each NAME/OVERRIDE/...) of +experiment=$(1), into $(3)/NAME, recorded in $(4)/NAME: a run whose record
+# exists is skipped, one finished in $(3) is only recorded. $(5): a prefix for its wall-time line.
+RECORDED_RUNS = for run in $(2); do name=$${run%%/*}; \
+  $(call SKIP_IF,$(4)/$$name/results.json) && continue; \
+  [ -f $(3)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=$(1) $$(echo $${run\#$$name} | tr / ' ') \
+    hydra.run.dir=$(3)/$$name $(ARGS) || exit 1; $(call LOG_TIME,$(5)$$name); }; $(call RECORD,$(3)/$$name,$(4)/$$name) || exit 1; done
 LF_TABLES := experiments/qasper/utilities/label_free
 # The wall times are a record too (committed): on a clean clone the parts skipped add no line, and the table keeps its history.
 label-efficiency: WT = $(LFR)/walltimes.md
@@ -265,26 +272,15 @@ label-efficiency: setup $(TEACHERS_STAMP) ## label-free UAE against label-free b
 	$(call SKIP_IF,$(LFR)/mix/summary.md) || { { [ -f $(LF)/mix/summary.md ] || { $(TIMED) $(PY) -m uae.run --multirun +experiment=qasper_label_free \
 	  loss.mix=0.25,0.75,0.5 train.labels.fraction=0.25 skip_done=true hydra.sweep.dir=$(LF)/mix $(ARGS) && $(call LOG_TIME,mix); }; } \
 	  && mkdir -p $(LFR)/mix && cp $(LF)/mix/summary.md $(LFR)/mix/; }
-	for run in $(LF_RUNS); do name=$${run%%/*}; \
-	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
-	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
+	$(call RECORDED_RUNS,qasper_label_free,$(LF_RUNS),$(LF),$(LFR))
 	$(call SKIP_IF,$(LF)/teacher-train-overlap/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap \
 	  stages=[utility] utility.report=true hydra.run.dir=$(LF)/teacher-train-overlap && $(call LOG_TIME,teacher-train-overlap); }
-	for run in $(LF_OVERLAP_RUNS) $(LF_BETA_RUNS); do name=$${run%%/*}; \
-	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
-	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
-	$(call SKIP_IF,$(LFR_OB)/answer_overlap/results.json) || { [ -f $(LF_OB)/answer_overlap/results.json ] || { $(TIMED) \
-	  $(PY) -m uae.run +experiment=qasper_label_free_overlap loss=infonce $(subst /, ,$(LF_OV)) hydra.run.dir=$(LF_OB)/answer_overlap \
-	  $(ARGS) && $(call LOG_TIME,overlap-sets answer_overlap); } && $(call RECORD,$(LF_OB)/answer_overlap,$(LFR_OB)/answer_overlap); } || exit 1
+	$(call RECORDED_RUNS,qasper_label_free_overlap,$(LF_OVERLAP_RUNS) $(LF_BETA_RUNS),$(LF),$(LFR))
+	$(call RECORDED_RUNS,qasper_label_free_overlap,answer_overlap/loss=infonce/$(LF_OV),$(LF_OB),$(LFR_OB),overlap-sets )
 	$(call SKIP_IF,$(LF)/teacher-train-overlap-gemma3/teacher_train.md) || { $(TIMED) $(PY) -m uae.run \
 	  +experiment=qasper_label_free_overlap_gemma3 stages=[utility] utility.report=true \
 	  hydra.run.dir=$(LF)/teacher-train-overlap-gemma3 && $(call LOG_TIME,teacher-train-overlap-gemma3); }
-	for run in $(LF_GEMMA_RUNS); do name=$${run%%/*}; \
-	  $(call SKIP_IF,$(LFR)/$$name/results.json) && continue; \
-	  [ -f $(LF)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap_gemma3 $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(LF)/$$name $(ARGS) || exit 1; \
-	    $(call LOG_TIME,$$name); }; $(call RECORD,$(LF)/$$name,$(LFR)/$$name) || exit 1; done
+	$(call RECORDED_RUNS,qasper_label_free_overlap_gemma3,$(LF_GEMMA_RUNS),$(LF),$(LFR))
 	$(call SKIP_IF,$(LF)/teacher-dev-overlap/teacher_dev.md) || { $(TIMED) $(PY) -m uae.run +experiment=qasper_label_free_overlap stages=[utility] \
 	  'utility.splits=[dev]' +data.max_documents.dev=40 utility.report=true hydra.run.dir=$(LF)/teacher-dev-overlap \
 	  && $(call LOG_TIME,teacher-dev-overlap); }
@@ -408,10 +404,7 @@ squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer
 	mkdir -p $(SQL)
 	$(call SKIP_IF,$(SQL)/teacher-train-overlap/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap \
 	  stages=[utility] utility.report=true reader=none hydra.run.dir=$(SQL)/teacher-train-overlap && $(call LOG_TIME,teacher-train-overlap); }
-	for run in $(SQ_LF_RUNS); do name=$${run%%/*}; \
-	  $(call SKIP_IF,$(SQLR)/$$name/results.json) && continue; \
-	  [ -f $(SQL)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=squad_label_free_overlap reader=none $$(echo $${run#$$name} | tr / ' ') hydra.run.dir=$(SQL)/$$name $(ARGS) || exit 1; \
-	    $(call LOG_TIME,$$name); }; $(call RECORD,$(SQL)/$$name,$(SQLR)/$$name) || exit 1; done
+	$(call RECORDED_RUNS,squad_label_free_overlap reader=none,$(SQ_LF_RUNS),$(SQL),$(SQLR))
 	$(PY) -m uae.analysis.report --insert $(SQL)/teacher-train-overlap/teacher_train.md --into $(SQUAD_RESULTS) --section label-free-teacher-train
 	$(PY) -m uae.analysis.agreement $(SQLR) --train-table experiments/squad/utilities/label_free_overlap/train-first2.parquet \
 	  --runs zero_shot --into $(SQUAD_RESULTS) --section label-free-agreement

@@ -51,3 +51,20 @@ def test_make_notebook_makes_a_relative_run_folder_absolute(tmp_path: Path) -> N
     given = _dry(repo, "notebook", "UAE_RUN_DIR=logs/results/minilm")
     assert f'UAE_RUN_DIR="{repo / "logs" / "results" / "minilm"}"' in given
     assert "UAE_RUN_DIR=" not in _dry(repo, "notebook")  # unset: the notebook picks the newest run itself
+
+
+def test_every_recorded_run_spec_is_a_name_and_whole_overrides(tmp_path: Path) -> None:
+    """NAME/OVERRIDE/... lists of the resumable targets: an override variable used before it is defined
+    (:= expands it on the spot) leaves an empty part, and that run trains with the defaults instead."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _copy_makefile(repo)
+    lists = re.findall(r"for run in (.*?); do name=", _dry(repo, "label-efficiency", "squad-label-free"))
+    # label-free, overlap sets (+ beta; again in the loop of their paired tables), overlap-set baseline, Gemma 3, SQuAD
+    assert len(lists) == 6
+    specs = [spec for found in lists for spec in found.split()]
+    assert any(spec.startswith("overlap-uae-mix0.5-beta") for spec in specs)
+    for spec in specs:
+        name, *overrides = spec.split("/")
+        assert re.fullmatch(r"[\w.-]+", name), spec
+        assert all(re.fullmatch(r"[\w.+]+=\S+", o) for o in overrides), spec
