@@ -28,7 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from uae.core.config import compose, register_resolvers
 from uae.core.errors import UAEError
-from uae.core.schema import check
+from uae.core.keys import override_problem
+from uae.core.schema import Config, check
 from uae.storage.atomic import write_json
 from uae.storage.tmpfiles import remove_stale
 
@@ -185,7 +186,9 @@ def mapping_override_problem(argv: list[str]) -> str | None:
 
 
 if __name__ == "__main__":
-    if (problem := mapping_override_problem(sys.argv[1:])) is not None:
+    # An unknown key is refused before Hydra composes: Hydra would answer one form (KEY=VALUE) with advice to
+    # add a +, and accept the other (+KEY=VALUE), which nothing reads.
+    if (problem := override_problem(sys.argv[1:], Config) or mapping_override_problem(sys.argv[1:])) is not None:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     main()

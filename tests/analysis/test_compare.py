@@ -73,3 +73,40 @@ def test_ranking_agreement_counts_identical_rankings_and_where_the_others_part()
     assert line.startswith("Rankings: 1 of 4 questions ranked identically")
     assert "first differ at rank 1 (best), 2 (median), 3 (worst)" in line
     assert ranking_agreement(a, a) == "Rankings: 4 of 4 questions ranked identically by A and B."
+
+
+def _seeded(folder: Path, data_dir: Path, gold_first: bool, seed: int) -> Path:
+    run = _run(folder, data_dir, gold_first)
+    result = json.loads((run / "results.json").read_text())
+    result["config"]["seed"] = seed
+    (run / "results.json").write_text(json.dumps(result))
+    return run
+
+
+def test_compare_with_seeds_reports_each_seed_the_spread_and_both_tests(
+    tmp_path: Path, tiny_raw_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A: gold last at seeds 1 and 2; B: gold first at seed 1, gold last at seed 2. Every question then
+    differs by 0.5 on average over B's seeds (the paired tests see a sure gain), while the seed draws give
+    B's mean 1, 0.5 (twice) or 0 of 4 draws: the two-level interval is [0, 1] and its p 1/2."""
+    from uae.analysis.compare import main
+
+    a = [_seeded(tmp_path / f"a{s}", tiny_raw_dir, False, s) for s in (1, 2)]
+    b = [_seeded(tmp_path / "b1", tiny_raw_dir, True, 1), _seeded(tmp_path / "b2", tiny_raw_dir, False, 2)]
+    argv = [arg for pair in [("--a", str(r)) for r in a] + [("--b", str(r)) for r in b] for arg in pair]
+    assert main([*argv, "--metrics", "hit@1", "token_f1", "--samples", "8000"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): [c.strip(" |") for c in line.split(" | ")] for line in out.splitlines() if line.startswith("| ")}
+    for metric in ("hit@1", "token_f1"):
+        assert rows[metric][1:9] == ["0.0000, 0.0000", "1.0000, 0.0000", "0.0000", "0.5000", "+0.5000", "0.0000", "0.7071",
+                                     "[+0.5000, +0.5000]"]
+        assert float(rows[metric][9]) == pytest.approx(0.125, abs=0.02)  # 4 questions, all +0.5: 2 of 16 sign patterns
+        assert rows[metric][10] == "[+0.0000, +1.0000]"
+        assert float(rows[metric][11]) == pytest.approx(0.5, abs=0.03)
+    assert "at seeds 1, 2" in out
+
+    _seeded(tmp_path / "a3", tiny_raw_dir, False, 1)  # a second run of seed 1 is no second sample
+    assert main([*argv, "--a", str(tmp_path / "a3"), "--samples", "100"]) == 2
+    assert "must each record a different training seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one side as folders and the other as --b is not a comparison
+        main([str(a[0]), "--b", str(b[0])])

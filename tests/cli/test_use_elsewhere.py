@@ -7,7 +7,7 @@ and compares against what that run itself wrote (rankings.json, results.json), n
 tuned into the test. Shared towers, the usual case, are exported by the same code
 (tests/retrieval/test_st_layout.py). The commands' logic runs in this process (their ``main``, which
 answers bad input with 2 and one ``error:`` paragraph as the process does); processes are started
-where the process is the point: a cheap import, the environment of a push, the README's blocks.
+where the process is the point: a cheap import, the environment of a push, the blocks of docs/models.md.
 """
 
 from __future__ import annotations
@@ -345,16 +345,17 @@ def test_search_cli(trained: Path, tmp_path: Path, split, capsys) -> None:
 
 
 def readme_blocks() -> tuple[str, str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
     found = re.search(
         r"<!-- use-elsewhere:begin -->\n```bash\n(.*?)```\n\n```python\n(.*?)```\n<!-- use-elsewhere:end -->", text, re.DOTALL
     )
-    assert found, "README.md lost its use-elsewhere block"
+    assert found, "docs/models.md lost its use-elsewhere block"
     return found.group(1), found.group(2)
 
 
 def test_readme_use_elsewhere_runs_as_written(trained: Path, tmp_path: Path) -> None:
-    """The README's section, as written, in a folder whose newest quick-start run is the tiny trained run."""
+    """The use-elsewhere blocks of docs/models.md, as written, in a folder whose newest quick-start run is the
+    tiny trained run."""
     from uae import Retriever
 
     bash, python = readme_blocks()

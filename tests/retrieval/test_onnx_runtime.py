@@ -230,7 +230,7 @@ def test_the_export_ships_onnx_where_sentence_transformers_loads_it(tiny_encoder
     torch.testing.assert_close(features["sentence_embedding"], expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(expected, encoder.encode(QUERIES, "query", progress=False), atol=1e-5, rtol=0)
 
-    try:  # the real thing, where optimum can be installed beside transformers (not with transformers 5: see README)
+    try:  # the real thing, where optimum can be installed beside transformers (not with transformers 5: see docs/models.md)
         onnx_model = SentenceTransformer(str(folder), device="cpu", backend="onnx")
     except Exception as exc:  # noqa: BLE001 (sentence-transformers raises a bare Exception without optimum)
         pytest.skip(f"sentence-transformers backend='onnx' cannot load here: {type(exc).__name__}: {str(exc)[:200]}")

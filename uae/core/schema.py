@@ -8,27 +8,26 @@ and turns every violation into one line naming the key, what it must be and what
 
     loss.sharpness must be a number > 0, got 'abc'
 
-The sections UAE owns (retrieval, candidates, utility, train, evaluate) refuse unknown keys, which
-catches a misspelt ``+train.lrr=...``; the groups whose options vary (data, model, llm, reader, loss)
-are checked for the keys UAE reads and may carry more. trainer, logger and callbacks are Lightning's
-arguments, which Lightning checks when it builds them.
+Every key is one the schema names (:mod:`uae.core.keys` says which, with the closest known keys), so a
+misspelt ``+train.lrr=...`` is refused, never ignored; the mappings Hydra instantiates (``_target_``) take
+the arguments of what they name. trainer, logger and callbacks are Lightning's arguments, which Lightning
+checks when it builds them.
 """
 
 from __future__ import annotations
 
 import re
-import types
-import typing
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-import annotated_types
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from uae.core.choices import ComputeType, Engine, Runtime
 from uae.core.errors import UAEError
+from uae.core.keys import call_problems
 from uae.core.shard import Shard
+from uae.core.violations import message
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
@@ -45,10 +44,16 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-class Group(BaseModel):
-    """A config group's option (data=, model=, ...): the keys UAE reads are checked, others allowed."""
+class Group(Section):
+    """A config group's option (data=, model=, ...): the keys of every option, each checked where UAE reads it."""
 
-    model_config = ConfigDict(strict=True, extra="allow")
+
+class Call(BaseModel):
+    """A mapping Hydra instantiates: the typed fields are checked here, every key against the arguments of
+    its ``_target_`` (:func:`uae.core.keys.call_problems`)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+    target_: str = Field(alias="_target_")
 
 
 class Retrieval(Section):
@@ -57,20 +62,6 @@ class Retrieval(Section):
     batch_size: PositiveInt
     device: Device
     progress: bool
-
-
-class HardNegatives(Section):
-    bm25: Count = 0
-    dense: Count = 0
-
-
-class Candidates(Section):
-    size: PositiveInt
-    gold: bool = True
-    answer_overlap: bool = False
-    hard_negatives: HardNegatives
-    seed: int
-    base: dict[str, Any]
 
 
 class Utility(Section):
@@ -129,7 +120,7 @@ class Loss(Group):
     confidence_weight: bool = False
     denoise_margin: NonNegative | None = None
     needs_gold: bool = False
-    fn: dict[str, Any]
+    fn: Call
 
 
 class Data(Group):
@@ -141,7 +132,7 @@ class Data(Group):
         None, description="a positive integer, a per-split mapping such as {train: 89, dev: 28}, or null"
     )
     tables: str | None = None
-    loader: dict[str, Any]
+    loader: Call
 
     @field_validator("dir")
     @classmethod
@@ -151,7 +142,7 @@ class Data(Group):
         return value
 
 
-class Encoder(Group):
+class Encoder(Call):
     model_id: str
     local_path: str | None = None
     pooling: Literal["mean", "cls"] = "mean"
@@ -166,18 +157,42 @@ class Encoder(Group):
 class Model(Group):
     name: str
     encoder: Encoder | None = None
-    retriever: dict[str, Any]
+    retriever: Call
 
 
-class Template(Group):
+class HardNegatives(Section):
+    bm25: Count = 0
+    dense: Count = 0
+
+
+class Candidates(Section):
+    size: PositiveInt
+    gold: bool = True
+    answer_overlap: bool = False
+    hard_negatives: HardNegatives
+    seed: int
+    base: Model
+
+
+class Template(Section):
     style: Literal["chat", "plain"] = "chat"
+    system: str | None = None
+    context_prompt: str
+    closed_book_prompt: str
+    answer_prefix: str = ""
+    target_prefix: str = ""
 
 
-class Scorer(Group):
+class Scorer(Call):
     model_id: str
     max_length: PositiveInt = 1024
     batch_size: PositiveInt | Literal["auto"] = "auto"
     template: Template | None = None
+
+
+class ReaderModel(Section):
+    model_id: str
+    local_path: str | None = None
 
 
 class LLM(Group):
@@ -185,9 +200,10 @@ class LLM(Group):
     engine: Engine = "hf"
     compute_type: ComputeType = "auto"
     scorer: Scorer
+    reader_model: ReaderModel | None = None  # another model answers than scores (the reader follows llm.scorer otherwise)
 
 
-class Answerer(Group):
+class Answerer(Call):
     k: PositiveInt = 1
     max_new_tokens: PositiveInt = 32
     max_length: PositiveInt = 1024
@@ -206,8 +222,18 @@ class Rerank(Group):
     prompt: str
 
 
-class Config(Group):
-    """The composed config, section by section (paths, trainer, logger, callbacks and hydra are not read here)."""
+class Paths(Section):
+    """Where things are; checked for its keys only (output_dir is Hydra's at run time)."""
+
+    root_dir: str
+    data_dir: str
+    cache_dir: str
+    log_dir: str
+    output_dir: str
+
+
+class Config(Section):
+    """The composed config, section by section (trainer, logger and callbacks are Lightning's, hydra Hydra's)."""
 
     experiment: str
     stages: list[Stage] = Field(description="a list of stages from utility, fit, evaluate, report")
@@ -224,10 +250,14 @@ class Config(Group):
     llm: LLM
     reader: Reader | None = None
     rerank: Rerank | None = None
+    paths: Paths | None = None
+    trainer: dict[str, Any] | None = None
+    logger: dict[str, Any] | None = None
+    callbacks: dict[str, Any] | None = None
 
 
-# Resolving these would need Hydra's runtime (paths.output_dir) or is Lightning's to check.
-_NOT_CHECKED = ("paths", "trainer", "logger", "callbacks", "hydra")
+# Lightning's to check, and Hydra's; paths is checked for its keys unresolved (output_dir needs Hydra's runtime).
+_NOT_CHECKED = ("trainer", "logger", "callbacks", "hydra")
 
 
 def check(cfg: DictConfig) -> None:
@@ -235,6 +265,9 @@ def check(cfg: DictConfig) -> None:
     sections: dict[str, Any] = {}
     for key in cfg:
         if key in _NOT_CHECKED:
+            continue
+        if key == "paths":
+            sections[key] = OmegaConf.to_container(cfg.paths, resolve=False)
             continue
         try:
             value = OmegaConf.select(cfg, str(key), throw_on_missing=False)
@@ -246,139 +279,12 @@ def check(cfg: DictConfig) -> None:
             raise UAEError(f"{key}: its value cannot be resolved ({type(exc).__name__}: {exc}).") from None
     if sections.get("reader") == {}:  # an empty group option (reader=none) composes to {}
         sections["reader"] = None
+    problems = call_problems(sections)
     try:
         Config.model_validate(sections)
     except ValidationError as exc:
-        problems = list(dict.fromkeys(_message(error, sections) for error in exc.errors()))
+        problems = list(dict.fromkeys([message(error, sections, Config) for error in exc.errors()] + problems))
+    if problems:
         if len(problems) == 1:
             raise UAEError(problems[0]) from None
         raise UAEError(f"{len(problems)} settings are invalid:\n  " + "\n  ".join(problems)) from None
-
-
-def _message(error: Any, sections: dict[str, Any]) -> str:
-    """``key must be <what the schema says>, got <value>``, or the validator's own sentence."""
-    key, annotation, value = _locate(error["loc"], sections)
-    if error["type"] == "missing":
-        return f"{key} is missing: it must be {_describe(annotation)}."
-    if error["type"] == "extra_forbidden":
-        return f"{key} is not a setting UAE knows (a misspelt key?); remove it."
-    if error["type"] == "value_error":
-        return str(error["msg"]).removeprefix("Value error, ")
-    return f"{key} must be {_describe(annotation)}, got {value!r}"
-
-
-def _locate(loc: tuple[Any, ...], sections: dict[str, Any]) -> tuple[str, Any, Any]:
-    """The dotted key of an error, the annotation that governs it, and the value the config holds there.
-
-    A union's members add their own names to ``loc`` (``constrained-int``, ``dict[str,...]``); the walk
-    stops at the union, so that the message states the whole of what the key accepts, once.
-    """
-    annotation: Any = Config
-    node: Any = sections
-    parts: list[str] = []
-    for part in loc:
-        model = _model(annotation)
-        bare = _strip(annotation)
-        if model is not None and isinstance(part, str):
-            field = model.model_fields.get(part) or next((f for f in model.model_fields.values() if f.alias == part), None)
-            annotation = Any if field is None else _with_metadata(field)
-        elif typing.get_origin(bare) in (list, dict):
-            args = typing.get_args(bare)
-            annotation = args[-1] if args else Any
-        else:
-            break  # a union member's name, or deeper than the schema goes
-        if isinstance(part, int):
-            parts[-1] += f"[{part}]"
-        else:
-            parts.append(str(part))
-        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
-    return ".".join(parts), annotation, node
-
-
-def _has(node: dict[str, Any] | list[Any], part: Any) -> bool:
-    return part in node if isinstance(node, dict) else isinstance(part, int) and 0 <= part < len(node)
-
-
-def _with_metadata(field: Any) -> Any:
-    annotation = field.annotation
-    extras = list(field.metadata)
-    if field.description:
-        extras.append(_Said(field.description))
-    return Annotated[(annotation, *extras)] if extras else annotation
-
-
-class _Said:
-    """A field's own description of what it accepts, used verbatim in messages."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-def _strip(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _strip(args[0])
-    return annotation
-
-
-def _model(annotation: Any) -> type[BaseModel] | None:
-    bare = _strip(annotation)
-    return bare if isinstance(bare, type) and issubclass(bare, BaseModel) else None
-
-
-def _describe(annotation: Any) -> str:
-    """What a value of ``annotation`` must be, in words: 'a number > 0', 'an integer >= 1 or null'."""
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        base, *metadata = typing.get_args(annotation)
-        said = [m.text for m in metadata if isinstance(m, _Said)]
-        if said:
-            return said[0]
-        bounds = [b for m in metadata for b in (getattr(m, "metadata", None) or [m])]
-        return _describe(base) + _bounds(bounds)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(annotation)
-        words = [_describe(a) for a in args if a is not type(None)]
-        text = " or ".join(words)
-        return text + " or null" if type(None) in args else text
-    if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in typing.get_args(annotation))
-    if origin is list:
-        return "a list"
-    if origin is dict:
-        return "a mapping"
-    if annotation is bool:
-        return "true or false"
-    if annotation is int:
-        return "an integer"
-    if annotation is float:
-        return "a number"
-    if annotation is str:
-        return "a string"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "a mapping of settings"
-    return "a valid value"
-
-
-def _bounds(metadata: list[Any]) -> str:
-    low = next((m for m in metadata if isinstance(m, (annotated_types.Gt, annotated_types.Ge))), None)
-    high = next((m for m in metadata if isinstance(m, (annotated_types.Lt, annotated_types.Le))), None)
-    if low is not None and high is not None:
-        left = "[" if isinstance(low, annotated_types.Ge) else "("
-        right = "]" if isinstance(high, annotated_types.Le) else ")"
-        return f" in {left}{_num(low)}, {_num(high)}{right}"
-    if low is not None:
-        return (" > " if isinstance(low, annotated_types.Gt) else " >= ") + str(_num(low))
-    if high is not None:
-        return (" < " if isinstance(high, annotated_types.Lt) else " <= ") + str(_num(high))
-    return ""
-
-
-def _num(bound: Any) -> Any:
-    for name in ("gt", "ge", "lt", "le"):
-        if hasattr(bound, name):
-            return getattr(bound, name)
-    return bound
