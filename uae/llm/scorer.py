@@ -38,10 +38,11 @@ from the question or the target; :attr:`AnswerScorer.stats` counts those items.
 
 This module holds the public class and the order of the steps; each step has a file of its own
 under uae/llm/: the request and stats types and the tokenisation with its truncation (requests.py),
-the batch planning and out-of-memory back-off (batching.py), the forward pass and the log-probability
-math (logprobs.py, with prefix.py for shared prefixes), and the load-time check (self_check.py). The
-class stays here, named ``uae.llm.scorer.AnswerScorer``: committed utility tables record that path
-in their spec (:meth:`AnswerScorer.fingerprint_spec`).
+the ``hf`` engine's model loading and batch-by-batch forward passes (hf_forward.py, a mixin of the
+class), the batch planning and out-of-memory back-off (batching.py), the forward pass and the
+log-probability math (logprobs.py, with prefix.py for shared prefixes), and the load-time check
+(self_check.py). The class stays here, named ``uae.llm.scorer.AnswerScorer``: committed utility tables
+record that path in their spec (:meth:`AnswerScorer.fingerprint_spec`).
 """
 
 from __future__ import annotations
@@ -58,19 +59,10 @@ from tqdm.auto import tqdm
 
 from uae.core.choices import engine_spec
 from uae.core.errors import UAEError
-from uae.llm.batching import back_off, batch_limits, is_oom, next_batch, parse_batch_size, processing_order
+from uae.llm.batching import parse_batch_size, processing_order
 from uae.llm.engines import TokenScorer, parse_engine
-from uae.llm.loading import load_causal_lm, load_tokenizer, parse_device
-from uae.llm.logprobs import (
-    cache_argument,
-    decoder_of,
-    encode_padded,
-    head_logits,
-    pad_token_id,
-    predicted_tokens,
-    target_logprobs,
-)
-from uae.llm.prefix import MIN_SHARED_TOKENS, PASS_COST_TOKENS, encode_shared
+from uae.llm.hf_forward import HFForward
+from uae.llm.loading import load_tokenizer, parse_device
 from uae.llm.prompt import PromptTemplate, fill
 from uae.llm.requests import (
     SETTING,
@@ -83,7 +75,6 @@ from uae.llm.requests import (
     short,
     target_requests,
 )
-from uae.llm.self_check import check_fast_path
 from uae.storage.fingerprint import model_digest
 
 __all__ = [
@@ -99,7 +90,7 @@ log = logging.getLogger(__name__)
 SCORER_VERSION = 1  # bump when a change alters the numbers, so that caches made before are refused
 
 
-class AnswerScorer:
+class AnswerScorer(HFForward):
     """Mean token log-likelihood of targets under a causal LM, batched and with the head on targets only.
 
     ``batch_size``: ``"auto"`` packs batches up to a token budget found from the device (halved on
@@ -142,21 +133,11 @@ class AnswerScorer:
         if self.engine_name != "hf":
             self._init_engine(model_id, cache_dir, local_path, offline, parsed, max_length)
             return
-        self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
+        self._load_hf(  # uae/llm/hf_forward.py: the model, its base and head, the pad id
             model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=parsed,
-            dtype=self.compute_type, setting=SETTING,
+            dtype=self.compute_type,
         )  # fmt: skip
-        self.config = self.model.config
-        self.base = decoder_of(self.model)
-        self.head = self.model.get_output_embeddings()
-        if self.base is None or self.head is None:
-            raise UAEError(
-                f"{model_id}: cannot find the base model and output head of {type(self.model).__name__}; "
-                "the scorer supports decoder-only causal LMs (Llama, Mistral, Qwen, SmolLM, GPT-2 ...)."
-            )
-        self._cache_arg = cache_argument(self.base)
         self._init_common(max_length)
-        self.pad_id = pad_token_id(self.tokenizer, self.config)
         self.share_prefixes = bool(share_prefixes) and self._fixed_batch != 1
         self._self_check()
 
@@ -312,7 +293,8 @@ class AnswerScorer:
         return self.stats.truncated
 
     # ---------------------------------------------------------------------------------------------
-    # the steps of score_requests (uae/llm/requests.py, batching.py and logprobs.py do the work)
+    # the steps of score_requests (uae/llm/requests.py does the encoding; the hf engine's batches run in
+    # HFForward._run, uae/llm/hf_forward.py; another engine's in _run_engine)
 
     def _encode(self, requests: Sequence[ScoreRequest], labels: Labels) -> list[Item]:
         """The requests as token ids, context cut to ``max_length``; the cuts go into the stats."""
@@ -324,33 +306,6 @@ class AnswerScorer:
         self.stats.truncated_tokens += encoded.dropped_tokens
         self.last_truncated.extend(encoded.truncated)
         return encoded.items
-
-    def _run(self, items: list[Item], sums: np.ndarray) -> None:
-        """Score ``items`` batch by batch into ``sums``, backing off on out-of-memory."""
-        limits = batch_limits(
-            self._fixed_batch, device=self.device, config=self.config, dtype=self.dtype,
-            max_length=self.max_length,
-        )  # fmt: skip
-        pending = processing_order(items, share=self.share_prefixes)
-        pending.reverse()  # a stack: pop() takes the next item in processing order
-        bar = tqdm(total=len(items), unit="item", desc="LLM scoring", disable=not self.progress, leave=False)
-        try:
-            with torch.inference_mode():
-                while pending:
-                    batch = next_batch(pending, items, limits, share=self.share_prefixes)
-                    try:
-                        self._forward(batch, items, sums)
-                    except (torch.OutOfMemoryError, RuntimeError) as exc:
-                        if not is_oom(exc):
-                            raise
-                        self.stats.oom_retries += 1
-                        longest = len(items[batch[0]].seq)
-                        back_off(exc, batch, pending, limits, longest=longest, device=self.device)
-                        continue
-                    self.stats.batches += 1
-                    bar.update(len(batch))
-        finally:
-            bar.close()
 
     def _run_engine(self, items: list[Item], sums: np.ndarray, chunk: int = 256) -> None:
         """Score ``items`` on the inference engine, longest first in chunks (a progress bar, bounded memory)."""
@@ -368,59 +323,6 @@ class AnswerScorer:
                 bar.update(len(part))
         finally:
             bar.close()
-
-    def _forward(self, batch: list[int], items: list[Item], sums: np.ndarray) -> None:
-        """Score every item of ``batch``, adding its sum of target-token log-probabilities into ``sums``.
-
-        The hidden states that predict the target tokens come from one right-padded forward, or, with
-        prefix sharing, from :func:`uae.llm.prefix.encode_shared`; then the LM head runs on those rows
-        only.
-        """
-        seqs = [items[i].seq for i in batch]
-        wanted_from = [len(items[i].prompt) - 1 for i in batch]  # the position predicting the 1st target token
-        if self.share_prefixes:
-            overhead = PASS_COST_TOKENS["cuda" if self.device.type == "cuda" else "cpu"]
-            encoding = encode_shared(
-                self.base, seqs, wanted_from, pad_id=self.pad_id, cache_arg=self._cache_arg,
-                device=self.device, overhead=overhead, min_saving=MIN_SHARED_TOKENS,
-            )  # fmt: skip
-        else:
-            encoding = encode_padded(self.base, seqs, wanted_from, pad_id=self.pad_id, device=self.device)
-        self.stats.encoded_tokens += encoding.encoded_tokens
-        self.stats.padded_tokens += encoding.padded_tokens
-        self.stats.passes += encoding.passes
-        targets = torch.tensor(predicted_tokens(seqs, wanted_from), dtype=torch.long, device=self.device)
-        owners = np.repeat(np.asarray(batch, dtype=np.int64), [len(items[i].target) for i in batch])
-        vocab = int(self.head.weight.shape[0])
-        logp = target_logprobs(encoding.rows, targets, vocab=vocab, logits=self._logits)
-        np.add.at(sums, owners, logp.double().cpu().numpy())
-
-    def _logits(self, rows: torch.Tensor) -> torch.Tensor:
-        """The head as the model applies it, in float32 (a method, so that a test can poison it)."""
-        return head_logits(self.head, self.config, rows)
-
-    # ---------------------------------------------------------------------------------------------
-    # the load-time check (uae/llm/self_check.py)
-
-    def _self_check(self) -> None:
-        """Check the fast path against full forwards; sharing goes off where it fails (see self_check)."""
-        self.share_prefixes = check_fast_path(
-            self._score_batch, model=self.model, model_id=self.model_id,
-            vocab=int(self.head.weight.shape[0]), device=self.device, dtype=self.dtype,
-            share=self.share_prefixes,
-        )  # fmt: skip
-
-    def _score_batch(self, items: list[Item], share: bool) -> np.ndarray:
-        """Sums of target log-probabilities of ``items`` in one batch, sharing on or off, stats untouched."""
-        keep_share, keep_stats = self.share_prefixes, self.stats
-        self.share_prefixes, self.stats = share, ScorerStats()
-        try:
-            sums = np.zeros(len(items))
-            with torch.inference_mode():
-                self._forward(processing_order(items, share=share), items, sums)
-            return sums
-        finally:
-            self.share_prefixes, self.stats = keep_share, keep_stats
 
 
 def _sha(text: str) -> str:
