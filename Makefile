@@ -71,8 +71,9 @@ test: setup ## the test suite (what CI runs), without the slow tests
 test-slow: setup ## only the slow tests
 	$(PY) -m pytest -m slow -q $(XDIST) $(PYTEST_ARGS)
 
-lint: setup ## ruff over the code, tests and notebook; the import layers of uae/ (import-linter contracts in pyproject.toml)
+lint: setup ## ruff over the code, tests and notebook; the type checker (mypy over uae/, [tool.mypy] in pyproject.toml); the import layers of uae/ (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 data: setup ## fetch the official QASPER files into DATA_DIR (needs the internet; skips files already there)
@@ -281,6 +282,9 @@ LFS := $(R)/label_free_seeds
 LFRS := experiments/qasper/runs/label_free_seeds
 LF_SEED_RUNS := $(foreach s,$(SEEDS),overlap-uae-mix0.5-seed$(s)/$(LF_OV)/loss.mix=0.5/$(SEED_ONLY)$(s) \
   answer_overlap-seed$(s)/loss=infonce/$(LF_OV)/$(SEED_ONLY)$(s) overlap-uae-seed$(s)/$(SEED_ONLY)$(s))
+# --a/--b once per seed: the seed-42 record (answer overlap's in $(LFR_OB)) and the seed runs. Pairs are A:B.
+LF_SEED_SIDE = --$(1) $(if $(filter answer_overlap,$(2)),$(LFR_OB),$(LFR))/$(2) $(foreach s,$(SEEDS),--$(1) $(LFRS)/$(2)-seed$(s))
+LF_SEED_PAIRS := answer_overlap:overlap-uae-mix0.5 answer_overlap:overlap-uae overlap-uae:overlap-uae-mix0.5
 seeds-label-free: WT = $(LFR)/walltimes.md
 seeds-label-free: setup ## the label-free seed runs alone (make label-efficiency runs them too)
 	$(call RECORDED_RUNS,qasper_label_free_overlap,$(LF_SEED_RUNS),$(LFS),$(LFRS))
@@ -348,6 +352,9 @@ label-efficiency: setup $(TEACHERS_STAMP) seeds-label-free ## label-free UAE aga
 	  --metrics hit@1 recall@1 map mrr --into $(RESULTS) --section compare-overlap-uae-mix0.5-overlap-sets-answer_overlap
 	for name in answer_overlap overlap-uae-mix0.5; do $(PY) -m uae.analysis.compare $(LFR)/zero_shot $(LFR)_full/$$name \
 	  --data-dir $(DATA_DIR) --metrics recall@1 map --into $(RESULTS) --section compare-full-$$name-zero_shot || exit 1; done
+	$(foreach pair,$(LF_SEED_PAIRS),$(PY) -m uae.analysis.compare $(call LF_SEED_SIDE,a,$(firstword $(subst :, ,$(pair)))) \
+	  $(call LF_SEED_SIDE,b,$(lastword $(subst :, ,$(pair)))) --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
+	  --into $(RESULTS) --section seeds-$(lastword $(subst :, ,$(pair)))-$(firstword $(subst :, ,$(pair))) &&) true
 	$(PY) -m uae.analysis.report --insert $(WT) --into $(RESULTS) --section label-efficiency-walltimes
 
 # Issue 24: what the inference engines cost in quality, on QASPER dev. The ONNX Runtime question encoder

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from numbers import Integral
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from uae.core.errors import UAEError
 
@@ -159,6 +159,10 @@ class Retriever:
         self._texts, self._ids = texts, ids
         return self
 
+    @overload  # a str is a Sequence[str] too: this first overload takes it, as search itself does
+    def search(self, question: str, k: int = 10) -> list[Hit]: ...  # type: ignore[overload-overlap]
+    @overload
+    def search(self, question: Sequence[str], k: int = 10) -> list[list[Hit]]: ...
     def search(self, question: str | Sequence[str], k: int = 10) -> list[Hit] | list[list[Hit]]:
         """The ``k`` best indexed passages for a question (a list of hits), or for each of several questions
         (a list of such lists, encoded in batches). ``k`` above the corpus size is clamped to it."""

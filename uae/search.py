@@ -45,7 +45,10 @@ def read_passages(path: Path) -> tuple[list[str], list[str]]:
         raise DataError(f"--passages {path} holds no passages: there is nothing to search.")
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
-        duplicate = next(i for i in ids if i in seen or seen.add(i))
+        for duplicate in ids:  # the first id seen twice
+            if duplicate in seen:
+                break
+            seen.add(duplicate)
         raise DataError(f"--passages {path}: the id {duplicate!r} names two passages; ids must be unique.")
     return texts, ids
 

@@ -20,9 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from uae.analysis.report import emit
+from uae.core.build import to_dict
 from uae.core.config import compose
 from uae.core.errors import UAEError, cli_main
 from uae.data.candidates import CandidateSet, build_candidates
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = compose(args.overrides)
     retrievers = hard_negative_retrievers(cfg)
-    n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
+    n_hard = to_dict(cfg.candidates.hard_negatives)
     rows: list[dict[str, object]] = []
     for name in args.splits or [cfg.data.train_split]:
         split = load_split(cfg, name)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from uae.core.errors import UAEError
 
@@ -23,3 +23,9 @@ def build(node: DictConfig, where: str, **kwargs: Any) -> Any:
         if isinstance(cause, UAEError):
             raise cause from None
         raise UAEError(f"{where} could not be built from the config: {exc}") from exc
+
+
+def to_dict(node: DictConfig, *, resolve: bool = True) -> dict[str, Any]:
+    """``OmegaConf.to_container`` of a mapping node: the plain dict it returns, typed as one (omegaconf
+    types it as any container, a list or a string included)."""
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=resolve))

@@ -263,14 +263,15 @@ _NOT_CHECKED = ("trainer", "logger", "callbacks", "hydra")
 def check(cfg: DictConfig) -> None:
     """Refuse the config unless every value has its type and range; one :class:`UAEError` lists them all."""
     sections: dict[str, Any] = {}
-    for key in cfg:
+    for node in cfg:
+        key = str(node)
         if key in _NOT_CHECKED:
             continue
         if key == "paths":
             sections[key] = OmegaConf.to_container(cfg.paths, resolve=False)
             continue
         try:
-            value = OmegaConf.select(cfg, str(key), throw_on_missing=False)
+            value = OmegaConf.select(cfg, key, throw_on_missing=False)
             sections[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         except OmegaConfBaseException as exc:  # an interpolation that cannot be resolved (a missing env var, a typo)
             missing = re.search(r"Missing mandatory value: ([\w.]+)", str(exc))

@@ -29,7 +29,7 @@ SOURCES = ("gold", "answer_overlap", "bm25", "dense", "random")
 @dataclass(frozen=True)
 class CandidateSet:
     question_id: str
-    document_id: str
+    document_id: str | None  # None: an open-retrieval question, whose candidates come from the whole split
     passage_ids: tuple[str, ...]
     sources: tuple[str, ...]  # where each candidate came from, one of SOURCES
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -47,7 +48,7 @@ def load_from(data: DictConfig, name: str, data_dir: str | None = None) -> Split
             f"data={data.get('name')!r} has no loader: a dataset config needs loader._target_ (see conf/data/qasper.yaml)."
         )
     if data_dir is not None:
-        data = OmegaConf.merge(data, {"dir": data_dir, "loader": {"data_dir": data_dir}})
+        data = cast(DictConfig, OmegaConf.merge(data, {"dir": data_dir, "loader": {"data_dir": data_dir}}))  # a mapping stays one
     loader = build(data.loader, "data.loader")
     return loader(name, max_documents=max_documents_for(data, name))
 

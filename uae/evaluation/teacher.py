@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,10 +35,9 @@ def rank_sets_by_paper_ranking(sets: Sequence[CandidateSet], rankings: Sequence[
 def rank_sets_by_utility(table: pa.Table) -> dict[str, list[str]]:
     """Candidates of each question by descending utility; ties keep the set's own order."""
     rows: dict[str, list[tuple[float, int, str]]] = {}
-    for qid, pid, position, utility in zip(
-        table["question_id"].to_pylist(), table["passage_id"].to_pylist(),
-        table["position"].to_pylist(), table["utility"].to_pylist(),
-    ):
+    # the table format's columns hold no nulls (uae.table.format)
+    columns: list[list[Any]] = [table[name].to_pylist() for name in ("question_id", "passage_id", "position", "utility")]
+    for qid, pid, position, utility in zip(*columns):
         rows.setdefault(qid, []).append((-utility, position, pid))
     return {qid: [pid for *_, pid in sorted(items)] for qid, items in rows.items()}
 
@@ -73,15 +73,15 @@ def teacher_quality(
     }
 
 
-def markdown(report: Mapping[str, object]) -> str:
+def markdown(report: Mapping[str, Any]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in report["rows"]:  # type: ignore[union-attr]
+    for row in report["rows"]:
         lines.append("| " + " | ".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + " |")
     gold, other = report["mean_utility_gold"], report["mean_utility_other"]
     lines.append("")
     lines.append(
         f"Mean utility (nats per answer token): gold evidence {gold:+.3f}, other candidates {other:+.3f}, "
-        f"gap {gold - other:+.3f}, over {report['n_candidates']} candidates."  # type: ignore[operator]
+        f"gap {gold - other:+.3f}, over {report['n_candidates']} candidates."
     )
     return "\n".join(lines) + "\n"
 

@@ -118,4 +118,5 @@ def load_causal_lm(
             f"{first_line}). Point {setting}.local_path at a folder saved with save_pretrained from a causal LM "
             "(AutoModelForCausalLM) with its tokenizer."
         ) from exc
-    return CausalLM(path, tokenizer, model.to(device).eval(), device, dtype)
+    # transformers wraps .to with functools.wraps, which its types cannot bind as a method
+    return CausalLM(path, tokenizer, model.to(device).eval(), device, dtype)  # type: ignore[arg-type]

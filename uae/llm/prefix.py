@@ -182,7 +182,7 @@ def encode_shared(
     while frontier:
         width = pass_width([len(nodes[n].tokens) - o for n, o, _ in frontier], overhead)
         ids = torch.full((len(frontier), width), pad_id, dtype=torch.long)
-        pos = torch.empty((len(frontier), width), dtype=torch.long)
+        position_ids = torch.empty((len(frontier), width), dtype=torch.long)
         own = torch.zeros((len(frontier), width), dtype=torch.long)
         select: list[int] = []
         following: list[tuple[int, int, int]] = []
@@ -190,7 +190,7 @@ def encode_shared(
             node = nodes[n]
             k = min(width, len(node.tokens) - o)
             ids[r, :k] = torch.tensor(node.tokens[o : o + k], dtype=torch.long)
-            pos[r] = torch.arange(node.start + o, node.start + o + width)
+            position_ids[r] = torch.arange(node.start + o, node.start + o + width)
             own[r, :k] = 1
             for j, index in wanted[n]:
                 if o <= j < o + k:
@@ -202,6 +202,7 @@ def encode_shared(
                 following.extend((c, 0, r) for c in children[n])
         kwargs: dict[str, Any] = {}
         if cache is not None:
+            assert mask is not None  # set by the first pass, the one without a cache
             parents = torch.tensor([p for _, _, p in frontier], dtype=torch.long)
             if len(parents) != len(mask) or not torch.equal(parents, torch.arange(len(mask))):
                 cache.reorder_cache(parents.to(device))  # rows follow their parents (copies the cache)
@@ -212,7 +213,7 @@ def encode_shared(
             mask = own
         out = base(
             input_ids=ids.to(device),
-            position_ids=pos.to(device),
+            position_ids=position_ids.to(device),
             use_cache=bool(following) or cache is not None,
             **kwargs,
             **{cache_arg: cache},

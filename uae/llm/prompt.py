@@ -98,7 +98,7 @@ class PromptTemplate:
             try:  # an OmegaConf DictConfig
                 from omegaconf import OmegaConf
 
-                config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
+                config = OmegaConf.to_container(config, resolve=True)
             except Exception as exc:  # noqa: BLE001 - not a DictConfig either: reported just below
                 log.debug("template config %r is not an OmegaConf node: %s", config, exc)
         if not isinstance(config, Mapping):

@@ -309,6 +309,7 @@ class AnswerScorer(HFForward):
 
     def _run_engine(self, items: list[Item], sums: np.ndarray, chunk: int = 256) -> None:
         """Score ``items`` on the inference engine, longest first in chunks (a progress bar, bounded memory)."""
+        assert self.engine is not None  # only the engine path comes here (_init_engine set it)
         order = processing_order(items, share=False)
         bar = tqdm(total=len(items), unit="item", desc=f"LLM scoring ({self.engine_name})", disable=not self.progress, leave=False)
         try:

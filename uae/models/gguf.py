@@ -46,7 +46,7 @@ def convert_gguf(entry: BundledModel, sources: list[Path], out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **kwargs)
     # Weights are plain tensors now: drop the GGUF quantizer so save_pretrained writes a normal folder.
     if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module.__setattr__'s value as a tensor or module
     for attr in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(model.config, attr):
             delattr(model.config, attr)

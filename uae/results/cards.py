@@ -26,7 +26,7 @@ METRIC_NAMES = {
     "hit@1": "Hit@1", "recall@1": "Recall@1", "recall@5": "Recall@5", "map": "MAP", "mrr": "MRR",
     "ndcg@10": "nDCG@10", "token_f1": "Answer token F1",
 }
-TASK = {"task_type": "information-retrieval", "task_name": "Information Retrieval"}  # as sentence-transformers' IR cards
+TASK: dict[str, Any] = {"task_type": "information-retrieval", "task_name": "Information Retrieval"}  # as sentence-transformers' IR cards
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 MODEL_BODY = """\
@@ -169,7 +169,7 @@ def model_card(
     tuned = rows[-1] if rows else None
     results = []
     if tuned is not None:
-        dataset = {
+        dataset: dict[str, Any] = {
             "dataset_type": dataset_id or data_name,
             "dataset_name": f"{DATASET_NAMES.get(data_name, data_name)} ({tuned['split']})",
             "dataset_split": str(tuned["split"]),

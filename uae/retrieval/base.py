@@ -58,7 +58,8 @@ def rank_questions(retriever: Retriever, split: Split, questions: Sequence[Quest
     bound_rows = [i for i, q in enumerate(questions) if q.document_id is not None]
     ranked: list[list[str]] = [[] for _ in questions]
     query_seconds = index_seconds = 0.0
-    for rows, part_scope in ((bound_rows, "document"), (open_rows, "corpus")):
+    parts: tuple[tuple[list[int], Scope], ...] = ((bound_rows, "document"), (open_rows, "corpus"))
+    for rows, part_scope in parts:
         if not rows:
             continue
         part = retriever.rank(split, [questions[i] for i in rows], scope=part_scope, top_k=top_k)
@@ -69,9 +70,9 @@ def rank_questions(retriever: Retriever, split: Split, questions: Sequence[Quest
     return Ranking(ranked, query_seconds, index_seconds)
 
 
-def positions_by_document(document_ids: Sequence[str]) -> dict[str, list[int]]:
+def positions_by_document(document_ids: Sequence[str | None]) -> dict[str | None, list[int]]:
     """Positions grouped by document id, in first-seen order (one index slice or search per document)."""
-    groups: dict[str, list[int]] = {}
+    groups: dict[str | None, list[int]] = {}
     for i, document_id in enumerate(document_ids):
         groups.setdefault(document_id, []).append(i)
     return groups

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,9 @@ from uae.retrieval.runtime import OnnxTower, check_runtime, onnx_file, require_o
 from uae.retrieval.st_layout import PASSAGE_TOWER, QUERY_TOWER, EncoderLayout, write_layout
 from uae.storage.atomic import atomic_folder
 from uae.storage.fingerprint import model_digest
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class TextTokenizer:
     Separate from the encoder so data-loader workers can tokenize without pickling the model.
     """
 
-    def __init__(self, tokenizer: object, instructions: dict[str, str], max_lengths: dict[str, int]) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, instructions: dict[str, str], max_lengths: dict[str, int]) -> None:
         self.tokenizer = tokenizer
         self.instructions = instructions
         self.max_lengths = max_lengths
@@ -83,7 +86,7 @@ def checkpoint_layers(model: nn.Module) -> None:
     for layer in layers:
         forward = layer.forward
 
-        def checkpointed(*args: object, _forward=forward, _layer=layer, **kwargs: object) -> object:
+        def checkpointed(*args: Any, _forward=forward, _layer=layer, **kwargs: Any) -> object:
             if not (torch.is_grad_enabled() and _layer.training):
                 return _forward(*args, **kwargs)
             return checkpoint(_forward, *args, use_reentrant=False, **kwargs)

@@ -56,7 +56,7 @@ class PassageIndex:
     def _flat_index(self, vectors: np.ndarray, *, gpu: bool = False) -> faiss.Index:
         import faiss  # deferred: start-up speed
 
-        index = faiss.IndexFlatIP(vectors.shape[1])
+        index: faiss.Index = faiss.IndexFlatIP(vectors.shape[1])
         if gpu:
             self._gpu_resources = getattr(self, "_gpu_resources", None) or faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from uae.core.build import build
+from uae.core.build import build, to_dict
 from uae.data.loading import load_split
 from uae.data.records import Split
 from uae.evaluation.metrics import answer_f1
@@ -33,7 +33,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
     out_dir = Path(cfg.paths.output_dir)
     encoder_dir = state.get("encoder_dir")
     if encoder_dir is not None:  # the fit stage's export: loaded exactly as a base model is
-        node = OmegaConf.to_container(cfg.model.retriever, resolve=True)
+        node = to_dict(cfg.model.retriever)
         query_tower, passage_tower = tower_paths(encoder_dir)
         node["encoder"]["local_path"] = str(query_tower)
         if passage_tower is not None:

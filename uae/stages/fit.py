@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from uae.core.build import build
+from uae.core.build import build, to_dict
 from uae.core.config import project_path
 from uae.core.errors import UAEError
 from uae.data.loading import load_split
@@ -110,7 +110,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     # so a later evaluate or export would otherwise name itself. It goes into results.json.
     state["command"] = command_line(out_dir)
     # the card of a model not yet evaluated; the evaluate stage rewrites it with the run's results
-    card = model_card(OmegaConf.to_container(cfg, resolve=True), state, module.encoder.layout(), [], command=state["command"])
+    card = model_card(to_dict(cfg), state, module.encoder.layout(), [], command=state["command"])
     write_card(encoder_dir, card)
     log.info("fit: exported %s (from %s) to %s", cfg.loss.name, checkpoint or "the final weights", encoder_dir)
 

@@ -63,7 +63,7 @@ def apply_labels(cfg: DictConfig, split: Split, groups: list[TrainingGroup]) -> 
     elif source == "teacher_argmax":
         groups = [replace(g, gold=positives_mask(g.passage_ids, {teacher_argmax(g.passage_ids, g.utility)})) for g in groups]
     else:
-        groups = _answer_overlap(split, groups, record, float(labels.min_overlap), int(labels.max_positives))
+        groups = _answer_overlap(split, groups, record, float(labels["min_overlap"]), int(labels["max_positives"]))
         if record["inserted"] and not cfg.loss.get("needs_gold"):
             raise UAEError(
                 f"train.labels.source=answer_overlap put {record['inserted']} passages the teacher did not score "

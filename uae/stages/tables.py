@@ -7,17 +7,20 @@ lives apart from either: fit never calls into the utility stage.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from uae.core.build import build
+from uae.core.build import build, to_dict
 from uae.core.errors import UAEError
 from uae.data.label_rules import answer_overlap_labels
 from uae.data.records import Question, Split
 from uae.retrieval.base import Retriever, rank_questions
 from uae.retrieval.bm25 import BM25Retriever
 from uae.table.find import find_table
+
+if TYPE_CHECKING:
+    from uae.retrieval.dense import DenseRetriever
 
 
 def utility_questions(split: Split) -> list[Question]:
@@ -53,7 +56,7 @@ def answer_overlap_leads(
 
 def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:
     """The retrievers whose top passages become hard negatives (BM25, the base encoder), per config."""
-    n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
+    n_hard = to_dict(cfg.candidates.hard_negatives)
     retrievers: dict[str, Retriever] = {}
     if n_hard.get("bm25", 0) > 0:
         retrievers["bm25"] = BM25Retriever()
@@ -81,7 +84,8 @@ def utility_settings(cfg: DictConfig, scorer: Any, retrievers: dict[str, Retriev
         labels = cfg.train.labels
         candidates["answer_overlap"] = {"min_overlap": float(labels.min_overlap), "max_positives": int(labels.max_positives)}
     for name, retriever in retrievers.items():
-        candidates[name] = retriever.encoder.fingerprint_spec() if name == "dense" else retriever.describe()
+        # the dense one has an encoder (hard_negative_retrievers checks)
+        candidates[name] = cast("DenseRetriever", retriever).encoder.fingerprint_spec() if name == "dense" else retriever.describe()
     return {"scorer": scorer.fingerprint_spec(), "candidates": candidates}
 
 

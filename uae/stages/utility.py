@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from uae.core.build import build
+from uae.core.build import build, to_dict
 from uae.core.errors import UAEError
 from uae.core.shard import Shard
 from uae.data.candidates import CandidateSet, build_candidates
@@ -50,7 +50,7 @@ def candidate_sets(
     """
     rankings = document_rankings(split, questions, retrievers)
     leading = answer_overlap_leads(cfg, split, questions, rankings) if cfg.candidates.get("answer_overlap") else None
-    n_hard = OmegaConf.to_container(cfg.candidates.hard_negatives, resolve=True)
+    n_hard = to_dict(cfg.candidates.hard_negatives)
     sets = build_candidates(
         split, questions, size=cfg.candidates.size, hard_rankings=rankings, n_hard=n_hard, seed=cfg.candidates.seed,
         gold=bool(cfg.candidates.gold), leading=leading,

@@ -119,7 +119,7 @@ def recorded_digest(path: str | os.PathLike) -> str | None:
     import pyarrow.parquet as pq
 
     try:
-        metadata = pq.read_schema(path).metadata or {}
+        metadata = pq.read_schema(os.fspath(path)).metadata or {}
     except (OSError, pa.ArrowException) as exc:
         raise DamagedFileError(f"{path}: its parquet footer cannot be read ({type(exc).__name__}: {exc}).") from exc
     value = metadata.get(DIGEST_KEY)

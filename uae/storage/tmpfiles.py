@@ -81,7 +81,7 @@ def remove_if_dead(path: Path, *, now: float | None = None) -> bool:
         os.close(fd)
 
 
-def remove_stale(folders: Iterable[str | os.PathLike]) -> list[Path]:
+def remove_stale(folders: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Remove the temporary files of dead writers under ``folders`` (recursively); returns them."""
     removed: list[Path] = []
     now = time.time()

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.table is None:
             raise UAEError("groups needs --table PATH: the utility table (.parquet) to export.")
         name = args.split or read_table_spec(args.table).get("split")
+        if name is None:
+            raise UAEError(f"{args.table} records no split: name the one it was made from with --split NAME.")
         n = export_groups(args.table, load_split(cfg, name), args.to)
         print(f"wrote {args.to}: {n} training groups of {name}")
     return 0

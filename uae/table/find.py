@@ -66,6 +66,7 @@ def find_table(
                 )
             log.info("utility table %s does not fit (differs in: %s)", path, ", ".join(differs))
             continue
+        assert covered is not None  # read above whenever the settings fit
         if covered.issuperset(question_ids):
             return path
         log.info("utility table %s lacks %d of the questions", path, len(set(question_ids) - covered))

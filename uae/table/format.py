@@ -18,20 +18,19 @@ import pyarrow as pa
 from uae.data.candidates import CandidateSet
 from uae.data.records import Split
 
-SCHEMA = pa.schema(
-    [
-        ("question_id", pa.string()),
-        ("document_id", pa.string()),
-        ("passage_id", pa.string()),
-        ("position", pa.int32()),  # index of the candidate within its set
-        ("source", pa.string()),  # gold | bm25 | dense | random
-        ("is_gold", pa.bool_()),
-        ("utility", pa.float64()),  # mean_a [ll(a | p) - ll(a | none)], nats per answer token
-        ("ll_context", pa.float64()),  # mean_a ll(a | p)
-        ("ll_closed", pa.float64()),  # mean_a ll(a | none)
-        ("n_answers", pa.int32()),
-    ]
-)
+_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("question_id", pa.string()),
+    ("document_id", pa.string()),
+    ("passage_id", pa.string()),
+    ("position", pa.int32()),  # index of the candidate within its set
+    ("source", pa.string()),  # gold | bm25 | dense | random
+    ("is_gold", pa.bool_()),
+    ("utility", pa.float64()),  # mean_a [ll(a | p) - ll(a | none)], nats per answer token
+    ("ll_context", pa.float64()),  # mean_a ll(a | p)
+    ("ll_closed", pa.float64()),  # mean_a ll(a | none)
+    ("n_answers", pa.int32()),
+]
+SCHEMA = pa.schema(_COLUMNS)
 FINGERPRINT_KEY = b"uae_fingerprint"  # parquet metadata: the fingerprint of the spec below
 SPEC_KEY = b"uae_spec"  # parquet metadata: the JSON spec of everything that made the table
 

@@ -61,7 +61,7 @@ class ValidationSet:
     passage_documents: list[str]
     passage_texts: list[str]
     question_ids: list[str]
-    question_documents: list[str]
+    question_documents: list[str | None]
     question_texts: list[str]
     gold_ids: list[frozenset[str]]
 

@@ -13,7 +13,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -27,6 +27,9 @@ from uae.retrieval.encoder import DualEncoder
 from uae.retrieval.index import PassageIndex
 from uae.training.losses import similarity
 
+if TYPE_CHECKING:
+    from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+
 log = logging.getLogger(__name__)
 
 Loss = Callable[..., Tensor]
@@ -36,7 +39,9 @@ class NonFiniteLossError(UAEError):
     """The loss became NaN or inf; training stops with the batch that caused it."""
 
 
-def gather_passages(passages: Tensor, owner: Tensor, utility: Tensor, gold: Tensor, n_queries: int) -> tuple[Tensor, ...]:
+def gather_passages(
+    passages: Tensor, owner: Tensor, utility: Tensor, gold: Tensor, n_queries: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """All processes' passages (differentiable) with owners re-indexed into the global query order.
 
     Returns ``(passages, owner, utility, gold, query_offset)``: this process's queries are rows
@@ -141,8 +146,9 @@ class RetrieverModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["question_ids"]))
         return loss
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, param in self.named_parameters():
             if param.requires_grad:
                 (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
@@ -157,7 +163,9 @@ class RetrieverModule(L.LightningModule):
     # ------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the random states (dropout), so a resumed run continues exactly as an uninterrupted one."""
-        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state = np.random.get_state(legacy=True)  # the default; a dict only for a bit generator other than MT19937
+        assert isinstance(state, tuple)
+        name, keys, pos, has_gauss, cached = state
         checkpoint["uae_rng"] = {  # tensors and plain numbers only: loadable with weights_only=True
             "torch": torch.get_rng_state(),
             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
@@ -174,7 +182,7 @@ class RetrieverModule(L.LightningModule):
 
     # --------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
-        val_set = self.trainer.datamodule.val_set
+        val_set = self.trainer.datamodule.val_set  # type: ignore[attr-defined]  # set by Lightning, not declared
         dim = self.encoder.dimension
         self._val_embeddings = {
             "passage": torch.zeros(len(val_set.passage_ids), dim, device=self.device),
@@ -201,7 +209,7 @@ class RetrieverModule(L.LightningModule):
                 return
             # a distributed sampler pads by repeating chunks: average the duplicates
             self._val_embeddings[side] /= counts.unsqueeze(1)
-        val_set = self.trainer.datamodule.val_set
+        val_set = self.trainer.datamodule.val_set  # type: ignore[attr-defined]  # set by Lightning, not declared
         index = PassageIndex(self._val_embeddings["passage"].cpu(), val_set.passage_ids, val_set.passage_documents, use_gpu=False)
         ranked = index.rank_documents(self._val_embeddings["query"].cpu(), val_set.question_documents)
         metrics = retrieval_metrics(ranked, val_set.gold_ids)
