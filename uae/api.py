@@ -6,6 +6,9 @@
     r.rank("What dataset do they use?", paragraphs, k=3)    # one document's passages, best first
     r.index(corpus)                                         # a FAISS index of a corpus (GPU FAISS when present)
     r.search("What dataset do they use?", k=5)
+    r.index(corpus, factory="HNSW32", ef_search=128)        # an approximate index (uae/retrieval/ann.py)
+    r.save_index("my-index.pt")                             # the encoded corpus and its index, digest-checked;
+    Retriever.load(model).load_index("my-index.pt")        # later: searched without encoding the corpus again
 
 It runs UAE's own encoder on the settings in the exported folder (pooling, normalisation, prompts, max
 lengths), so it embeds as ``python -m uae.run`` evaluated it, and ranks with the same rules (exact inner
@@ -30,6 +33,7 @@ from uae.core.errors import UAEError
 if TYPE_CHECKING:
     import numpy as np
 
+    from uae.retrieval.ann import IndexSpec
     from uae.retrieval.encoder import DualEncoder
     from uae.retrieval.index import PassageIndex
 
@@ -64,6 +68,7 @@ class Retriever:
         self._index: PassageIndex | None = None
         self._texts: list[str] = []
         self._ids: list[str] = []
+        self._factory = "Flat"
 
     @classmethod
     def load(
@@ -141,11 +146,16 @@ class Retriever:
         scores, rows = index.search_document(self._embed([question], "query"), None)
         return [Hit(r + 1, float(s), int(i), str(i), texts[int(i)]) for r, (s, i) in enumerate(zip(scores[0][:k], rows[0][:k]))]
 
-    def index(self, passages: Sequence[str], ids: Sequence[str] | None = None) -> Retriever:
+    def index(
+        self, passages: Sequence[str], ids: Sequence[str] | None = None, *, factory: str = "Flat",
+        ef_search: int | None = None, nprobe: int | None = None, exact_rerank: int = 0,
+    ) -> Retriever:
         """Encode a corpus (batched; a progress bar past 1,000 passages) into a FAISS index for :meth:`search`.
 
-        ``ids`` name the passages in the hits (default: their positions). Replaces an earlier index."""
-        from uae.retrieval.index import PassageIndex  # deferred: start-up speed
+        ``ids`` name the passages in the hits (default: their positions). Replaces an earlier index.
+        ``factory``: a FAISS index_factory string (Flat: exact; HNSW32, IVF4096,Flat, IVF4096,PQ64, ...), searched
+        with ``ef_search`` / ``nprobe``, its top ``exact_rerank`` re-scored exactly (:mod:`uae.retrieval.ann`)."""
+        from uae.retrieval.ann import IndexSpec  # deferred: start-up speed
 
         texts = _texts(passages, "passages")
         ids = [str(i) for i in range(len(texts))] if ids is None else [str(i) for i in ids]
@@ -153,11 +163,60 @@ class Retriever:
             raise UAEError(f"index: {len(ids)} ids for {len(texts)} passages; give one id per passage.")
         if len(set(ids)) != len(ids):
             raise UAEError("index: the ids are not unique; each passage needs its own id.")
-        embeddings = self._embed(texts, "passage")
-        rows = [str(i) for i in range(len(texts))]
-        self._index = PassageIndex(embeddings, rows, [""] * len(texts), use_gpu=self.use_gpu_index)
-        self._texts, self._ids = texts, ids
+        self._fill(self._embed(texts, "passage"), texts, ids, IndexSpec(factory, ef_search, nprobe, exact_rerank), None)
         return self
+
+    def _fill(self, embeddings: np.ndarray, texts: list[str], ids: list[str], spec: IndexSpec, built: Any) -> None:
+        from uae.retrieval.ann import build_index, configure  # deferred: start-up speed
+        from uae.retrieval.index import PassageIndex
+
+        corpus_index = None if spec.exact else configure(built if built is not None else build_index(embeddings, spec.factory), spec)
+        rows = [str(i) for i in range(len(texts))]
+        self._index = PassageIndex(embeddings, rows, [""] * len(texts), use_gpu=self.use_gpu_index, spec=spec, corpus_index=corpus_index)
+        self._texts, self._ids, self._factory = texts, ids, spec.factory
+
+    def save_index(self, path: str | os.PathLike) -> Path:
+        """Write the indexed corpus (embeddings, ids, texts, the built index) to one file, atomically and with its
+        content digest, for :meth:`load_index` by any Retriever of the same encoder: a corpus is encoded once."""
+        import faiss  # deferred: start-up speed
+        import torch
+
+        from uae.storage.tensors import save_tensors
+
+        if self._index is None:
+            raise UAEError("save_index: nothing is indexed yet. Call index(passages) first.")
+        built = None if self._index.spec.exact else self._index._corpus_index
+        payload = {"embeddings": torch.from_numpy(self._index.vectors), "ids": self._ids, "texts": self._texts,
+                   "factory": self._factory, "index": None if built is None else torch.from_numpy(faiss.serialize_index(built))}
+        save_tensors(path, self._index_key(), payload)
+        return Path(path)
+
+    def load_index(self, path: str | os.PathLike, *, ef_search: int | None = None, nprobe: int | None = None,
+                   exact_rerank: int = 0) -> Retriever:
+        """Read a corpus saved by :meth:`save_index` (digest checked; made with this encoder, or refused) and
+        search it with these settings; nothing is encoded."""
+        import faiss  # deferred: start-up speed
+
+        from uae.core.errors import CacheMismatchError
+        from uae.retrieval.ann import IndexSpec
+        from uae.storage.tensors import load_tensors
+
+        try:
+            stored = load_tensors(path, self._index_key())
+        except CacheMismatchError:
+            raise UAEError(f"{path} was indexed with another encoder (or other passage settings) than "
+                           f"{self.source or self.encoder.name}: index the corpus again with this one.") from None
+        if stored is None:
+            raise UAEError(f"{path}: no saved index there, or a damaged one. Make it with index() and save_index().")
+        built = None if stored["index"] is None else faiss.deserialize_index(stored["index"].numpy())
+        spec = IndexSpec(stored["factory"], ef_search, nprobe, exact_rerank)
+        self._fill(stored["embeddings"].numpy(), list(stored["texts"]), list(stored["ids"]), spec, built)
+        return self
+
+    def _index_key(self) -> str:
+        from uae.storage.fingerprint import fingerprint  # deferred: start-up speed
+
+        return fingerprint({"saved_corpus": 1, "encoder": self.encoder.fingerprint_spec("passage")})
 
     @overload  # a str is a Sequence[str] too: this first overload takes it, as search itself does
     def search(self, question: str, k: int = 10) -> list[Hit]: ...  # type: ignore[overload-overlap]

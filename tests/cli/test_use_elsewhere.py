@@ -424,3 +424,56 @@ def test_quickstart_export_ranks_held_out_questions_as_the_run(tmp_path: Path, s
         scores = embedded[question.document_id] @ query
         passages = split.passages(question.document_id)
         _assert_ranked_as(rankings[question.question_id], {p.passage_id: float(s) for p, s in zip(passages, scores)})
+
+
+def test_search_cli_encodes_a_corpus_once_and_answers_many_questions(
+    trained: Path, tmp_path: Path, split, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uae import Retriever
+
+    monkeypatch.setenv("UAE_CACHE_DIR", str(tmp_path / "cache"))
+    passages = tmp_path / "passages.jsonl"
+    passages.write_text("".join(json.dumps({"_id": p.passage_id, "text": p.text}) + "\n" for p in split.all_passages))
+    questions = [q.text for q in split.evaluable_questions[:3]]
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": f"q{i}", "text": q}) + "\n" for i, q in enumerate(questions[1:])))
+    args = [str(trained), "--passages", str(passages), "--question", questions[0], "--queries", str(queries), "--k", "3", "--json"]
+    code, first = search(*args, capsys=capsys)
+    assert code == 0, first.err[-3000:]
+    kept = list((tmp_path / "cache" / "search").glob("*.pt"))
+    assert len(kept) == 1 and str(kept[0]) in first.err
+    rows = [json.loads(line) for line in first.out.splitlines()]
+    expected = Retriever.load(trained).index([p.text for p in split.all_passages], [p.passage_id for p in split.all_passages]).search(questions, 3)
+    assert [r["id"] for r in rows] == [h.id for hits in expected for h in hits]
+    assert [r.get("query_id") for r in rows] == [None] * 3 + ["q0"] * 3 + ["q1"] * 3
+
+    monkeypatch.setattr(Retriever, "index", lambda *a, **k: pytest.fail("the kept corpus was encoded again"))
+    code, second = search(*args, capsys=capsys)
+    assert code == 0 and second.out == first.out
+    passages.write_text(passages.read_text() + json.dumps({"_id": "new", "text": "one more passage"}) + "\n")
+    code, other = search(*args[:-1], "--index-file", str(kept[0]), capsys=capsys)  # another corpus in that file: refused
+    assert code == 2 and "holds another corpus" in other.err
+
+
+def test_retriever_saves_and_loads_an_approximate_index(trained: Path, tmp_path: Path, split) -> None:
+    from uae import Retriever
+
+    texts, ids = [p.text for p in split.all_passages], [p.passage_id for p in split.all_passages]
+    questions = [q.text for q in split.evaluable_questions]
+    exact = Retriever.load(trained).index(texts, ids).search(questions, 5)
+    hnsw = Retriever.load(trained).index(texts, ids, factory="HNSW8", ef_search=200)
+    assert [[h.id for h in hits] for hits in hnsw.search(questions, 5)] == [[h.id for h in hits] for hits in exact]
+    saved = hnsw.save_index(tmp_path / "corpus.pt")
+    loaded = Retriever.load(trained).load_index(saved, ef_search=200)
+    assert len(loaded) == len(texts) and loaded._index is not None and loaded._index.spec.factory == "HNSW8"
+    assert [[(h.id, h.text) for h in hits] for hits in loaded.search(questions, 5)] == [[(h.id, h.text) for h in hits] for hits in exact]
+
+    other = Retriever.load(trained)
+    other.encoder.fingerprint_spec = lambda side=None: {"another": "encoder"}  # type: ignore[method-assign]
+    with pytest.raises(UAEError, match="indexed with another encoder"):
+        other.load_index(saved)
+    data = bytearray(saved.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(UAEError, match="no saved index there, or a damaged one"):
+        Retriever.load(trained).load_index(saved)

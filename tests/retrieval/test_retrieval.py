@@ -218,3 +218,21 @@ def test_passage_cache_ignores_query_settings(tiny_encoder_dir: Path, tiny_raw_d
     assert cache_path(passage_max_length=16) != base
     assert cache_path(passage_instruction="p: ") != base
     assert cache_path(pooling="cls") != base
+
+
+def test_a_configured_corpus_index_is_built_once_and_ranks_as_exact_search_on_a_small_split(
+    tiny_encoder_dir: Path, tiny_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HNSW graph over a few dozen passages, searched with a wide beam, finds the exact top 10; the index is
+    cached beside the embeddings, and a second ranking reads it instead of building it again."""
+    from uae.retrieval import ann
+
+    split = load_qasper("dev", tiny_raw_dir, allow_hub=False)
+    exact = DenseRetriever(_encoder(tiny_encoder_dir, tmp_path), cache_dir=tmp_path, progress=False)
+    hnsw = DenseRetriever(_encoder(tiny_encoder_dir, tmp_path), cache_dir=tmp_path, progress=False, index="HNSW8", ef_search=256)
+    expected = exact.rank(split, split.evaluable_questions, scope="corpus", top_k=10).ranked_ids
+    assert hnsw.rank(split, split.evaluable_questions, scope="corpus", top_k=10).ranked_ids == expected
+    assert len(list((tmp_path / "indexes").glob("*.pt"))) == 1 and hnsw.describe()["index"]["factory"] == "HNSW8"
+    monkeypatch.setattr(ann, "build_index", lambda *a, **k: pytest.fail("the cached index was built again"))
+    assert hnsw.rank(split, split.evaluable_questions, scope="corpus", top_k=10).ranked_ids == expected
+    assert "index" not in exact.describe()  # the exact default leaves results.json as it was

@@ -62,6 +62,10 @@ class Retrieval(Section):
     batch_size: PositiveInt
     device: Device
     progress: bool
+    index: str = "Flat"
+    ef_search: PositiveInt | None = None
+    nprobe: PositiveInt | None = None
+    exact_rerank: Count = 0
 
 
 class Utility(Section):

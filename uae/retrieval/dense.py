@@ -1,4 +1,5 @@
-"""Dense retrieval with a :class:`DualEncoder`: cached passage embeddings, FAISS search at query time."""
+"""Dense retrieval with a :class:`DualEncoder`: cached passage embeddings, FAISS search at query time
+(exact, or the approximate index ``retrieval.index`` names, built once per embeddings and cached)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from uae.data.records import Question, Split
+from uae.retrieval.ann import IndexSpec, cached_index
 from uae.retrieval.base import Ranking, Retriever, Scope
 from uae.retrieval.encoder import DualEncoder
 from uae.retrieval.index import PassageIndex
@@ -37,6 +39,10 @@ class DenseRetriever(Retriever):
         device: str = "auto",
         progress: bool = True,
         use_gpu_index: bool | None = None,
+        index: str = "Flat",
+        ef_search: int | None = None,
+        nprobe: int | None = None,
+        exact_rerank: int = 0,
     ) -> None:
         self.encoder = encoder
         self.name = encoder.name
@@ -44,13 +50,17 @@ class DenseRetriever(Retriever):
         self.batch_size = batch_size
         self.progress = progress
         self.use_gpu_index = use_gpu_index
+        self.index_spec = IndexSpec(index, ef_search, nprobe, exact_rerank)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.encoder.to(device)
         self.cache_hit: bool | None = None
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "model_id": self.encoder.model_id, "path": str(self.encoder.path)}
+        described: dict[str, object] = {"name": self.name, "model_id": self.encoder.model_id, "path": str(self.encoder.path)}
+        if self.index_spec != IndexSpec():  # the default (exact) stays unsaid, as in every run before indexes
+            described["index"] = vars(self.index_spec)
+        return described
 
     def embedding_cache(self, split: Split) -> tuple[Path, str]:
         """Where this encoder's embeddings of this split's passages are cached, and their fingerprint."""
@@ -79,11 +89,19 @@ class DenseRetriever(Retriever):
     def rank(self, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
         start = time.perf_counter()
         passages = split.all_passages
+        embeddings = self.passage_embeddings(split)
+        corpus_index = None
+        if scope == "corpus" and not self.index_spec.exact:
+            corpus_index = cached_index(
+                embeddings.float().numpy(), self.embedding_cache(split)[1], self.index_spec, self.cache_dir, split.name
+            )
         index = PassageIndex(
-            self.passage_embeddings(split),
+            embeddings,
             [p.passage_id for p in passages],
             [p.document_id for p in passages],
             use_gpu=self.use_gpu_index,
+            spec=self.index_spec,
+            corpus_index=corpus_index,
         )
         index_seconds = time.perf_counter() - start
         if questions:  # warm-up (thread pools, allocator): a deployed retriever is warm when queries arrive

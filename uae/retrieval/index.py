@@ -5,7 +5,8 @@ the question's own document, so the index keeps each document's rows contiguous 
 with one matrix product: a document has at most a few hundred passages, so nothing is gained from an
 index there, and runs in this scope do not need
 FAISS installed. The corpus-wide mode searches every row with a FAISS flat index (imported only
-then), on the GPU when faiss-gpu and a GPU are present. Inner product on L2-normalised embeddings
+then), on the GPU when faiss-gpu and a GPU are present, or with the approximate index the caller built
+(``retrieval.index``, :mod:`uae.retrieval.ann`). Inner product on L2-normalised embeddings
 is cosine similarity; every path orders equal scores by row, so rankings are deterministic.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from uae.core.errors import DataError
+from uae.retrieval.ann import IndexSpec, search
 from uae.retrieval.base import positions_by_document
 
 if TYPE_CHECKING:
@@ -37,8 +39,17 @@ class PassageIndex:
     """Passages of a split (grouped by document) and their embeddings, searchable per document or globally."""
 
     def __init__(
-        self, embeddings: torch.Tensor | np.ndarray, passage_ids: Sequence[str], document_ids: Sequence[str], *, use_gpu: bool | None = None
+        self,
+        embeddings: torch.Tensor | np.ndarray,
+        passage_ids: Sequence[str],
+        document_ids: Sequence[str],
+        *,
+        use_gpu: bool | None = None,
+        spec: IndexSpec | None = None,
+        corpus_index: faiss.Index | None = None,
     ) -> None:
+        """``corpus_index``: an index over these rows built elsewhere (an approximate one, :func:`uae.retrieval.ann.cached_index`),
+        searched as ``spec`` says; without it the corpus is searched exactly."""
         vectors = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32))
         if vectors.ndim != 2 or len(vectors) != len(passage_ids) or len(passage_ids) != len(document_ids):
             raise ValueError("embeddings, passage_ids and document_ids must have the same length")
@@ -51,7 +62,8 @@ class PassageIndex:
                 raise ValueError(f"passages of document {document_id} are not contiguous")
             self.spans[document_id] = (start, row + 1)
         self.use_gpu = use_gpu
-        self._corpus_index: faiss.Index | None = None
+        self.spec = spec or IndexSpec()
+        self._corpus_index: faiss.Index | None = corpus_index
 
     def _flat_index(self, vectors: np.ndarray, *, gpu: bool = False) -> faiss.Index:
         import faiss  # deferred: start-up speed
@@ -96,6 +108,9 @@ class PassageIndex:
 
     def search_corpus(self, queries: torch.Tensor | np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
         """Top ``k`` passages of the whole split for each query."""
+        if self._corpus_index is not None and not self.spec.exact:
+            scores, rows = search(self._corpus_index, self.vectors, np.asarray(queries, dtype=np.float32), k, self.spec)
+            return scores, [[self.passage_ids[r] for r in row if r >= 0] for row in rows]
         if self._corpus_index is None:
             gpu = _gpu_available() if self.use_gpu is None else self.use_gpu
             self._corpus_index = self._flat_index(self.vectors, gpu=gpu)
