@@ -175,13 +175,16 @@ TUNING_OVERRIDES := stages=[utility$(comma)fit$(comma)evaluate] evaluate.zero_sh
 tuning: WT = $(TR)/walltimes.md
 tuning: setup ## UAE and InfoNCE at three seeds, UAE's learning rate, best sharpness + mix (also at three seeds); records in experiments/qasper/runs/tuning/
 	$(call RECORDED_RUNS,qasper_minilm $(TUNING_OVERRIDES),$(TUNING_RUNS),$(R)/tuning,$(TR))
-	$(PY) -m uae.analysis.sweep $(R)/tuning --title "tuning: seeds, learning rate, best sharpness and mix together"
+	# the summary reads the run folders (a clean clone with only the records keeps RESULTS.md's table)
+	[ ! -d $(R)/tuning ] || $(PY) -m uae.analysis.sweep $(R)/tuning --title "tuning: seeds, learning rate, best sharpness and mix together"
 	$(PY) -m uae.analysis.compare $(foreach n,infonce-seed42 $(SEEDS:%=infonce-seed%),--a $(TR)/$(n)) \
-	  $(foreach n,uae-seed42 $(SEEDS:%=uae-seed%),--b $(TR)/$(n)) --into $(RESULTS) --section seeds-uae-infonce
+	  $(foreach n,uae-seed42 $(SEEDS:%=uae-seed%),--b $(TR)/$(n)) --data-dir $(DATA_DIR) --into $(RESULTS) --section seeds-uae-infonce
 	$(PY) -m uae.analysis.compare $(foreach n,infonce-seed42 $(SEEDS:%=infonce-seed%),--a $(TR)/$(n)) \
-	  $(foreach n,uae-beta0.1-mix0.5 $(SEEDS:%=uae-beta0.1-mix0.5-seed%),--b $(TR)/$(n)) --into $(RESULTS) --section seeds-tuned-infonce
+	  $(foreach n,uae-beta0.1-mix0.5 $(SEEDS:%=uae-beta0.1-mix0.5-seed%),--b $(TR)/$(n)) --data-dir $(DATA_DIR) \
+	  --into $(RESULTS) --section seeds-tuned-infonce
 	$(PY) -m uae.analysis.compare $(foreach n,uae-seed42 $(SEEDS:%=uae-seed%),--a $(TR)/$(n)) \
-	  $(foreach n,uae-beta0.1-mix0.5 $(SEEDS:%=uae-beta0.1-mix0.5-seed%),--b $(TR)/$(n)) --into $(RESULTS) --section seeds-tuned-uae
+	  $(foreach n,uae-beta0.1-mix0.5 $(SEEDS:%=uae-beta0.1-mix0.5-seed%),--b $(TR)/$(n)) --data-dir $(DATA_DIR) \
+	  --into $(RESULTS) --section seeds-tuned-uae
 
 # Each base encoder zero-shot and fine-tuned. A model this machine cannot load (BGE without a local
 # copy) is a failed row in the summary and the multirun exits 1: the target accepts that (the other
@@ -270,7 +273,7 @@ LFR_OB := experiments/qasper/runs/label_free_overlap_baselines
 RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 # The runs $(2) (each NAME/OVERRIDE/...) of +experiment=$(1), into $(3)/NAME, recorded in $(4)/NAME: a run whose record
 # exists is skipped, one finished in $(3) is only recorded. $(5): a prefix for its wall-time line.
-RECORDED_RUNS = for run in $(2); do name=$${run%%/*}; \
+RECORDED_RUNS = mkdir -p $(4) && for run in $(2); do name=$${run%%/*}; \
   $(call SKIP_IF,$(4)/$$name/results.json) && continue; \
   [ -f $(3)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=$(1) $$(echo $${run\#$$name} | tr / ' ') \
     hydra.run.dir=$(3)/$$name $(ARGS) || exit 1; $(call LOG_TIME,$(5)$$name); }; $(call RECORD,$(3)/$$name,$(4)/$$name) || exit 1; done

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
     retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size, runtime=args.runtime)
     slug = "".join(c if c.isalnum() else "_" for c in args.index)
-    index_file = args.index_file or _cache_dir(None) / "search" / f"{file_digest(args.passages)[-24:]}-{slug}.pt"
+    # named after the passages' content, the encoder (its passage side) and the factory: another model is another file
+    index_file = args.index_file or _cache_dir(None) / "search" / f"{file_digest(args.passages)[-24:]}-{retriever._index_key()[:12]}-{slug}.pt"
     settings = {"ef_search": args.ef_search, "nprobe": args.nprobe, "exact_rerank": args.exact_rerank}
     if index_file.is_file():
         retriever.load_index(index_file, **settings)

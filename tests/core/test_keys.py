@@ -59,7 +59,7 @@ def test_a_plus_key_the_schema_does_not_know_is_refused_on_the_command_line_and_
 
 @pytest.mark.parametrize("override", ["+data.max_documents.test=100", "data.max_documents={train:3,dev:2}", "seed=3",
                                       "model=bm25", "model@candidates.base=mpnet", "trainer.max_epochs=2", "+trainer.foo=1",
-                                      "hydra.run.dir=/tmp/y", "loss.fn.temperature=0.1"])
+                                      "hydra.run.dir=/tmp/y", "loss.fn.temperature=0.1", "hydra/launcher=joblib"])
 def test_legitimate_overrides_are_accepted(override: str) -> None:
     assert override_problem([BASE, override], Config) is None
 

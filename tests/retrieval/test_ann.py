@@ -90,4 +90,6 @@ def test_bad_factories_and_settings_are_refused() -> None:
     with pytest.raises(UAEError, match="has no nprobe"):
         configure(build_index(x, "HNSW8"), IndexSpec("HNSW8", nprobe=4))
     with pytest.raises(UAEError, match="has no efSearch"):
-        configure(build_index(x, "Flat"), IndexSpec("Flat", ef_search=16))
+        configure(build_index(x, "IVF4,Flat"), IndexSpec("IVF4,Flat", ef_search=16))
+    with pytest.raises(UAEError, match="the exact Flat index has none of them"):  # a flat index would ignore them
+        IndexSpec("Flat", nprobe=4)

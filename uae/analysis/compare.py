@@ -125,6 +125,11 @@ def compare_seeds(
         if None in side or len(set(side)) < len(side):
             raise UAEError(f"the runs {[str(r) for r in runs]} must each record a different training seed (config.seed); "
                            f"they record {side}. Two runs of one seed are not two samples of the seed variance.")
+    for side in read:
+        differ = _settings_apart(side[0][1].get("config", {}), [result.get("config", {}) for _, result, _ in side[1:]])
+        if differ:
+            raise UAEError(f"the runs {[str(run) for run, _, _ in side]} differ in {differ}, not only in seed: they are "
+                           "not seeds of one method (candidates.seed=42 keeps the candidate sets of the seed-42 run).")
     qids = sorted(first_scores)
     names = [", ".join(f"`{run}`" for run, _, _ in side) for side in read]
     header = (
@@ -132,8 +137,9 @@ def compare_seeds(
         f"B = {read[1][0][1]['retriever']} at seeds {', '.join(map(str, seeds[1]))} ({names[1]}): {len(qids)} "
         f"{first_result['split']} questions. A and B are means over seeds; sd is the seed-to-seed standard deviation "
         f"(n - 1). Questions: the paired bootstrap interval and randomization p over the per-question means over seeds, "
-        f"which leave out the seed variance. Seeds and questions: a two-level bootstrap that resamples the seeds of each "
-        f"side and the questions (Davison and Hinkley 1997, section 3.8), interval and shifted-null p. {samples:,} samples "
+        f"which leave out the seed variance. Seeds and questions: a bootstrap that resamples the seeds of each side and "
+        f"the questions (uae/evaluation/significance.py; with 3 seeds it understates the seed variance by a third), interval "
+        f"and shifted-null p. {samples:,} samples "
         f"each, seed {seed} (the smallest p is {1 / (samples + 1):.4f})."
     )
     columns = ("metric", "A per seed", "B per seed", "A", "B", "B - A", "sd A", "sd B", "questions: 95% interval", "p",
@@ -153,6 +159,24 @@ def compare_seeds(
             f"| {sd[0]} | {sd[1]} | [{low:+.4f}, {high:+.4f}] | {p:.4f} | [{low2:+.4f}, {high2:+.4f}] | {p2:.4f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(config, dict):
+        return {k: v for key, value in config.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: config}
+
+
+def _settings_apart(first: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:
+    """The settings in which runs of one side differ, besides the training seed and where files are: only the
+    settings both configs hold count, since later versions of UAE add settings with defaults."""
+    ignored = ("seed", "paths.", "hydra.", "utility.table", "data.dir", "data.loader.data_dir", "data.tables")
+    base = _flat(first)
+    found = set()
+    for other in map(_flat, others):
+        found |= {k for k in base.keys() & other.keys() if base[k] != other[k] and not k.startswith(ignored)
+                  and not (isinstance(base[k], str) and base[k].startswith("/"))}
+    return sorted(found)
 
 
 def main(argv: list[str] | None = None) -> int:

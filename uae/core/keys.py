@@ -96,8 +96,8 @@ def override_problem(argv: list[str], model: type[BaseModel]) -> str | None:
     for arg in overrides:
         key, value = arg.split("=", 1)
         key = key.lstrip("+~")
-        if "@" in key or key in GROUPS:
-            continue  # a config group choice (model=bm25, +experiment=..., model@candidates.base=...): Hydra's
+        if "@" in key or "/" in key or key in GROUPS:
+            continue  # a config group choice (model=bm25, +experiment=..., model@candidates.base=..., hydra/launcher=joblib): Hydra's
         bad, call = unknown_key(key, model)
         if bad in RENAMED and bad == key:
             return f"{arg}: {bad} was renamed {RENAMED[bad]}: give {RENAMED[bad]}={value} instead."

@@ -6,10 +6,14 @@ Allan and Carterette, CIKM 2007): the paired randomization (sign-flip) test and 
 interval of the mean difference. Pure numpy functions, seeded, so a report is regenerated exactly.
 
 Both see one trained model per side, so they answer "would other questions give the same gap?" and not
-"would another training seed?". With several seeds per side, :func:`two_level_bootstrap` resamples both:
-the seeds of each side, then the questions (shared by both sides, so the pairing stays), the two-stage
-bootstrap of Davison and Hinkley (1997, "Bootstrap Methods and their Application", section 3.8), whose p
-is the shifted-null bootstrap test of Efron and Tibshirani (1993, "An Introduction to the Bootstrap", 16.4).
+"would another training seed?". With several seeds per side, :func:`two_level_bootstrap` resamples both
+sources: the seeds of each side, and the questions (one draw for both sides, so the pairing stays). Seeds
+and questions are crossed here (every seed scores every question), not nested as in the two-stage
+bootstrap of Davison and Hinkley (1997, "Bootstrap Methods and their Application", section 3.8), whose
+idea it borrows: resample each random factor. With S seeds the resampled seed means vary by (S - 1) / S of
+the seed variance, so with 3 seeds the seed part is understated by a third; the per-seed values and their
+spread are reported beside it for that reason. The p is the shifted-null bootstrap test of Efron and
+Tibshirani (1993, "An Introduction to the Bootstrap", 16.4).
 """
 
 from __future__ import annotations

@@ -41,6 +41,11 @@ class IndexSpec:
     nprobe: int | None = None
     exact_rerank: int = 0
 
+    def __post_init__(self) -> None:
+        if self.factory == "Flat" and (self.ef_search is not None or self.nprobe is not None or self.exact_rerank):
+            raise UAEError("ef_search, nprobe and exact_rerank set how an approximate index is searched; the exact "
+                           "Flat index has none of them: set an approximate index (e.g. HNSW32) or leave them unset.")
+
     @property
     def exact(self) -> bool:
         return self.factory == "Flat"
@@ -100,8 +105,10 @@ def search(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     depth = min(max(k, spec.exact_rerank), index.ntotal)
     scores, rows = index.search(q, depth)
-    if spec.exact_rerank:
-        exact = np.einsum("qd,qkd->qk", q, vectors[np.maximum(rows, 0)])
+    if spec.exact_rerank:  # queries in blocks: all at once would hold queries x depth x dim floats
+        exact = np.empty_like(scores)
+        for s in range(0, len(q), 256):
+            exact[s : s + 256] = np.einsum("qd,qkd->qk", q[s : s + 256], vectors[np.maximum(rows[s : s + 256], 0)])
         scores = np.where(rows >= 0, exact, -np.inf).astype(np.float32)
     scores = np.where(rows >= 0, scores, -np.inf)
     order = np.lexsort((np.where(rows >= 0, rows, np.iinfo(np.int64).max), -scores), axis=1)[:, :k]

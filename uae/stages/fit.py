@@ -77,7 +77,8 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
         seed=cfg.seed,
     )
     module = RetrieverModule(
-        encoder, loss, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, warmup_ratio=cfg.train.warmup_ratio, loss_name=cfg.loss.name
+        encoder, loss, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, warmup_ratio=cfg.train.warmup_ratio, loss_name=cfg.loss.name,
+        grad_cache=cfg.train.grad_cache, micro_batch=cfg.train.micro_batch or cfg.train.passage_chunk,
     )
     out_dir = Path(cfg.paths.output_dir)
     loggers = [build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items() if node]

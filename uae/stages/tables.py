@@ -15,6 +15,7 @@ from uae.core.build import build, to_dict
 from uae.core.errors import UAEError
 from uae.data.label_rules import answer_overlap_labels
 from uae.data.records import Question, Split
+from uae.retrieval.ann import IndexSpec
 from uae.retrieval.base import Retriever, rank_questions
 from uae.retrieval.bm25 import BM25Retriever
 from uae.table.find import find_table
@@ -62,6 +63,8 @@ def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:
         retrievers["bm25"] = BM25Retriever()
     if n_hard.get("dense", 0) > 0:
         dense = build(cfg.candidates.base.retriever, "candidates.base.retriever")
+        # Mined by exact search whatever retrieval.index says: the table's key names the encoder, not an index.
+        dense.index_spec = IndexSpec()
         if not hasattr(dense, "encoder"):
             raise UAEError(
                 "candidates.hard_negatives.dense > 0 needs a dense encoder as candidates.base (e.g. "

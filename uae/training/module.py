@@ -25,6 +25,7 @@ from uae.core.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, retrieval_metrics
 from uae.retrieval.encoder import DualEncoder
 from uae.retrieval.index import PassageIndex
+from uae.training.grad_cache import cached_step_loss
 from uae.training.losses import similarity
 
 if TYPE_CHECKING:
@@ -115,7 +116,11 @@ class RetrieverModule(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         loss_name: str = "uae",
+        grad_cache: bool = False,
+        micro_batch: int = 32,
     ) -> None:
+        """``grad_cache``: the step in memory that does not grow with the batch, ``micro_batch`` texts at a time
+        (:mod:`uae.training.grad_cache`; the same gradients for a second forward pass)."""
         super().__init__()
         self.encoder = encoder
         self.loss = loss
@@ -123,6 +128,8 @@ class RetrieverModule(L.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_ratio = warmup_ratio
+        self.grad_cache = grad_cache
+        self.micro_batch = micro_batch
         self.save_hyperparameters(ignore=["encoder", "loss"])
         self._val_embeddings: dict[str, Tensor] = {}
         self._val_counts: dict[str, Tensor] = {}
@@ -134,9 +141,13 @@ class RetrieverModule(L.LightningModule):
         self.encoder.train()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        queries = self.encoder(batch["query"], "query")
-        passages = encode_chunks(self.encoder, batch["passages"], batch["passage_order"])
-        loss = batch_loss(self.loss, queries, passages, batch["owner"], batch["utility"], batch["gold"])
+        def loss_of(queries: Tensor, passages: Tensor) -> Tensor:
+            return batch_loss(self.loss, queries, passages, batch["owner"], batch["utility"], batch["gold"])
+
+        if self.grad_cache:
+            loss = cached_step_loss(self.encoder, batch["query"], batch["passages"], batch["passage_order"], loss_of, self.micro_batch)
+        else:
+            loss = loss_of(self.encoder(batch["query"], "query"), encode_chunks(self.encoder, batch["passages"], batch["passage_order"]))
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"The {self.loss_name} loss is {loss.item()} at step {self.global_step} (batch {batch_idx}); questions "
