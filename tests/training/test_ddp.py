@@ -21,6 +21,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from uae.training.grad_cache import cached_step_loss
 from uae.training.losses import atlas_kl, utility_infonce
 from uae.training.module import batch_loss
 
@@ -57,6 +58,32 @@ LOSSES = {
 }
 
 
+class _Encoder(nn.Module):
+    """The linear "encoder" as GradCache calls one: ``encoder(tokens, side)`` on a dict of rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = make_model()
+
+    def forward(self, tokens: dict[str, torch.Tensor], side: str) -> torch.Tensor:
+        return embed(self.linear, tokens["x"])
+
+
+class _CachedStep(nn.Module):
+    """One GradCache step as DDP sees a LightningModule's: its forward returns the loss whose backward does the rest."""
+
+    def __init__(self, loss_name: str) -> None:
+        super().__init__()
+        self.encoder, self.loss_name = _Encoder(), loss_name
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        def loss_of(queries: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:
+            return batch_loss(LOSSES[self.loss_name], queries, passages, batch["owner"], batch["utility"], batch["gold"])
+
+        order = torch.arange(len(batch["passages"]))
+        return cached_step_loss(self.encoder, {"x": batch["queries"]}, [{"x": batch["passages"]}], order, loss_of, micro_batch=2)
+
+
 def _worker(rank: int, world: int, init_file: str, out_dir: str, loss_names: list[str]) -> None:
     # Loopback only: gloo otherwise picks an interface from the hostname, which on some hosts makes the
     # rendezvous hang intermittently. A timeout turns any remaining hang into an error.
@@ -81,6 +108,13 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, loss_names: lis
             tmp = Path(out_dir) / f".{loss_name}-rank{rank}.pt.tmp"
             torch.save({"loss": loss.detach(), "grads": grads}, tmp)
             os.replace(tmp, Path(out_dir) / f"{loss_name}-rank{rank}.pt")  # the test reads complete files only
+            # The same step with GradCache, two texts at a time (ragged: 3 and 4 passage pieces on the two ranks)
+            step = nn.parallel.DistributedDataParallel(_CachedStep(loss_name))
+            cached = step(batch)
+            cached.backward()
+            grads = {name: p.grad.clone() for name, p in step.module.encoder.linear.named_parameters()}
+            torch.save({"loss": cached.detach(), "grads": grads}, tmp)
+            os.replace(tmp, Path(out_dir) / f"cached-{loss_name}-rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -107,7 +141,7 @@ def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp_path = tmp_path_factory.mktemp("gloo")
     init_file = tempfile.mktemp(dir=tmp_path)
     context = mp.start_processes(_worker, args=(2, init_file, str(tmp_path), sorted(LOSSES)), nprocs=2, join=False)
-    outputs = [tmp_path / f"{loss_name}-rank{r}.pt" for loss_name in LOSSES for r in range(2)]
+    outputs = [tmp_path / f"{kind}{loss_name}-rank{r}.pt" for kind in ("", "cached-") for loss_name in LOSSES for r in range(2)]
     deadline = time.time() + 300
     # Wait for both results, not for a clean exit: gloo's process-group teardown has been seen to hang
     # now and then after the work is done (results written, exit never reached); the test is about the
@@ -125,9 +159,11 @@ def gloo_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path
 
 
+@pytest.mark.parametrize("kind", ["", "cached-"], ids=["plain", "grad-cache"])
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
-def test_two_gloo_processes_match_one_process(loss_name: str, gloo_results: Path) -> None:
-    results = [torch.load(gloo_results / f"{loss_name}-rank{r}.pt") for r in range(2)]
+def test_two_gloo_processes_match_one_process(loss_name: str, kind: str, gloo_results: Path) -> None:
+    """Plain, and with GradCache: cross-device negatives and DDP's average as one process with the global batch."""
+    results = [torch.load(gloo_results / f"{kind}{loss_name}-rank{r}.pt") for r in range(2)]
     expected_loss, expected_grads = single_process(loss_name)
     # Equal questions per process: the global mean is the mean of the two local means.
     torch.testing.assert_close((results[0]["loss"] + results[1]["loss"]) / 2, expected_loss)
