@@ -138,8 +138,8 @@ def compare_seeds(
         f"{first_result['split']} questions. A and B are means over seeds; sd is the seed-to-seed standard deviation "
         f"(n - 1). Questions: the paired bootstrap interval and randomization p over the per-question means over seeds, "
         f"which leave out the seed variance. Seeds and questions: a bootstrap that resamples the seeds of each side and "
-        f"the questions (uae/evaluation/significance.py; with 3 seeds it understates the seed variance by a third), interval "
-        f"and shifted-null p. {samples:,} samples "
+        f"the questions (uae/evaluation/significance.py; resampling {min(map(len, seeds))} seeds keeps only "
+        f"{(min(map(len, seeds)) - 1) / min(map(len, seeds)):.0%} of the seed variance), interval and shifted-null p. {samples:,} samples "
         f"each, seed {seed} (the smallest p is {1 / (samples + 1):.4f})."
     )
     columns = ("metric", "A per seed", "B per seed", "A", "B", "B - A", "sd A", "sd B", "questions: 95% interval", "p",
