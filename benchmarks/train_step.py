@@ -2,6 +2,11 @@
 
     python benchmarks/train_step.py --steps 12 --batch-size 8 [--warmup 2] [--max-length 256]
         [--model-path FOLDER] [--data-dir DIR] [--documents N]
+    python benchmarks/train_step.py --memory 16 64 256 --steps 3 --warmup 1 [--model-path FOLDER]
+
+``--memory N ...`` measures GradCache instead (issue 32): UAE's step at each batch size, plain and with
+``train.grad_cache`` (``--micro-batch`` texts at a time), each in a fresh process: seconds per step and the
+process's peak resident memory; a plain step the machine cannot hold is a row that says so.
 
 Both fine-tune the same all-MiniLM-L6-v2 on the same training groups (QASPER dev questions with their
 committed utility table: 8 candidates each), with the same batch (questions per step), max length,
@@ -88,7 +93,7 @@ def run_uae(args: argparse.Namespace) -> dict:
         "minilm", cache_dir=ROOT / ".cache", local_path=encoder_path(args), query_max_length=args.max_length, passage_max_length=args.max_length
     )
     loss = lambda *a: utility_infonce(*a, temperature=0.05, sharpness=0.5)
-    module = RetrieverModule(encoder, loss, lr=args.lr, warmup_ratio=0.0)
+    module = RetrieverModule(encoder, loss, lr=args.lr, warmup_ratio=0.0, grad_cache=bool(args.grad_cache), micro_batch=args.micro_batch)
     data = TrainingDataModule(groups, None, encoder.tokenize, batch_size=args.batch_size, passage_chunk=args.passage_chunk)
     timer = StepTimer()
 
@@ -104,7 +109,8 @@ def run_uae(args: argparse.Namespace) -> dict:
     )
     trainer.fit(module, datamodule=data)
     memory = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else peak_rss_mb() - rss0
-    return {"ends": timer.ends, "memory_mb": memory, "breakdown": breakdown(module, data, args)}
+    result = {"ends": timer.ends, "memory_mb": memory, "peak_rss_mb": peak_rss_mb()}  # the whole peak: what the fit needs
+    return result if args.grad_cache is not None else {**result, "breakdown": breakdown(module, data, args)}
 
 
 def breakdown(module, data, args: argparse.Namespace, steps: int = 3) -> dict[str, float]:
@@ -224,6 +230,10 @@ def main() -> int:
     parser.add_argument("--model-path", default=None, help="encoder folder to train (default: the bundled all-MiniLM-L6-v2)")
     parser.add_argument("--data-dir", default=None, help="QASPER folder (dev is read); default: UAE_DATA_DIR, else the configs' places")
     parser.add_argument("--documents", type=int, default=None, help="first N dev papers only (default: all)")
+    parser.add_argument("--memory", type=int, nargs="+", metavar="N", help="GradCache: plain and cached UAE steps at these batch sizes")
+    parser.add_argument("--micro-batch", type=int, default=32, help="GradCache: texts embedded at a time")
+    # child process mode of --memory: 0 plain, 1 cached (unset: the trainer comparison, with its breakdown)
+    parser.add_argument("--grad-cache", type=int, choices=[0, 1], help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["uae", "st"], help=argparse.SUPPRESS)  # child process mode
     parser.add_argument("--tmp", type=Path, default=ROOT / ".cache" / "bench")
     args = parser.parse_args()
@@ -236,6 +246,8 @@ def main() -> int:
         print("RESULT " + json.dumps(result))
         return 0
 
+    if args.memory:
+        return memory_table(args)
     rows = []
     for which, name in (("uae", "UAE (Lightning, utility_infonce)"), ("st", "sentence-transformers (DistillKLDivLoss)")):
         cmd = [sys.executable, __file__, "--only", which, *sys.argv[1:]]
@@ -266,6 +278,49 @@ def main() -> int:
         f"sentence-transformers {tokens['st']:.0f}, unpadded {tokens['real']:.0f}. Time per passage token: "
         f"UAE {1e3 * rows[0]['s_per_step'] / tokens['uae']:.2f} ms, sentence-transformers {1e3 * rows[1]['s_per_step'] / tokens['st']:.2f} ms."
     )
+    return 0
+
+
+def _without_memory(argv: list[str]) -> list[str]:
+    """The command line less ``--memory N ...`` (its sizes are the numbers that follow it)."""
+    rest, skipping = [], False
+    for arg in argv:
+        if arg == "--memory":
+            skipping = True
+        elif skipping and arg.isdigit():
+            continue
+        else:
+            skipping = False
+            rest.append(arg)
+    return rest
+
+
+def memory_table(args: argparse.Namespace) -> int:
+    """Plain against GradCache at each batch size: s/step and peak resident memory, each step in its own process."""
+    model = Path(args.model_path).name if args.model_path else MINILM.split("/")[-1]
+    print(f"\nTraining memory, {model}, 8 candidates per question, max length {args.max_length}, micro-batch "
+          f"{args.micro_batch}, {machine_label(device=args.device)}, {args.steps} steps, first {args.warmup} not timed\n")
+    print("| questions per step | step | s/step | peak resident memory (MB) |")
+    print("|---|---|---|---|")
+    ratios = []
+    for size in args.memory:
+        times = {}
+        for cached in (False, True):
+            rest = _without_memory(sys.argv[1:])
+            cmd = [sys.executable, __file__, "--only", "uae", *rest, "--batch-size", str(size), "--grad-cache", str(int(cached))]
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            step = "cached" if cached else "plain"
+            if line is None:
+                why = "killed for memory" if done.returncode in (-9, 137) else f"failed (exit {done.returncode})"
+                print(f"| {size} | {step} | {why} | |")
+                continue
+            row = summarize(step, json.loads(line[7:]), args)
+            times[cached] = row["s_per_step"]
+            print(f"| {size} | {step} | {row['s_per_step']:.2f} | {json.loads(line[7:])['peak_rss_mb']:.0f} |")
+        if len(times) == 2:
+            ratios.append(f"{size}: {times[True] / times[False]:.2f}x")
+    print(f"\ncached / plain seconds per step: {', '.join(ratios) or 'no size where both ran'}")
     return 0
 
 

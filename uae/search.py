@@ -131,22 +131,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def read_queries(path: Path) -> list[tuple[str, str]]:
-    """(id, text) of each question in a queries file: BEIR's queries.jsonl, or plain text, one question per line."""
-    from uae.data.files import read_jsonl  # deferred: start-up speed
+    """(id, text) of each question in a queries file: BEIR's queries.jsonl (read as a BEIR folder's, with its
+    checks: unique ids, a text each), or plain text, one question per line."""
+    from uae.data import beir  # deferred: start-up speed
 
     if not path.is_file():
         raise DataError(f"--queries {path}: no such file.")
     if path.suffix != ".jsonl":
         return [("", line.strip()) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    queries = []
-    for lineno, row in read_jsonl(path, 'one question: {"_id": "...", "text": "..."}'):
-        if not isinstance(row.get("text"), str):
-            raise DataError(f"{path}, line {lineno}: no \"text\" string (each line holds one question: {{\"_id\", \"text\"}}).")
-        if not row["text"].strip():
-            raise DataError(f"{path}, line {lineno}: the question is empty.")
-        queries.append((str(row.get("_id", row.get("id", lineno))), row["text"]))
-    return queries
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return [(qid, text) for qid, (text, *_) in beir.read_queries(path).items()]

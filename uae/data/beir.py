@@ -51,7 +51,7 @@ def load_beir(split: str, data_dir: str | os.PathLike, *, max_documents: int | N
         raise DataError(f"data.max_documents={max_documents}: must be a positive number of documents, or null for all.")
     documents, corpus_ids, all_documents = _read_corpus(corpus_path, max_documents)
     passage_document = {p.passage_id: doc.document_id for doc in documents.values() for p in doc.passages}
-    queries = _read_queries(queries_path)
+    queries = read_queries(queries_path)
     gold = _read_qrels(qrels_path, queries, corpus_ids, corpus_path)
     questions = []
     for qid, (text, answers, document_id, lineno) in queries.items():
@@ -128,7 +128,7 @@ def _read_corpus(path: Path, max_documents: int | None) -> tuple[dict[str, Docum
     return documents, set(seen), all_documents
 
 
-def _read_queries(path: Path) -> dict[str, tuple[str, tuple[str, ...], str | None, int]]:
+def read_queries(path: Path) -> dict[str, tuple[str, tuple[str, ...], str | None, int]]:
     """query id -> (text, answers, document or None, line)."""
     queries: dict[str, tuple[str, tuple[str, ...], str | None, int]] = {}
     for lineno, row in read_jsonl(path, 'one query: {"_id", "text", "metadata": {"answers": [...], "document": ...}}'):
