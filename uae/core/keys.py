@@ -174,11 +174,18 @@ def parameters(target: str) -> set[str] | None:
     return {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} - {"self"}
 
 
-def model_of(annotation: Any) -> type[BaseModel] | None:
-    """The one pydantic model an annotation holds (``Reader | None`` -> Reader), else None."""
+def bare(annotation: Any) -> Any:
+    """An annotation without its constraints and its ``| None`` (``Annotated[int, ...] | None`` -> int)."""
     while typing.get_origin(annotation) is Annotated:
         annotation = typing.get_args(annotation)[0]
     if typing.get_origin(annotation) in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return model_of(members[0]) if len(members) == 1 else None
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if len(members) == 1:
+            return bare(members[0])
+    return annotation
+
+
+def model_of(annotation: Any) -> type[BaseModel] | None:
+    """The one pydantic model an annotation holds (``Reader | None`` -> Reader), else None."""
+    found = bare(annotation)
+    return found if isinstance(found, type) and issubclass(found, BaseModel) else None

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import annotated_types
 from pydantic import BaseModel
 
-from uae.core.keys import model_of, unknown_message
+from uae.core.keys import bare, model_of, unknown_message
 
 
 def message(error: Any, sections: dict[str, Any], root: type[BaseModel]) -> str:
@@ -42,12 +42,12 @@ def _locate(loc: tuple[Any, ...], sections: dict[str, Any], root: type[BaseModel
     parts: list[str] = []
     for part in loc:
         model = model_of(annotation)
-        bare = _strip(annotation)
+        stripped = bare(annotation)
         if model is not None and isinstance(part, str):
             field = model.model_fields.get(part) or next((f for f in model.model_fields.values() if f.alias == part), None)
             annotation = Any if field is None else _with_metadata(field)
-        elif typing.get_origin(bare) in (list, dict):
-            args = typing.get_args(bare)
+        elif typing.get_origin(stripped) in (list, dict):
+            args = typing.get_args(stripped)
             annotation = args[-1] if args else Any
         else:
             break  # a union member's name, or deeper than the schema goes
@@ -76,16 +76,6 @@ class _Said:
 
     def __init__(self, text: str) -> None:
         self.text = text
-
-
-def _strip(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return _strip(args[0])
-    return annotation
 
 
 def _describe(annotation: Any) -> str:
