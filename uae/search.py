@@ -140,3 +140,7 @@ def read_queries(path: Path) -> list[tuple[str, str]]:
     if path.suffix != ".jsonl":
         return [("", line.strip()) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [(qid, text) for qid, (text, *_) in beir.read_queries(path).items()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
