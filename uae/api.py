@@ -21,6 +21,7 @@ Retriever`` stays cheap; torch, transformers and FAISS load with the model.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -104,7 +105,7 @@ class Retriever:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         encoder = DualEncoder(
             str(folder),
-            cache_dir=_cache_dir(cache_dir),  # only ONNX exports go there: the towers are local folders
+            cache_dir=default_cache_dir(cache_dir),  # only ONNX exports go there: the towers are local folders
             local_path=query_path,
             passage_local_path=passage_path,
             name=folder.parent.name if folder.name == "encoder" else folder.name,
@@ -188,7 +189,7 @@ class Retriever:
         built = None if self._index.spec.exact else self._index._corpus_index
         payload = {"embeddings": torch.from_numpy(self._index.vectors), "ids": self._ids, "texts": self._texts,
                    "factory": self._factory, "index": None if built is None else torch.from_numpy(faiss.serialize_index(built))}
-        save_tensors(path, self._index_key(), payload)
+        save_tensors(path, self.corpus_key, payload)
         return Path(path)
 
     def load_index(self, path: str | os.PathLike, *, ef_search: int | None = None, nprobe: int | None = None,
@@ -202,7 +203,7 @@ class Retriever:
         from uae.storage.tensors import load_tensors
 
         try:
-            stored = load_tensors(path, self._index_key())
+            stored = load_tensors(path, self.corpus_key)
         except CacheMismatchError:
             raise UAEError(f"{path} was indexed with another encoder (or other passage settings) than "
                            f"{self.source or self.encoder.name}: index the corpus again with this one.") from None
@@ -213,10 +214,17 @@ class Retriever:
         self._fill(stored["embeddings"].numpy(), list(stored["texts"]), list(stored["ids"]), spec, built)
         return self
 
-    def _index_key(self) -> str:
+    @functools.cached_property
+    def corpus_key(self) -> str:
+        """What a saved corpus must have been encoded with: this encoder's passage side (its weights hashed once)."""
         from uae.storage.fingerprint import fingerprint  # deferred: start-up speed
 
         return fingerprint({"saved_corpus": 1, "encoder": self.encoder.fingerprint_spec("passage")})
+
+    @property
+    def corpus(self) -> tuple[list[str], list[str], str]:
+        """The indexed passages' texts and ids, and the index's factory string."""
+        return self._texts, self._ids, self._factory
 
     @overload  # a str is a Sequence[str] too: this first overload takes it, as search itself does
     def search(self, question: str, k: int = 10) -> list[Hit]: ...  # type: ignore[overload-overlap]
@@ -242,7 +250,7 @@ class Retriever:
         return self.encoder.encode(texts, side, batch_size=self.batch_size, progress=progress).numpy()  # type: ignore[arg-type]
 
 
-def _cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache a Retriever writes to: the one given, else UAE_CACHE_DIR, else ~/.cache/uae (XDG_CACHE_HOME)."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()

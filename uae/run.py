@@ -30,6 +30,7 @@ from uae.core.config import compose, register_resolvers
 from uae.core.errors import UAEError
 from uae.core.keys import override_problem
 from uae.core.schema import Config, check
+from uae.results.read import job_settings
 from uae.storage.atomic import write_json
 from uae.storage.tmpfiles import remove_stale
 
@@ -125,8 +126,8 @@ def already_done(cfg: DictConfig, out_dir: Path) -> bool:
         return False
     if status.get("status") != "ok":
         return False
-    ours = _settings(OmegaConf.to_container(cfg, resolve=True))
-    theirs = _settings(dict(result.get("config") or {}))
+    ours = job_settings(OmegaConf.to_container(cfg, resolve=True))
+    theirs = job_settings(dict(result.get("config") or {}))
     differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if differ:
         raise UAEError(
@@ -135,16 +136,6 @@ def already_done(cfg: DictConfig, out_dir: Path) -> bool:
             "results.json and status.json (which holds its own overrides) are untouched."
         )
     return True
-
-
-def _settings(config: Any) -> Any:
-    """A resolved config without where things are: a sweep resumed from another checkout, node or data
-    mount is the same job, so ``paths`` and absolute file locations do not count; every setting does."""
-    if isinstance(config, dict):
-        return {k: _settings(v) for k, v in config.items() if k not in ("paths", "skip_done")}
-    if isinstance(config, list):
-        return [_settings(v) for v in config]
-    return "<path>" if isinstance(config, str) and config.startswith("/") else config
 
 
 def _write_status(out_dir: Path, status: str, error: str | None, overrides: list[str]) -> None:

@@ -95,20 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.k < 1:
         raise UAEError(f"--k {args.k}: must be at least 1.")
     texts, ids = read_passages(args.passages)
-    from uae.api import Retriever, _cache_dir  # deferred: start-up speed
+    from uae.api import Retriever, default_cache_dir  # deferred: start-up speed
     from uae.storage.digest import file_digest
 
     retriever = Retriever.load(args.model, device=args.device, batch_size=args.batch_size, runtime=args.runtime)
     slug = "".join(c if c.isalnum() else "_" for c in args.index)
     # named after the passages' content, the encoder (its passage side) and the factory: another model is another file
-    index_file = args.index_file or _cache_dir(None) / "search" / f"{file_digest(args.passages)[-24:]}-{retriever._index_key()[:12]}-{slug}.pt"
+    index_file = args.index_file or default_cache_dir() / "search" / f"{file_digest(args.passages)[-24:]}-{retriever.corpus_key[:12]}-{slug}.pt"
     settings = {"ef_search": args.ef_search, "nprobe": args.nprobe, "exact_rerank": args.exact_rerank}
     if index_file.is_file():
         retriever.load_index(index_file, **settings)
-        if retriever._ids != ids or retriever._texts != texts:
+        kept_texts, kept_ids, kept_factory = retriever.corpus
+        if kept_ids != ids or kept_texts != texts:
             raise UAEError(f"--index-file {index_file} holds another corpus than --passages {args.passages}; give another file.")
-        if retriever._factory != args.index:
-            raise UAEError(f"--index-file {index_file} holds a {retriever._factory} index, not {args.index}; give another file.")
+        if kept_factory != args.index:
+            raise UAEError(f"--index-file {index_file} holds a {kept_factory} index, not {args.index}; give another file.")
     else:
         retriever.index(texts, ids, factory=args.index, **settings).save_index(index_file)
     start = time.perf_counter()

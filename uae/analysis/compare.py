@@ -30,7 +30,7 @@ from uae.analysis.report import emit
 from uae.core.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value, two_level_bootstrap
-from uae.results.read import run_split
+from uae.results.read import job_settings, run_split
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 
@@ -168,14 +168,13 @@ def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _settings_apart(first: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:
-    """The settings in which runs of one side differ, besides the training seed and where files are: only the
-    settings both configs hold count, since later versions of UAE add settings with defaults."""
-    ignored = ("seed", "paths.", "hydra.", "utility.table", "data.dir", "data.loader.data_dir", "data.tables")
-    base = _flat(first)
+    """The settings in which runs of one side differ besides the training seed, as ``skip_done`` compares jobs
+    (:func:`uae.results.read.job_settings`: where files are does not count); only the settings both configs hold
+    count, since later versions of UAE add settings with defaults."""
+    base = _flat(job_settings(first))
     found = set()
-    for other in map(_flat, others):
-        found |= {k for k in base.keys() & other.keys() if base[k] != other[k] and not k.startswith(ignored)
-                  and not (isinstance(base[k], str) and base[k].startswith("/"))}
+    for other in (_flat(job_settings(o)) for o in others):
+        found |= {k for k in base.keys() & other.keys() if base[k] != other[k] and k != "seed"}
     return sorted(found)
 
 

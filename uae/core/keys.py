@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import importlib.util
 import types
 import typing
@@ -148,13 +149,14 @@ def call_problems(sections: Any, path: str = "") -> list[str]:
     return problems
 
 
-def _argument_message(path: str, key: str, target: str, takes: set[str]) -> str:
+def _argument_message(path: str, key: str, target: str, takes: frozenset[str]) -> str:
     close = difflib.get_close_matches(key, sorted(takes), n=2, cutoff=0.6)
     hint = f"did you mean {' or '.join(path + c for c in close)}?" if close else f"it takes {', '.join(sorted(takes))}."
     return f"{path}{key} is not a setting UAE knows: {target} has no argument {key!r}; {hint}"
 
 
-def parameters(target: str) -> set[str] | None:
+@functools.cache  # a config names the same few targets several times (model and candidates.base)
+def parameters(target: str) -> frozenset[str] | None:
     """The argument names of ``module.function`` or ``module.Class`` (its ``__init__``), read from the source,
     or None when they cannot be told (a ``**kwargs``, a class without its own ``__init__``, no source)."""
     module, _, name = target.rpartition(".")
@@ -171,7 +173,7 @@ def parameters(target: str) -> set[str] | None:
     if not isinstance(found, ast.FunctionDef) or found.args.kwarg is not None:
         return None
     args = found.args
-    return {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} - {"self"}
+    return frozenset(a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)) - {"self"}
 
 
 def bare(annotation: Any) -> Any:

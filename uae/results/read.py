@@ -126,3 +126,13 @@ def run_split(result: Mapping[str, Any], rankings: Mapping[str, Any], where: str
     if set(rankings) != counted:
         raise UAEError(f"{where}/rankings.json does not rank exactly the split's {len(counted)} counted questions.")
     return split
+
+
+def job_settings(config: Any) -> Any:
+    """A resolved config without where things are: a sweep resumed from another checkout, node or data
+    mount is the same job, so ``paths`` and absolute file locations do not count; every setting does."""
+    if isinstance(config, dict):
+        return {k: job_settings(v) for k, v in config.items() if k not in ("paths", "skip_done")}
+    if isinstance(config, list):
+        return [job_settings(v) for v in config]
+    return "<path>" if isinstance(config, str) and config.startswith("/") else config

@@ -72,29 +72,31 @@ class DenseRetriever(Retriever):
 
     def passage_embeddings(self, split: Split) -> torch.Tensor:
         """Embeddings of every passage of the split, from the cache when its fingerprint matches."""
+        return self._embeddings(split)[0]
+
+    def _embeddings(self, split: Split) -> tuple[torch.Tensor, str]:
+        """The embeddings and their fingerprint, which hashes the encoder's weights: computed once, used twice."""
         path, key = self.embedding_cache(split)
         cached = load_tensors(path, key)
         self.cache_hit = cached is not None
         if cached is not None:
             log.info("passage embeddings from cache %s", path)
-            return cached["embeddings"]
+            return cached["embeddings"], key
         passages = split.all_passages
         embeddings = self.encoder.encode(
             [p.text for p in passages], "passage", batch_size=self.batch_size, progress=self.progress
         )
         save_tensors(path, key, {"embeddings": embeddings, "passage_ids": [p.passage_id for p in passages]})
         log.info("passage embeddings cached at %s", path)
-        return embeddings
+        return embeddings, key
 
     def rank(self, split: Split, questions: Sequence[Question], *, scope: Scope, top_k: int) -> Ranking:
         start = time.perf_counter()
         passages = split.all_passages
-        embeddings = self.passage_embeddings(split)
+        embeddings, key = self._embeddings(split)
         corpus_index = None
         if scope == "corpus" and not self.index_spec.exact:
-            corpus_index = cached_index(
-                embeddings.float().numpy(), self.embedding_cache(split)[1], self.index_spec, self.cache_dir, split.name
-            )
+            corpus_index = cached_index(embeddings.float().numpy(), key, self.index_spec, self.cache_dir, split.name)
         index = PassageIndex(
             embeddings,
             [p.passage_id for p in passages],
