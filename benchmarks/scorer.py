@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|")
         for name in engines:
             got = utilities(triples, scores[name])
+            if not len(got):  # --n too small to reach a question's closed-book triple: no utility to compare
+                print(f"| {name} | 0 | - | - | - |")
+                continue
             print(
                 f"| {name} | {len(got)} | {np.abs(got - reference).max():.2e} | {np.corrcoef(got, reference)[0, 1]:.5f} "
                 f"| {spearmanr(got, reference).statistic:.5f} |"

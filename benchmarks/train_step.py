@@ -3,6 +3,7 @@
     python benchmarks/train_step.py --steps 12 --batch-size 8 [--warmup 2] [--max-length 256]
         [--model-path FOLDER] [--data-dir DIR] [--documents N]
     python benchmarks/train_step.py --memory 16 64 256 --steps 3 --warmup 1 [--model-path FOLDER]
+    python benchmarks/train_step.py --device cuda --trainers uae   # UAE's step alone (no datasets package needed)
 
 ``--memory N ...`` measures GradCache instead (issue 32): UAE's step at each batch size, plain and with
 ``train.grad_cache`` (``--micro-batch`` texts at a time), each in a fresh process: seconds per step and the
@@ -17,6 +18,9 @@ optimizer (AdamW, same lr) and fp32 on the same device, for the same number of s
 - sentence-transformers: ``SentenceTransformerTrainer`` with ``DistillKLDivLoss`` (its closest loss:
   KL between the teacher's scores over the same candidates, here the utilities, and the student's),
   inputs (query, passage_1..passage_8), labels the utilities; no evaluation, logging or saving.
+
+``--trainers uae`` times UAE's step alone: sentence-transformers' trainer needs the ``datasets`` package,
+which a machine set up only for UAE (the lent GPU machine, experiments/gpu/check.sh) may lack.
 
 ``--model-path`` trains another encoder folder of the same kind (a BERT-style Hugging Face folder; the tests'
 smoke run passes a tiny random one), ``--data-dir`` reads QASPER dev from another folder and ``--documents``
@@ -46,6 +50,7 @@ from uae.core.config import data_dir as data_places
 from uae.results.machine import label as machine_label
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TRAINERS = {"uae": "UAE (Lightning, utility_infonce)", "st": "sentence-transformers (DistillKLDivLoss)"}
 
 
 def load_groups(n_groups: int, args: argparse.Namespace):
@@ -114,28 +119,36 @@ def run_uae(args: argparse.Namespace) -> dict:
 
 
 def breakdown(module, data, args: argparse.Namespace, steps: int = 3) -> dict[str, float]:
-    """Where a UAE step's time goes: the same step by hand, each phase timed (seconds per step)."""
+    """Where a UAE step's time goes: the same step by hand, each phase timed (seconds per step), on the
+    fit's device (Lightning hands the module back on the CPU after fit; on a GPU each phase is waited for)."""
     import torch
 
     from uae.training.module import batch_loss, encode_chunks
 
-    module.train()
+    device = torch.device(args.device)
+    module.to(device).train()
+    wait = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     optimizer = torch.optim.AdamW(module.parameters(), lr=args.lr)
     phases = dict.fromkeys(("collate (tokenize)", "forward (encoder + loss)", "backward", "optimizer"), 0.0)
     groups = data.train_groups
     for step in range(steps):
         t0 = time.perf_counter()
         batch = data.train_dataloader().collate_fn(groups[step * args.batch_size : (step + 1) * args.batch_size])
+        owner, utility, gold = (batch[key].to(device) for key in ("owner", "utility", "gold"))
+        wait()
         t1 = time.perf_counter()
         queries = module.encoder(batch["query"], "query")
         passages = encode_chunks(module.encoder, batch["passages"], batch["passage_order"])
-        loss = batch_loss(module.loss, queries, passages, batch["owner"], batch["utility"], batch["gold"])
+        loss = batch_loss(module.loss, queries, passages, owner, utility, gold)
+        wait()
         t2 = time.perf_counter()
         loss.backward()
+        wait()
         t3 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
+        wait()
         t4 = time.perf_counter()
         for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             phases[name] += dt / steps
@@ -232,6 +245,8 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=None, help="first N dev papers only (default: all)")
     parser.add_argument("--memory", type=int, nargs="+", metavar="N", help="GradCache: plain and cached UAE steps at these batch sizes")
     parser.add_argument("--micro-batch", type=int, default=32, help="GradCache: texts embedded at a time")
+    parser.add_argument("--trainers", nargs="+", choices=list(TRAINERS), default=list(TRAINERS),
+                        help="which trainers to time (st needs the datasets package)")
     # child process mode of --memory: 0 plain, 1 cached (unset: the trainer comparison, with its breakdown)
     parser.add_argument("--grad-cache", type=int, choices=[0, 1], help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["uae", "st"], help=argparse.SUPPRESS)  # child process mode
@@ -249,7 +264,9 @@ def main() -> int:
     if args.memory:
         return memory_table(args)
     rows = []
-    for which, name in (("uae", "UAE (Lightning, utility_infonce)"), ("st", "sentence-transformers (DistillKLDivLoss)")):
+    for which, name in TRAINERS.items():
+        if which not in args.trainers:
+            continue
         cmd = [sys.executable, __file__, "--only", which, *sys.argv[1:]]
         done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -267,16 +284,21 @@ def main() -> int:
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['name']} | {r['s_per_step']:.2f} | {r['groups_per_s']:.2f} | {r['memory_mb']:.0f} |")
-    print(f"\nspeed ratio UAE / sentence-transformers: {rows[0]['groups_per_s'] / rows[1]['groups_per_s']:.2f}x")
+    print("\nPeak memory: " + ("torch.cuda.max_memory_allocated (GPU)." if args.device == "cuda" else "the process's RSS growth during training."))
+    if len(rows) == 2:
+        print(f"\nspeed ratio UAE / sentence-transformers: {rows[0]['groups_per_s'] / rows[1]['groups_per_s']:.2f}x")
+    if "uae" not in args.trainers:
+        return 0
     parts = rows[0]["breakdown"]
     total = sum(parts.values())
     print("\nWhere a UAE step's time goes (the same step by hand, mean of 3): " + ", ".join(
         f"{name} {seconds:.2f} s ({100 * seconds / total:.0f}%)" for name, seconds in parts.items()))
     tokens = padded_tokens(args)
+    per_token = [f"{r['name'].split(' (')[0]} {1e3 * r['s_per_step'] / tokens[w]:.2f} ms" for w, r in zip([w for w in TRAINERS if w in args.trainers], rows)]
     print(
         f"\nPassage tokens the encoder runs per step (padding included): UAE {tokens['uae']:.0f}, "
         f"sentence-transformers {tokens['st']:.0f}, unpadded {tokens['real']:.0f}. Time per passage token: "
-        f"UAE {1e3 * rows[0]['s_per_step'] / tokens['uae']:.2f} ms, sentence-transformers {1e3 * rows[1]['s_per_step'] / tokens['st']:.2f} ms."
+        f"{', '.join(per_token)}."
     )
     return 0
 

@@ -57,6 +57,15 @@ def _fixture(request: pytest.FixtureRequest, name: str) -> str:
 
 
 SMOKES: dict[str, Smoke] = {
+    "faiss_gpu": Smoke(
+        # No GPU here: --allow-cpu compares faiss-cpu with a second faiss-cpu index, and the torch scan runs on the CPU.
+        lambda request, script, tmp: [
+            str(script), "--passages", "2000", "--queries", "30", "--k", "10", "--allow-cpu", "--candidates", "faiss-gpu", "torch",
+        ],
+        "| backend | first query s (build) | search s | queries/s |",
+        rows=3,
+        ratios=(r"search speed torch \(cpu\) / faiss-cpu: (?P<x>[\d.]+)x",),
+    ),
     "integrity": Smoke(
         lambda request, script, tmp: [str(script), "--repeat", "1", "--passages", "50"],
         "| operation | before digests | ms | now | ms | ratio | the check (digest) alone, ms |",
