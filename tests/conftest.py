@@ -136,6 +136,19 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_folder(tmp_path_factory, "tiny-llama", build)
 
 
+@pytest.fixture(scope="session")
+def tiny_lm_gguf_dir(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_lm_dir`` with its weights also as ``tiny.gguf`` (float32), which llm.engine=llamacpp finds beside the tokenizer."""
+    from tests.helpers.tiny_llama_gguf import write_tiny_llama_gguf
+    from uae.models import BUNDLED
+
+    def build(folder: Path) -> None:
+        copy_of(tiny_lm_dir, folder)
+        write_tiny_llama_gguf(folder, folder / "tiny.gguf", BUNDLED["HuggingFaceTB/SmolLM2-135M-Instruct"].locate()[0])
+
+    return shared_folder(tmp_path_factory, "tiny-llama-gguf", build)
+
+
 # UAE_SQUAD_DIR, else next to the QASPER folder (the shared data layout), else ../shared/data/squad
 SQUAD_PLACES = [Path(p) for p in (os.environ.get("UAE_SQUAD_DIR"),) if p] + [
     SHARED_DATA.parent / "squad", ROOT.parent / "shared" / "data" / "squad",

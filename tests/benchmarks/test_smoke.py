@@ -84,6 +84,16 @@ SMOKES: dict[str, Smoke] = {
         ratios=(r"speed-up of UAE over LLM re-ranking \(ratio of medians\): (?P<x>[\d.]+)x",),
         env={"UAE_DATA_DIR": "tiny_raw_dir"},
     ),
+    "reader": Smoke(
+        lambda request, script, tmp: [
+            str(script), "--n", "3", "--chunk", "2", "--max-new-tokens", "4", "--model", "tiny-llama",
+            "--local-path", _fixture(request, "tiny_lm_gguf_dir"), "--data-dir", _fixture(request, "tiny_raw_dir"),
+            "--cache-dir", str(tmp / "cache"), "--engines", "llamacpp",
+        ],
+        "| engine | load s | wall s | answers/s | token F1 |",
+        rows=2,
+        ratios=(r"llamacpp gguf / default, answers per second: (?P<x>[\d.]+)x",),
+    ),
     "scorer": Smoke(
         lambda request, script, tmp: [
             str(script), "--n", "6", "--contexts", "2", "--chunk", "3", "--batch-size", "8", "--device", "cpu",

@@ -13,13 +13,23 @@ from typing import Literal, get_args
 Runtime = Literal["torch", "onnx", "onnx-int8"]
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 
+# passage embeddings in shards (uae/retrieval/shards.py, python -m uae.encode): what encodes them, and how they are stored
+ShardEngine = Literal["local", "processes", "lightning"]
+SHARD_ENGINES: tuple[str, ...] = get_args(ShardEngine)
+ShardDtype = Literal["float32", "float16"]
+SHARD_DTYPES: tuple[str, ...] = get_args(ShardDtype)
+
 # llm.engine and llm.compute_type: where and in what precision the teacher runs (uae/llm/engines/)
-Engine = Literal["hf", "ctranslate2", "vllm"]
+Engine = Literal["hf", "ctranslate2", "vllm", "llamacpp"]
 ENGINES: tuple[str, ...] = get_args(Engine)
 ComputeType = Literal[
-    "auto", "float32", "bfloat16", "float16", "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16"
+    "auto", "float32", "bfloat16", "float16", "int8_float32", "int8", "int8_bfloat16", "int8_float16", "int16", "gguf"
 ]
 COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
+
+# reader.answerer.engine: where the reader generates (uae/llm/reader.py)
+ReaderEngine = Literal["hf", "llamacpp"]
+READER_ENGINES: tuple[str, ...] = get_args(ReaderEngine)
 
 
 def engine_spec(engine: str, compute_type: str) -> dict[str, str]:

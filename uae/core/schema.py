@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from uae.core.choices import ComputeType, Engine, Runtime
+from uae.core.choices import ComputeType, Engine, ReaderEngine, Runtime
 from uae.core.errors import UAEError
 from uae.core.keys import call_problems
 from uae.core.shard import Shard
@@ -66,6 +66,7 @@ class Retrieval(Section):
     ef_search: PositiveInt | None = None
     nprobe: PositiveInt | None = None
     exact_rerank: Count = 0
+    shard_size: PositiveInt | None = None
 
 
 class Utility(Section):
@@ -210,6 +211,7 @@ class LLM(Group):
 
 
 class Answerer(Call):
+    engine: ReaderEngine = "hf"
     k: PositiveInt = 1
     max_new_tokens: PositiveInt = 32
     max_length: PositiveInt = 1024

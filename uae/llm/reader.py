@@ -16,17 +16,21 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
+from uae.core.choices import READER_ENGINES, ReaderEngine
 from uae.core.errors import UAEError
-from uae.llm.loading import load_causal_lm
+from uae.llm.loading import load_causal_lm, load_tokenizer
 from uae.llm.prompt import PromptTemplate
 from uae.storage.atomic import atomic_path
 from uae.storage.digest import json_digest
 from uae.storage.fingerprint import fingerprint, model_digest
+
+if TYPE_CHECKING:
+    from uae.llm.engines.llamacpp import LlamaCppEngine
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,10 @@ class AnswerReader:
         dtype: str = "auto",
         progress: bool = True,
         offline: bool | None = None,
+        engine: ReaderEngine = "hf",
     ) -> None:
+        if engine not in READER_ENGINES:
+            raise UAEError(f"{SETTING}.engine={engine!r}: use one of {', '.join(READER_ENGINES)}.")
         if k < 1 or max_new_tokens < 1 or batch_size < 1:
             raise UAEError(f"{SETTING}.k, {SETTING}.max_new_tokens and {SETTING}.batch_size must be positive integers.")
         self.model_id = model_id
@@ -71,14 +78,31 @@ class AnswerReader:
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = int(batch_size)
         self.progress = progress
-        self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
-            model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=device, dtype=dtype,
-            setting=SETTING, padding_side="left",
-        )
+        self.engine_name = engine
+        self.llama: LlamaCppEngine | None = None
+        self.dtype: torch.dtype | str
+        if engine == "llamacpp":  # the GGUF as shipped; only the tokenizer comes from the Hugging Face folder
+            # deferred: an optional engine
+            from uae.llm.engines.llamacpp import GGUF, LlamaCppEngine, bundled_gguf
+
+            self.path, self.tokenizer, config = load_tokenizer(
+                model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, setting=SETTING
+            )
+            self.model, self.device, self.dtype = None, torch.device("cpu"), GGUF
+        else:
+            self.path, self.tokenizer, self.model, self.device, self.dtype = load_causal_lm(
+                model_id, cache_dir=cache_dir, local_path=local_path, offline=offline, device=device, dtype=dtype,
+                setting=SETTING, padding_side="left",
+            )  # fmt: skip
+            config = self.model.config
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        limit = getattr(self.model.config, "max_position_embeddings", None) or max_length
+        limit = getattr(config, "max_position_embeddings", None) or max_length
         self.max_length = int(min(max_length, limit))
+        if engine == "llamacpp":
+            self.llama = LlamaCppEngine(bundled_gguf(model_id, self.path), max_length=self.max_length)
+            eos = (self.tokenizer.eos_token_id, getattr(config, "eos_token_id", None))
+            self.stop = {int(t) for t in eos if t is not None}
         self.cache_dir = Path(cache_dir) / "answers"
         self.truncated = 0
 
@@ -94,7 +118,7 @@ class AnswerReader:
             "max_length": self.max_length,
             "dtype": str(self.dtype).replace("torch.", ""),
             "decoding": "greedy",
-        }
+        } | ({} if self.engine_name == "hf" else {"engine": self.engine_name})
 
     # ------------------------------------------------------------------------------------------ prompts
     def prompt(self, context: str | None, question: str) -> str:
@@ -120,6 +144,9 @@ class AnswerReader:
 
         ``on_batch(indices, texts)`` sees each batch as it is done, so that a caller can save progress.
         """
+        if self.llama is not None:
+            return self._generate_llama(prompts, on_batch)
+        assert self.model is not None  # the hf engine loaded it
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         out: list[str] = [""] * len(prompts)
         bar = tqdm(total=len(prompts), desc="reader", unit="answer", disable=not self.progress, leave=False)
@@ -142,6 +169,24 @@ class AnswerReader:
             if on_batch is not None:
                 on_batch(index, texts)
             bar.update(len(index))
+        bar.close()
+        return out
+
+    def _generate_llama(self, prompts: Sequence[str], on_batch: Callable[[list[int], list[str]], None] | None) -> list[str]:
+        """One prompt at a time on llama.cpp (its KV cache keeps what consecutive prompts share)."""
+        assert self.llama is not None
+        out: list[str] = []
+        bar = tqdm(total=len(prompts), desc="reader (llamacpp)", unit="answer", disable=not self.progress, leave=False)
+        for start in range(0, len(prompts), self.batch_size):  # on_batch every batch_size answers, as on hf
+            texts = []
+            for prompt in prompts[start : start + self.batch_size]:
+                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                new = self.llama.generate(ids, self.max_new_tokens, self.stop)
+                texts.append(self.tokenizer.decode(new, skip_special_tokens=True).strip())
+                bar.update(1)
+            out.extend(texts)
+            if on_batch is not None:
+                on_batch(list(range(start, start + len(texts))), texts)
         bar.close()
         return out
 

@@ -150,7 +150,7 @@ class AnswerScorer(HFForward):
         )
         self.model = self.base = self.head = None
         self.device, self.dtype = device, self.compute_type
-        self.share_prefixes = False  # the engine's own business (vLLM caches prefixes; CTranslate2 cannot)
+        self.share_prefixes = False  # the engine's own business (vLLM and llama.cpp keep prefixes; CTranslate2 cannot)
         self._init_common(max_length)
         if self.engine_name == "ctranslate2":
             from uae.llm.engines.ctranslate2 import CTranslate2Engine  # deferred: optional engine
@@ -158,6 +158,10 @@ class AnswerScorer(HFForward):
             self.engine = CTranslate2Engine(
                 self.path, self.tokenizer, cache_dir=cache_dir, device=device.type, compute_type=self.compute_type
             )
+        elif self.engine_name == "llamacpp":
+            from uae.llm.engines.llamacpp import LlamaCppEngine, bundled_gguf  # deferred: optional engine
+
+            self.engine = LlamaCppEngine(bundled_gguf(model_id, self.path), max_length=self.max_length)
         else:
             from uae.llm.engines.vllm import VLLMEngine  # deferred: optional GPU engine
 
@@ -310,7 +314,7 @@ class AnswerScorer(HFForward):
     def _run_engine(self, items: list[Item], sums: np.ndarray, chunk: int = 256) -> None:
         """Score ``items`` on the inference engine, longest first in chunks (a progress bar, bounded memory)."""
         assert self.engine is not None  # only the engine path comes here (_init_engine set it)
-        order = processing_order(items, share=False)
+        order = processing_order(items, share=getattr(self.engine, "keeps_prefixes", False))
         bar = tqdm(total=len(items), unit="item", desc=f"LLM scoring ({self.engine_name})", disable=not self.progress, leave=False)
         try:
             for k in range(0, len(order), chunk):

@@ -9,6 +9,8 @@ construction), so it is built once per (embeddings, factory) and saved under ``p
 content digest, like every cache (:mod:`uae.storage.tensors`). What only changes a search (``efSearch``,
 ``nprobe``) is set on the loaded index, and ``exact_rerank=K`` re-scores the approximate top K with the stored
 float vectors: what compression loses in the order of the top is mostly won back at a fraction of a scan.
+Embeddings encoded in shards (:mod:`uae.retrieval.shards`) fill an index one shard at a time
+(:func:`index_from_shards`), so the corpus's vectors never need to be in memory at once.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from uae.storage.tensors import load_tensors, save_tensors
 
 if TYPE_CHECKING:
     import faiss
+
+    from uae.retrieval.shards import ShardSet
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +63,53 @@ class IndexSpec:
 
 def build_index(vectors: np.ndarray, factory: str) -> faiss.Index:
     """A FAISS index over ``vectors`` (inner product), trained on a seeded sample where the factory needs it."""
-    import faiss  # deferred: start-up speed
-
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    try:
-        index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise UAEError(
-            f"retrieval.index={factory!r} is not a FAISS index_factory string FAISS can build for {vectors.shape[1]}-d "
-            f"vectors ({str(exc).strip().splitlines()[-1]}). Examples: Flat, HNSW32, IVF4096,Flat, IVF4096,PQ64, OPQ64,IVF4096,PQ64."
-        ) from None
-    if not index.is_trained:
-        lists = getattr(faiss.try_extract_index_ivf(index), "nlist", 1) if "IVF" in factory else 1
-        if len(vectors) < lists:
-            raise UAEError(f"retrieval.index={factory!r} needs at least {lists} vectors to train its {lists} lists; "
-                           f"the corpus has {len(vectors)}. Use fewer lists (IVF{max(1, len(vectors) // 39)},...) or Flat.")
-        n_train = min(len(vectors), max(lists * TRAIN_SAMPLE, 10_000))
-        sample = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), n_train, replace=False))]
-        index.train(sample)
+    index = _new_index(vectors.shape[1], factory)
+    rows = _training_rows(index, len(vectors), factory)
+    if rows is not None:
+        index.train(vectors[rows])
     index.add(vectors)
     return index
+
+
+def index_from_shards(shards: ShardSet, factory: str) -> faiss.Index:
+    """:func:`build_index` over embedding shards without their array in memory: trained on the same seeded sample
+    of rows (gathered through the memory maps), then filled one shard at a time with ``add``. Every factory fills
+    this way; the result is the index :func:`build_index` makes from the whole array (HNSW, whose graph depends on
+    insertion batches and threads, up to its own nondeterminism)."""
+    index = _new_index(shards.dimension, factory)
+    rows = _training_rows(index, len(shards), factory)
+    if rows is not None:
+        index.train(np.ascontiguousarray(shards[rows]))
+    for _, block in shards.blocks():
+        index.add(np.ascontiguousarray(block))
+    return index
+
+
+def _new_index(dimension: int, factory: str) -> faiss.Index:
+    import faiss  # deferred: start-up speed
+
+    try:
+        return faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise UAEError(
+            f"retrieval.index={factory!r} is not a FAISS index_factory string FAISS can build for {dimension}-d "
+            f"vectors ({str(exc).strip().splitlines()[-1]}). Examples: Flat, HNSW32, IVF4096,Flat, IVF4096,PQ64, OPQ64,IVF4096,PQ64."
+        ) from None
+
+
+def _training_rows(index: faiss.Index, count: int, factory: str) -> np.ndarray | None:
+    """The rows (sorted) an untrained index is trained on: a seeded sample, so that a rebuild gives the same index."""
+    import faiss  # deferred: start-up speed
+
+    if index.is_trained:
+        return None
+    lists = getattr(faiss.try_extract_index_ivf(index), "nlist", 1) if "IVF" in factory else 1
+    if count < lists:
+        raise UAEError(f"retrieval.index={factory!r} needs at least {lists} vectors to train its {lists} lists; "
+                       f"the corpus has {count}. Use fewer lists (IVF{max(1, count // 39)},...) or Flat.")
+    n_train = min(count, max(lists * TRAIN_SAMPLE, 10_000))
+    return np.sort(np.random.default_rng(0).choice(count, n_train, replace=False))
 
 
 def configure(index: faiss.Index, spec: IndexSpec) -> faiss.Index:
@@ -98,10 +129,11 @@ def configure(index: faiss.Index, spec: IndexSpec) -> faiss.Index:
 
 
 def search(
-    index: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int, spec: IndexSpec
+    index: faiss.Index, vectors: np.ndarray | ShardSet, queries: np.ndarray, k: int, spec: IndexSpec
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` rows per query, best first (ties by row); with ``exact_rerank``, the index's top ``exact_rerank``
-    re-scored exactly from ``vectors``. Rows a small index could not fill are -1 with score -inf."""
+    re-scored exactly from ``vectors`` (an array, or embedding shards, read row by row). Rows a small index could
+    not fill are -1 with score -inf."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
     depth = min(max(k, spec.exact_rerank), index.ntotal)
     scores, rows = index.search(q, depth)
@@ -115,11 +147,14 @@ def search(
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
-def cached_index(vectors: np.ndarray, embeddings_key: str, spec: IndexSpec, cache_dir: Path, name: str) -> faiss.Index:
-    """The index of these embeddings for this factory: loaded from ``cache_dir/indexes`` when there (digest checked),
-    else built and saved. Search parameters are set on the result either way."""
+def cached_index(vectors: np.ndarray | ShardSet, embeddings_key: str, spec: IndexSpec, cache_dir: Path, name: str) -> faiss.Index:
+    """The index of these embeddings (an array, or shards filled in one by one) for this factory: loaded from
+    ``cache_dir/indexes`` when there (digest checked), else built and saved. Search parameters are set on the result
+    either way."""
     import faiss  # deferred: start-up speed
     import torch  # deferred: start-up speed
+
+    from uae.retrieval.shards import ShardSet
 
     key = spec.build_key(embeddings_key)
     path = cache_dir / "indexes" / f"{name}-{key[:20]}.pt"
@@ -127,7 +162,7 @@ def cached_index(vectors: np.ndarray, embeddings_key: str, spec: IndexSpec, cach
     if stored is not None:
         log.info("%s index from cache %s", spec.factory, path)
         return configure(faiss.deserialize_index(stored["index"].numpy()), spec)
-    index = build_index(vectors, spec.factory)
+    index = index_from_shards(vectors, spec.factory) if isinstance(vectors, ShardSet) else build_index(vectors, spec.factory)
     save_tensors(path, key, {"index": torch.from_numpy(faiss.serialize_index(index)), "factory": spec.factory})
     log.info("%s index of %d vectors built and cached at %s", spec.factory, index.ntotal, path)
     return configure(index, spec)

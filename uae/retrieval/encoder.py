@@ -237,8 +237,15 @@ class DualEncoder(nn.Module):
         return tuple(p._version for p in self._weights)
 
     def __getstate__(self) -> dict[str, object]:
-        """Pickled (data-loader workers, spawned processes) without the ONNX Runtime sessions, which do not pickle."""
-        return {**self.__dict__, "_onnx": {}}
+        """Pickled (data-loader workers, spawned processes) without the ONNX Runtime sessions, which do not pickle,
+        and with whether the weights changed since they were loaded: the copies' version counters start afresh."""
+        return {**self.__dict__, "_onnx": {}, "_weights_changed": self._weight_versions() != self._loaded_versions}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        changed = state.pop("_weights_changed", True)
+        super().__setstate__(state)
+        # Unchanged weights stay unchanged in the copy (so it may run the ONNX export); changed ones never match.
+        self._loaded_versions = () if changed else self._weight_versions()
 
     @property
     def dimension(self) -> int:

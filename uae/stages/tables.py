@@ -63,8 +63,10 @@ def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:
         retrievers["bm25"] = BM25Retriever()
     if n_hard.get("dense", 0) > 0:
         dense = build(cfg.candidates.base.retriever, "candidates.base.retriever")
-        # Mined by exact search whatever retrieval.index says: the table's key names the encoder, not an index.
+        # Mined by exact search whatever retrieval.index says, from embeddings encoded in one piece whatever
+        # retrieval.shard_size says (shards round a few ulp apart): the table's key names the encoder, not these.
         dense.index_spec = IndexSpec()
+        dense.shard_size = None
         if not hasattr(dense, "encoder"):
             raise UAEError(
                 "candidates.hard_negatives.dense > 0 needs a dense encoder as candidates.base (e.g. "

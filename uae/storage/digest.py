@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,16 @@ def file_digest(path: str | os.PathLike) -> str:
 def json_digest(value: Any) -> str:
     """Digest of a JSON-able value, independent of key order and formatting."""
     return _tag(xxhash.xxh3_128_hexdigest(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()))
+
+
+def strings_digest(values: Iterable[str]) -> str:
+    """Digest of a sequence of strings (a corpus's passage texts), each preceded by its length so that no two
+    different sequences give the same bytes; streamed, so the texts are never joined into one string."""
+    digest = _hasher()
+    for value in values:
+        data = value.encode("utf-8", errors="surrogatepass")
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return _tag(digest.hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------------

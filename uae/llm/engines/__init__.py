@@ -1,4 +1,4 @@
-"""Where the teacher's forward passes run: ``llm.engine=hf|ctranslate2|vllm``.
+"""Where the teacher's forward passes run: ``llm.engine=hf|ctranslate2|vllm|llamacpp``.
 
 :class:`~uae.llm.scorer.AnswerScorer` owns everything that fixes *what* is scored (the prompt, the
 tokens, the truncation, the de-duplication) and hands the token sequences to an engine that says *how*
@@ -9,7 +9,8 @@ starts, the summed log-probability of the target tokens.
 
 ``compute_type`` is the one precision knob for every engine: ``auto`` (float32 on the CPU, bfloat16 on
 a GPU, as ``dtype=auto`` is), ``float32``, ``bfloat16``/``float16`` (GPU), and for CTranslate2 the
-quantised ``int8_float32``, ``int8``, ``int8_bfloat16``, ``int8_float16``.
+quantised ``int8_float32``, ``int8``, ``int8_bfloat16``, ``int8_float16``; llama.cpp runs the bundled GGUF
+as shipped (``gguf``, which ``auto`` means there).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from uae.core.errors import UAEError
 from uae.llm.loading import parse_dtype
 
 FLOAT_TYPES = ("float32", "bfloat16", "float16")
-CT2_TYPES = tuple(t for t in COMPUTE_TYPES if t != "auto")  # CTranslate2 runs every named type
+CT2_TYPES = tuple(t for t in COMPUTE_TYPES if t not in ("auto", "gguf"))  # CTranslate2 runs every other named type
+GGUF_TYPES = ("gguf",)  # llama.cpp runs the GGUF's own quantisation, as shipped
 GPU_ONLY = ("bfloat16", "float16", "int8_bfloat16", "int8_float16")
 
 
@@ -57,11 +59,14 @@ def parse_engine(engine: str, compute_type: str, *, dtype: str, device: str, set
     if name == "vllm":
         require_gpu(device == "cuda")
     text = str(compute_type).strip().lower()
+    if name == "llamacpp" and text == "auto":
+        text = "gguf"
     if text == "auto":  # dtype's own choice, with its aliases and its check (bf16 only where the GPU has it)
         text = str(parse_dtype(dtype, torch.device(device), setting)).replace("torch.", "")
-    allowed = CT2_TYPES if name == "ctranslate2" else FLOAT_TYPES
+    allowed = {"ctranslate2": CT2_TYPES, "llamacpp": GGUF_TYPES}.get(name, FLOAT_TYPES)
     if text not in allowed:
         hint = " (int8 runs on llm.engine=ctranslate2)" if text.startswith("int") else ""
+        hint = " (the GGUF as shipped runs on llm.engine=llamacpp)" if text == "gguf" else hint
         raise UAEError(f"{setting}.compute_type={compute_type!r} for engine {name}: use auto or one of {', '.join(allowed)}{hint}.")
     if device != "cuda" and text in GPU_ONLY and name != "hf":
         raise UAEError(f"{setting}.compute_type={text} needs a GPU for engine {name}; on the CPU use float32 or int8_float32.")
