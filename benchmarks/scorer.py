@@ -1,7 +1,7 @@
 """Answer-scorer throughput: AnswerScorer with prefix sharing, with padded batches, on inference engines, and per triple.
 
     python benchmarks/scorer.py --n 200 [--model HuggingFaceTB/SmolLM2-135M-Instruct] [--device cpu]
-        [--engines ctranslate2:float32 ctranslate2:int8_float32 ctranslate2:int8]
+        [--engines ctranslate2:float32 ctranslate2:int8_float32 llamacpp:gguf]
 
 Three implementations score the same (passage, question, answer) triples from QASPER dev, built the
 way utility scoring builds them: for each answerable question (file order), its gold answers against
@@ -12,7 +12,7 @@ and the closed-book prompt.
 * the same scorer with ``share_prefixes=False``: plain right-padded batches, one row per triple, the
   same token budget, head on the answer rows only. The ratio of the two is what prefix sharing earns;
 * the same scorer on each inference engine of ``--engines`` (``llm.engine:llm.compute_type``, e.g.
-  CTranslate2 in float32 and int8; vLLM on a GPU): the same token sequences, the engine's forward;
+  CTranslate2 in float32 and int8, llama.cpp on the GGUF as shipped; vLLM on a GPU): the same token sequences, the engine's forward;
 * the plain implementation, what the definition says: one full forward of prompt + answer per
   triple, log_softmax over the whole vocabulary at every position, the answer tokens gathered, the
   mean taken (with the first scorer's model object).
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each; the best is kept")
     parser.add_argument("--skip-plain", action="store_true", help="time only the batched scorers")
     parser.add_argument(
-        "--engines", nargs="*", default=["ctranslate2:float32", "ctranslate2:int8_float32", "ctranslate2:int8"],
+        "--engines", nargs="*", default=["ctranslate2:float32", "ctranslate2:int8_float32", "llamacpp:gguf"],
         help="ENGINE:COMPUTE_TYPE rows beside the default (llm.engine, llm.compute_type); none: no engine rows",
     )
     args = parser.parse_args(argv)
@@ -222,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{s.padded_tokens} with padding) in {s.batches} batches, {s.passes} forward passes; the LM head "
             f"on {s.target_tokens} rows; {s.duplicates} duplicate triples scored once."
         )
+    for name, (engine_scorer, _) in engines.items():
+        decoded = getattr(engine_scorer.engine, "decoded_tokens", None)
+        if decoded is not None:  # an engine that keeps a prompt's KV cache says what it computed (over --repeat passes)
+            print(f"{name}: decoded {decoded / args.repeat:.0f} tokens per pass ({decoded / args.repeat / work_tokens:.0%}).")
     (sw, sc), (dw, dc) = best[shared_name], best[padded_name]
     print(
         f"\nPrefix sharing (padded batches / prefix sharing): **{dw / sw:.2f}x** wall time, "

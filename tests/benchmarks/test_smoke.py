@@ -94,6 +94,17 @@ SMOKES: dict[str, Smoke] = {
         rows=2,
         ratios=(r"llamacpp gguf / default, answers per second: (?P<x>[\d.]+)x",),
     ),
+    "scale": Smoke(
+        # Synthetic vectors, two indexes, no encoder (--encode-sample 0): under a second of FAISS after the imports.
+        lambda request, script, tmp: [
+            str(script), "--n", "2000", "--vectors", "synthetic", "--index", "Flat", "HNSW32", "--queries", "50",
+            "--single", "20", "--encode-sample", "0", "--cache-dir", str(tmp / "cache"),
+        ],
+        "| index | search | build s | bytes | bytes/vector |",
+        rows=2,
+        # the last line, what a script reads: HNSW32's, the last index asked for
+        ratios=(r"2000 passages, HNSW32: recall@10 [\d.]+, (?P<x>[\d.]+)x exact single-query throughput\n?$",),
+    ),
     "scorer": Smoke(
         lambda request, script, tmp: [
             str(script), "--n", "6", "--contexts", "2", "--chunk", "3", "--batch-size", "8", "--device", "cpu",

@@ -312,8 +312,9 @@ def test_prep_dry_run_fits_the_device_calls_and_fetches_nothing(tmp_path: Path) 
 
 
 def test_make_targets_run_the_check() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("ARGS", "MAKEFLAGS")}
-    done = subprocess.run(["make", "-n", "gpu-check-dry", "gpu-check", "ARGS=--deadline 400"], cwd=ROOT, env=env,
+    # run from `make test`, the outer make's level and flags would add "Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("ARGS", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", "gpu-check-dry", "gpu-check", "ARGS=--deadline 400"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert [line.strip() for line in done.stdout.splitlines()] == [
         "bash experiments/gpu/check.sh --dry-run --deadline 400",

@@ -81,7 +81,7 @@ def test_the_shared_prompt_is_decoded_once(
     cold = []  # and each from an empty cache, in case a reuse hid a stale entry
     for s, t in zip(seqs, starts):
         fresh.cached = []
-        fresh.llama_cpp.llama_kv_cache_clear(fresh.ctx)
+        fresh._forget(0)
         cold.append(fresh.score([s], [t])[0])
     # equal to 1e-4: llama.cpp's sums round differently with a batch's size (measured 2.4e-5); a stale or
     # missing cache entry moves a sum by tenths of a nat

@@ -9,7 +9,7 @@ and both are the engine's own machinery rather than ours:
   only at the positions that predict a target token (``llama_batch.logits``).
 * **The KV cache of a shared prefix is kept.** Sequences are scored in lexicographic order, so the
   answers of one (passage, question) prompt follow each other; before each sequence, the cache is cut
-  back (``llama_kv_cache_seq_rm``) to its common prefix with the previous one and only the rest is
+  back (``llama_memory_seq_rm``) to its common prefix with the previous one and only the rest is
   decoded. That is what uae/llm/prefix.py does by hand for ``hf``, done by the engine's cache.
 
 The 4-bit kernels also quantise activations (to 8 bits, for the dot products), so utilities move
@@ -112,6 +112,7 @@ class LlamaCppEngine:
         )  # the low-level handle: the high-level calls keep logits for the last token only
         self.n_ctx = max_length
         self.n_vocab = int(self.model.n_vocab())
+        self._forget = _cache_cutter(self.llama_cpp, self.ctx)
         self.batch = self.llama_cpp.llama_batch_init(_BATCH, 0, 1)
         weakref.finalize(self, self.llama_cpp.llama_batch_free, self.batch)
         self.cached: list[int] = []  # the tokens whose keys and values sequence 0 of the cache holds
@@ -137,7 +138,7 @@ class LlamaCppEngine:
         # The logits that predict seq[start:] are at positions start - 1 .. len - 2: those must be decoded
         # now, so the cache is kept only up to start - 1 at most.
         keep = min(_common_prefix(self.cached, seq), start - 1)
-        self.llama_cpp.llama_kv_cache_seq_rm(self.ctx, 0, keep, -1)
+        self._forget(keep)
         self.cached = seq[:keep]
         total = 0.0
         for begin in range(keep, len(seq), _BATCH):
@@ -161,7 +162,7 @@ class LlamaCppEngine:
                 f"llm.engine=llamacpp: a {len(seq)}-token prompt does not fit the context of {self.n_ctx}."
             )
         done = min(_common_prefix(self.cached, seq), len(seq) - 1)  # the tokens whose cache entries are kept
-        self.llama_cpp.llama_kv_cache_seq_rm(self.ctx, 0, done, -1)
+        self._forget(done)
         new: list[int] = []
         while True:
             last = done
@@ -193,7 +194,7 @@ class LlamaCppEngine:
         status = self.llama_cpp.llama_decode(self.ctx, batch)
         if status != 0:
             self.cached = []
-            self.llama_cpp.llama_kv_cache_clear(self.ctx)
+            self._forget(0)
             raise UAEError(
                 f"llama_decode failed (status {status}) on a {end - begin}-token batch of {self.gguf.name}."
             )
@@ -204,6 +205,15 @@ class LlamaCppEngine:
         return np.ctypeslib.as_array(
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,)
         )
+
+
+def _cache_cutter(llama_cpp: Any, ctx: Any) -> Any:
+    """``forget(p)``: drop sequence 0's cache entries from position ``p`` on, in either API generation
+    (``llama_kv_cache_seq_rm`` up to llama-cpp-python 0.3.8, ``llama_memory_seq_rm`` since)."""
+    if hasattr(llama_cpp, "llama_memory_seq_rm"):
+        memory = llama_cpp.llama_get_memory(ctx)
+        return lambda p: llama_cpp.llama_memory_seq_rm(memory, 0, p, -1)
+    return lambda p: llama_cpp.llama_kv_cache_seq_rm(ctx, 0, p, -1)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

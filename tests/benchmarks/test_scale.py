@@ -1,0 +1,88 @@
+"""benchmarks/scale.py (issue 32, the cost curve): its recall against a hand-made example, the last line a script
+reads, the IVF list counts, the labels of search settings, the vectors beyond the real count, and a tiny run
+in this process (seconds: faiss only, no encoder) whose JSON reads back to the same tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers.paths import ROOT
+
+
+@pytest.fixture(scope="module")
+def scale():
+    spec = importlib.util.spec_from_file_location("scale_bench", ROOT / "benchmarks" / "scale.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recall_is_the_share_of_the_exact_top_k_found(scale) -> None:
+    exact = np.array([[0, 1, 2], [3, 4, 5]])
+    found = np.array([[2, 0, 9], [5, -1, -1]])  # -1: a place the index could not fill
+    assert scale.recall_at(exact, found, 3) == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert scale.recall_at(exact, found, 1) == pytest.approx(0.0)  # neither query's first row is its exact first
+    assert scale.recall_at(exact, exact, 3) == 1.0
+    assert scale.recall_at(np.array([[7, 8]]), np.array([[8, 7]]), 2) == 1.0  # order inside the top k does not count
+    with pytest.raises(ValueError):
+        scale.recall_at(exact, found[:1], 3)
+
+
+def test_the_summary_line_reads_back(scale) -> None:
+    line = scale.summary_line(100000, "IVF1024,PQ48np (nprobe=16)", 0.98765, 41.26)
+    assert line == "100000 passages, IVF1024,PQ48np (nprobe=16): recall@10 0.988, 41.3x exact single-query throughput"
+    assert scale.parse_summary(line) == {"n": 100000, "index": "IVF1024,PQ48np (nprobe=16)", "recall@10": 0.988, "speedup": 41.3}
+    with pytest.raises(ValueError):
+        scale.parse_summary("| Flat | exact | 0.01 |")
+
+
+def test_ivf_lists_are_four_root_n_to_a_power_of_two(scale) -> None:
+    assert [scale.nlist_for(n) for n in (2000, 10_000, 100_000, 1_000_000)] == [128, 512, 1024, 4096]
+    assert scale.Variant("IVF{nlist},Flat", nprobe=64).factory(10_000) == "IVF512,Flat"
+
+
+def test_a_label_names_only_the_settings_that_are_not_the_defaults(scale) -> None:
+    assert scale.family_default("HNSW32").label(10_000) == "HNSW32"
+    assert scale.family_default("IVF{nlist},PQ48np") == scale.Variant("IVF{nlist},PQ48np", nprobe=64, rerank=100)
+    assert scale.Variant("HNSW32", ef_search=64).label(10_000) == "HNSW32 (efSearch=64)"
+    assert scale.Variant("IVF{nlist},PQ48np", nprobe=64).label(10_000) == "IVF512,PQ48np (nprobe=64)"
+    assert scale.Variant("Flat").label(10_000) == "Flat"
+
+
+def test_vectors_beyond_the_real_ones_are_perturbed_copies_of_unit_length(scale) -> None:
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((300, 16)).astype(np.float32)
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    more, how = scale.extend_real(real, 500, seed=0, perturbation=0.5)
+    assert more.shape == (500, 16) and np.array_equal(more[:300], real)
+    assert np.allclose(np.linalg.norm(more, axis=1), 1, atol=1e-5)
+    assert (more[300:] @ real.T).max(axis=1).mean() > 0.5  # each near a real vector
+    assert "200 more" in how
+    fewer, how = scale.extend_real(real, 100, seed=0, perturbation=0.5)
+    assert len(fewer) == 100 and "sample of 100" in how
+    assert {tuple(r) for r in fewer} <= {tuple(r) for r in real}
+
+
+def test_a_tiny_run_ends_with_its_line_and_its_json_reads_back(scale, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "scale.json"
+    argv = ["--n", "1500", "--index", "Flat", "HNSW32", "--queries", "30", "--single", "10", "--encode-sample", "0",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet"]  # fmt: skip
+    assert scale.main(argv) == 0  # --vectors auto: no real shard set in that cache, so synthetic
+    printed = capsys.readouterr().out
+    last = scale.parse_summary(printed.strip().splitlines()[-1])
+    assert (last["n"], last["index"]) == (1500, "HNSW32") and 0 <= last["recall@10"] <= 1 and last["speedup"] > 0
+    doc = json.loads(out.read_text())
+    assert doc["vectors"] == "synthetic" and [r["factory"] for r in doc["sizes"][0]["rows"]] == ["Flat", "HNSW32"]
+    flat = doc["sizes"][0]["rows"][0]
+    assert flat["recall@10"] == flat["recall@100"] == 1.0 and flat["speedup"] == 1.0 and flat["bytes_per_vector"] >= 384 * 4
+    assert scale.main(["--from", str(out)]) == 0
+    again = capsys.readouterr().out
+    table = [line for line in printed.splitlines() if line.startswith("| Flat |")]
+    assert table and table == [line for line in again.splitlines() if line.startswith("| Flat |")]
