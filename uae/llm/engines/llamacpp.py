@@ -107,9 +107,8 @@ class LlamaCppEngine:
         self.llama_cpp = require_llama_cpp()
         self.gguf = gguf
         self.model = open_model(gguf, n_ctx=max_length, threads=threads)
-        self.ctx = (
-            self.model._ctx.ctx
-        )  # the low-level handle: the high-level calls keep logits for the last token only
+        # the low-level handle: the high-level calls keep logits for the last token only
+        self.ctx = self.model._ctx.ctx
         self.n_ctx = max_length
         self.n_vocab = int(self.model.n_vocab())
         self._forget = _cache_cutter(self.llama_cpp, self.ctx)
@@ -166,9 +165,8 @@ class LlamaCppEngine:
         new: list[int] = []
         while True:
             last = done
-            for last in range(
-                done, len(seq), _BATCH
-            ):  # the prompt in pieces of n_batch, then one token at a time
+            # the prompt in pieces of n_batch, then one token at a time
+            for last in range(done, len(seq), _BATCH):
                 end = min(last + _BATCH, len(seq))
                 self._decode(seq, last, end, [len(seq) - 1] if end == len(seq) else [])
             done = len(seq)
