@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     padded, _ = load(False)  # the same scorer, plain right-padded batches: what prefix sharing must beat
     engines = {}
     for spec in args.engines:
+        if spec == "none":  # as the help says: no engine rows
+            continue
         engine, _, compute_type = spec.partition(":")
         engines[f"{engine} {compute_type or 'auto'}"] = load(False, engine, compute_type or "auto")
     if not scorer.share_prefixes:
