@@ -75,6 +75,9 @@ ROOT = Path(__file__).resolve().parents[3]  # the repository (this file: experim
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from uae.llm.engines import cpu_threads
+from uae.llm.prefix import common_prefix
+
 MODELS = "SmolLM2-135M-Instruct"  # the converted folders' stem under <cache_dir>/models
 EXTRA = {
     "openvino": {
@@ -89,18 +92,6 @@ EXTRA = {
         "int4-logits": "ortgenai-int4",
     },
 }
-
-
-def _threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)))
-
-
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for k in range(n):
-        if a[k] != b[k]:
-            return k
-    return n
 
 
 class _PrefixReuse:
@@ -123,7 +114,7 @@ class _PrefixReuse:
         rows: list[np.ndarray] = []
         for i, (seq, start) in enumerate(zip(sequences, target_starts, strict=True)):
             seq = [int(t) for t in seq]
-            keep = min(_common(self.live, seq), start - 1)
+            keep = min(common_prefix([self.live, seq]), start - 1)
             if keep < len(self.live):
                 self._cut(keep)
             out = self._forward(seq, keep, start)
@@ -195,7 +186,7 @@ class OpenVINOEngine(_PrefixReuse):
         model.add_results([out])
         model.remove_result(old)
         config = {
-            "INFERENCE_NUM_THREADS": threads or _threads(), "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads or cpu_threads(), "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",  # the default on AVX2 anyway (bf16 needs AVX-512 BF16 / AMX)
             "KV_CACHE_PRECISION": "f32",  # the defaults (f16; u8 for weight-compressed models) move utilities
         }  # fmt: skip
@@ -240,7 +231,7 @@ class ORTGenAIEngine(_PrefixReuse):
         super().__init__()
         self.compute_type = compute_type
         settings = json.loads((folder / "genai_config.json").read_text())["model"]
-        decoder: dict = {"session_options": {"intra_op_num_threads": threads or _threads()}}
+        decoder: dict = {"session_options": {"intra_op_num_threads": threads or cpu_threads()}}
         self.hidden = "logits" not in compute_type
         overlay: dict = {"decoder": decoder}
         if self.hidden:  # exclude_lm_head: the generator wants a "logits" output of vocab_size columns

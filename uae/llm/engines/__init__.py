@@ -15,6 +15,7 @@ as shipped (``gguf``, which ``auto`` means there).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -38,6 +39,15 @@ class TokenScorer(Protocol):
     compute_type: str
 
     def score(self, sequences: Sequence[Sequence[int]], target_starts: Sequence[int]) -> np.ndarray: ...
+
+
+def cpu_threads() -> int:
+    """One thread per core this process may use: the engines' own defaults (CTranslate2's 4, llama.cpp's count
+    of hyper-threads) oversubscribe a 2-core machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def require_gpu(cuda: bool) -> None:

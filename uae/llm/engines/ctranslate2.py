@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from uae.core.errors import ModelNotFoundError, UAEError
+from uae.llm.engines import cpu_threads
 from uae.models.folders import first_line
 from uae.storage.fingerprint import model_digest
 from uae.storage.once import build_once
@@ -68,7 +69,7 @@ class CTranslate2Engine:
         self.compute_type = compute_type
         self.folder = converted_folder(hf_path, cache_dir)
         self.generator = ctranslate2.Generator(
-            str(self.folder), device=device, compute_type=compute_type, intra_threads=threads or _threads()
+            str(self.folder), device=device, compute_type=compute_type, intra_threads=threads or cpu_threads()
         )
         self._tokens = tokenizer.convert_ids_to_tokens  # score_batch takes token strings, not ids
 
@@ -86,10 +87,3 @@ class CTranslate2Engine:
             sums[i] = float(np.sum(np.asarray(logp[start - 1 :], dtype=np.float64)))
         return sums
 
-
-def _threads() -> int:
-    """One thread per core this process may use (CTranslate2's default of 4 oversubscribes a 2-core box)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)

@@ -7,8 +7,8 @@ and both are the engine's own machinery rather than ours:
 * **Logits only where they are read.** The 49k-word head is most of a small model's cost when it runs
   on every position (``Llama(logits_all=True)``, 2.4x slower prefill). Each batch asks for logits
   only at the positions that predict a target token (``llama_batch.logits``).
-* **The KV cache of a shared prefix is kept.** Sequences are scored in lexicographic order, so the
-  answers of one (passage, question) prompt follow each other; before each sequence, the cache is cut
+* **The KV cache of a shared prefix is kept.** The scorer hands the sequences over with the answers of
+  one (passage, question) prompt next to each other (``keeps_prefixes``); before each sequence, the cache is cut
   back (``llama_memory_seq_rm``) to its common prefix with the previous one and only the rest is
   decoded. That is what uae/llm/prefix.py does by hand for ``hf``, done by the engine's cache.
 
@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import logsumexp
 
 from uae.core.errors import ModelNotFoundError, UAEError
+from uae.llm.engines import cpu_threads
+from uae.llm.prefix import common_prefix
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ class LlamaCppEngine:
     def score(self, sequences: Sequence[Sequence[int]], target_starts: Sequence[int]) -> np.ndarray:
         """Sum of log p(token_t | tokens_<t) for t >= target_starts[i], the answers of a prompt back to back."""
         sums = np.empty(len(sequences), dtype=np.float64)
-        for i in sorted(range(len(sequences)), key=lambda i: list(sequences[i])):
+        for i in range(len(sequences)):  # the scorer puts the answers of a prompt together (keeps_prefixes)
             seq, start = list(sequences[i]), int(target_starts[i])
             if not 0 < start < len(seq):
                 raise UAEError(
@@ -136,7 +139,7 @@ class LlamaCppEngine:
     def _score_one(self, seq: list[int], start: int) -> float:
         # The logits that predict seq[start:] are at positions start - 1 .. len - 2: those must be decoded
         # now, so the cache is kept only up to start - 1 at most.
-        keep = min(_common_prefix(self.cached, seq), start - 1)
+        keep = min(common_prefix([self.cached, seq]), start - 1)
         self._forget(keep)
         self.cached = seq[:keep]
         total = 0.0
@@ -160,7 +163,7 @@ class LlamaCppEngine:
             raise UAEError(
                 f"llm.engine=llamacpp: a {len(seq)}-token prompt does not fit the context of {self.n_ctx}."
             )
-        done = min(_common_prefix(self.cached, seq), len(seq) - 1)  # the tokens whose cache entries are kept
+        done = min(common_prefix([self.cached, seq]), len(seq) - 1)  # the tokens whose cache entries are kept
         self._forget(done)
         new: list[int] = []
         while True:
@@ -214,24 +217,7 @@ def _cache_cutter(llama_cpp: Any, ctx: Any) -> Any:
     return lambda p: llama_cpp.llama_kv_cache_seq_rm(ctx, 0, p, -1)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for k in range(n):
-        if a[k] != b[k]:
-            return k
-    return n
-
-
 def _log_prob(logits: np.ndarray, token: int) -> float:
     """log softmax(logits)[token], in float64 (the row is float32 and 49k wide)."""
     row = logits.astype(np.float64)
-    top = row.max()
-    return float(row[token] - top - np.log(np.exp(row - top).sum()))
-
-
-def cpu_threads() -> int:
-    """One thread per core this process may use (llama.cpp's default counts hyper-threads too)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return float(row[token] - logsumexp(row))
