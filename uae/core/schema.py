@@ -108,6 +108,7 @@ class Train(Section):
     validate_: bool = Field(alias="validate")
     labels: Labels = Labels()
     skip_answer_types: list[Literal["extractive", "abstractive", "boolean", "none"]] = []
+    drop_above_positive: NonNegative | None = None
     utility_scale: Literal["per_token", "summed"] = "per_token"
     ckpt_path: str | None = None
     grad_cache: bool = False
@@ -177,6 +178,14 @@ class Candidates(Section):
     gold: bool = True
     answer_overlap: bool = False
     hard_negatives: HardNegatives
+    rank_range: list[Count] | None = Field(None, description="two ranks [lo, hi] with 0 <= lo < hi, or null")
+
+    @field_validator("rank_range")
+    @classmethod
+    def _rank_range(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (len(value) != 2 or value[0] >= value[1]):
+            raise ValueError(f"candidates.rank_range must be two ranks [lo, hi] with 0 <= lo < hi, got {value}")
+        return value
     seed: int
     base: Model
 

@@ -10,7 +10,10 @@ question-answer pairs alone can build; annotated evidence is then in the set onl
 (:func:`uae.data.label_rules.answer_overlap_positives`), which needs the answer and no annotation, so
 the teacher scores the pseudo-positive that label-free objectives combine with its utilities.
 Hard negatives make the utility targets informative (an easy random set teaches little); random ones
-keep the student calibrated on ordinary paragraphs. Everything is fixed by the seed and the question
+keep the student calibrated on ordinary paragraphs. With ``rank_range=(lo, hi)`` (``candidates.rank_range``)
+each source's hard negatives are drawn at random from its ranks lo..hi-1 instead of its top, as
+FlagEmbedding's negative mining does (``range_for_sampling``): in an open corpus the very top holds the
+other paragraphs that answer the question, which a set must not teach as negatives. Everything is fixed by the seed and the question
 id, so a question's set does not change when other questions are added or removed.
 """
 
@@ -48,12 +51,14 @@ def build_candidate_set(
     seed: int,
     gold: bool = True,
     leading: Sequence[str] = (),
+    rank_range: tuple[int, int] | None = None,
 ) -> CandidateSet:
     """One question's set: gold first (unless ``gold`` is False), then ``leading`` (the answer-overlap
     paragraphs), then each hard-negative source in turn, then random fill.
 
     ``hard_rankings`` maps a source name (``bm25``, ``dense``) to that retriever's ranking of the
-    document for this question; ``n_hard`` says how many of its top paragraphs not yet in the set to take.
+    document for this question; ``n_hard`` says how many of its top paragraphs not yet in the set to take
+    (with ``rank_range``: how many to draw from its ranks ``lo..hi-1``, 0-based).
     """
     if size < 1:
         raise DataError(f"candidates.size={size}: a candidate set needs at least one passage.")
@@ -74,13 +79,14 @@ def build_candidate_set(
         if pid not in chosen and len(chosen) < size:
             chosen[pid] = "answer_overlap"
     for source, ranking in hard_rankings.items():
-        taken = 0
-        for pid in ranking:
-            if taken >= n_hard.get(source, 0) or len(chosen) >= size:
-                break
-            if pid not in chosen:
-                chosen[pid] = source
-                taken += 1
+        wanted = min(n_hard.get(source, 0), size - len(chosen))
+        if rank_range is not None:
+            pool = [pid for pid in ranking[rank_range[0] : rank_range[1]] if pid not in chosen]
+            draw = random.Random(f"{seed}:{question.question_id}:{source}")
+            picked = draw.sample(pool, min(len(pool), wanted))
+        else:
+            picked = [pid for pid in ranking if pid not in chosen][:wanted]
+        chosen.update(dict.fromkeys(picked, source))
     rest = [pid for pid in document_passage_ids if pid not in chosen]
     rng = random.Random(f"{seed}:{question.question_id}")
     for pid in rng.sample(rest, min(len(rest), size - len(chosen))):
@@ -98,6 +104,7 @@ def build_candidates(
     seed: int = 0,
     gold: bool = True,
     leading: Sequence[Sequence[str]] | None = None,
+    rank_range: tuple[int, int] | None = None,
 ) -> list[CandidateSet]:
     """Candidate sets for ``questions``; ``hard_rankings[source][i]`` ranks question i's document and
     ``leading[i]`` are the passages question i's set starts with (after gold)."""
@@ -120,6 +127,7 @@ def build_candidates(
                 seed=seed,
                 gold=gold,
                 leading=leading[i] if leading is not None else (),
+                rank_range=rank_range,
             )
         )
     return sets

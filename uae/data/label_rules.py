@@ -97,18 +97,31 @@ def answer_overlap_labels(
     max_positives: int,
 ) -> list[tuple[str, ...]]:
     """:func:`answer_overlap_positives` of each question (``bm25_rankings[i]`` ranks question i's
-    document); each document is tokenised once, however many questions it has."""
+    document); each document is tokenised once, however many questions it has.
+
+    A question without a document (open retrieval) looks only at its BM25 ranking's passages, as DPR
+    picks its positive among BM25's top 100: in a corpus of thousands of documents a short answer ("1990")
+    is held by paragraphs that have nothing to do with the question.
+    """
     if len(bm25_rankings) != len(questions):
         raise ValueError(f"{len(bm25_rankings)} BM25 rankings for {len(questions)} questions")
     tokens: dict[str | None, dict[str, frozenset[str]]] = {}
+    texts: dict[str, str] | None = None
+    opened: dict[str, frozenset[str]] = {}  # open questions: each passage tokenised once, when first ranked
     labels = []
     for question, ranking in zip(questions, bm25_rankings, strict=True):
-        if question.document_id not in tokens:
-            tokens[question.document_id] = passage_tokens({p.passage_id: p.text for p in split.passages(question.document_id)})
+        if question.document_id is None:
+            texts = texts if texts is not None else {p.passage_id: p.text for p in split.all_passages}
+            for pid in ranking:
+                if pid not in opened:
+                    opened[pid] = content_tokens(texts[pid])
+            known = {pid: opened[pid] for pid in ranking}
+        else:
+            if question.document_id not in tokens:
+                tokens[question.document_id] = passage_tokens({p.passage_id: p.text for p in split.passages(question.document_id)})
+            known = tokens[question.document_id]
         labels.append(
-            answer_overlap_positives(
-                question, tokens[question.document_id], ranking, min_overlap=min_overlap, max_positives=max_positives
-            )
+            answer_overlap_positives(question, known, ranking, min_overlap=min_overlap, max_positives=max_positives)
         )
     return labels
 

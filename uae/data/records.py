@@ -107,6 +107,9 @@ class Split:
     ``max_documents`` is the document limit it was loaded with (``data.max_documents``; None: all of
     them). It travels with the split so that whatever derives from it (a utility table's file name, the
     tolerance for a full table's rows of documents not loaded) follows the split, not the config.
+    ``corpus`` names the passages when several splits share them (an open corpus that train and dev
+    questions both rank): caches of its passages (embeddings, indexes) are then named by it, not by the
+    split, so one encoding serves every split.
     """
 
     name: str
@@ -117,7 +120,13 @@ class Split:
     dataset: str = "dataset"
     alignment: AlignmentStats | None = None
     max_documents: int | None = None
+    corpus: str | None = None
     _all_passages: tuple[Passage, ...] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cache_name(self) -> str:
+        """The name of this split's passages in cache file names: the shared corpus's, else the split's."""
+        return self.corpus or self.name
 
     @property
     def limited(self) -> bool:

@@ -31,6 +31,7 @@ __all__ = [
     "normalize_answer",
     "paragraph_f1",
     "per_query_retrieval_metrics",
+    "recall_at",
     "retrieval_metrics",
     "token_f1",
 ]
@@ -86,6 +87,15 @@ def per_query_retrieval_metrics(ranked_ids: Sequence[str], gold_ids: Collection[
         "mrr": float(retrieval_reciprocal_rank(preds, target)),
         "ndcg@10": float(retrieval_normalized_dcg(preds, target, top_k=_NDCG_K)) * ndcg_scale,
     }
+
+
+def recall_at(ranked_ids: Sequence[str], gold_ids: Collection[str], k: int) -> float:
+    """Share of the gold passages in the top ``k`` (gold the ranking lacks counts as missed): what an
+    approximate index costs shows at the depth a re-ranker or reader reads, not at rank 1 alone."""
+    gold = set(gold_ids)
+    if not gold:
+        raise ValueError("gold_ids is empty: every question needs at least one gold paragraph to be scored")
+    return len(gold.intersection(ranked_ids[:k])) / len(gold)
 
 
 def retrieval_metrics(rankings: Sequence[Sequence[str]], golds: Sequence[Collection[str]]) -> dict[str, float]:

@@ -81,9 +81,9 @@ class DenseRetriever(Retriever):
         if self.shard_size:  # absent otherwise, so that the caches made before shards stay valid
             spec["shard_size"] = self.shard_size  # shards batch otherwise: their vectors differ in the last bits
             key = fingerprint(spec)
-            return self.cache_dir / "embeddings" / f"{split.name}-{key[:20]}-shards", key
+            return self.cache_dir / "embeddings" / f"{split.cache_name}-{key[:20]}-shards", key
         key = fingerprint(spec)
-        return self.cache_dir / "embeddings" / f"{split.name}-{key[:20]}.pt", key
+        return self.cache_dir / "embeddings" / f"{split.cache_name}-{key[:20]}.pt", key
 
     def passage_embeddings(self, split: Split) -> torch.Tensor:
         """Embeddings of every passage of the split, from the cache when its fingerprint matches."""
@@ -120,7 +120,7 @@ class DenseRetriever(Retriever):
         corpus_index = None
         if scope == "corpus" and not self.index_spec.exact:
             vectors = self._shards if self.shard_size and self._shards is not None else embeddings.float().numpy()
-            corpus_index = cached_index(vectors, key, self.index_spec, self.cache_dir, split.name)
+            corpus_index = cached_index(vectors, key, self.index_spec, self.cache_dir, split.cache_name)
         index = PassageIndex(
             embeddings,
             [p.passage_id for p in passages],

@@ -100,6 +100,40 @@ def skip_answer_types(split: Split, groups: list[TrainingGroup], types: list[str
     return kept, len(groups) - len(kept)
 
 
+def drop_above_positive(groups: list[TrainingGroup], margin: float) -> tuple[list[TrainingGroup], int]:
+    """Each group less its non-positive candidates whose utility is more than ``margin`` above its best
+    positive's; how many were dropped.
+
+    Negatives mined from a whole corpus include paragraphs that answer the question as well as the
+    labelled one (SQuAD's gold is the paragraph a question was written from, not the only one that holds
+    its answer): trained as negatives they teach the retriever to push answers down. The teacher names
+    them, as RocketQA's cross-encoder does; unlike ``loss.denoise_margin`` (which masks them in the
+    InfoNCE term only), they leave the group, so every loss, InfoNCE's and the soft targets alike, trains
+    without them. A group without a positive, or whose positives are unscored (an answer-overlap
+    paragraph inserted into a set that lacked it: NaN), keeps everything: there is nothing to compare with.
+    """
+    if margin < 0:
+        raise UAEError(f"train.drop_above_positive={margin}: a margin in nats per answer token, >= 0 (or null: keep all).")
+    out, dropped = [], 0
+    for group in groups:
+        best = max((u for u, g in zip(group.utility, group.gold, strict=True) if g and u == u), default=None)
+        if best is None:
+            out.append(group)
+            continue
+        keep = [i for i, (u, g) in enumerate(zip(group.utility, group.gold, strict=True)) if g or not u > best + margin]
+        dropped += len(group.passage_ids) - len(keep)
+        out.append(
+            replace(
+                group,
+                passage_ids=tuple(group.passage_ids[i] for i in keep),
+                passages=tuple(group.passages[i] for i in keep),
+                utility=tuple(group.utility[i] for i in keep),
+                gold=tuple(group.gold[i] for i in keep),
+            )
+        )
+    return out, dropped
+
+
 def _clear(group: TrainingGroup) -> TrainingGroup:
     return replace(group, gold=(False,) * len(group.passage_ids))
 
@@ -136,11 +170,14 @@ def _answer_overlap(
     asked = [questions[g.question_id] for g in groups]
     labels = answer_overlap_labels(split, asked, min_overlap=min_overlap, max_positives=max_positives)
     out, inserted = [], 0
+    texts_of: dict[str | None, dict[str, str]] = {}  # per document (None: an open corpus's every passage), built once
     for group, question, positives in zip(groups, asked, labels, strict=True):
         missing = [pid for pid in positives if pid not in group.passage_ids]
         inserted += len(missing)
         if missing:  # positives first, then the set's own candidates, keeping its size
-            passages = {p.passage_id: p.text for p in split.passages(question.document_id)}
+            if question.document_id not in texts_of:
+                texts_of[question.document_id] = {p.passage_id: p.text for p in split.passages(question.document_id)}
+            passages = texts_of[question.document_id]
             keep = [i for i, pid in enumerate(group.passage_ids) if pid not in positives]
             size = len(group.passage_ids)
             ids = (list(positives) + [group.passage_ids[i] for i in keep])[:size]

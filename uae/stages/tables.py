@@ -33,12 +33,24 @@ def utility_questions(split: Split) -> list[Question]:
 OPEN_DEPTH = 100
 
 
-def document_rankings(split: Split, questions: list[Question], retrievers: dict[str, Retriever]) -> dict[str, list[list[str]]]:
-    """Each retriever's ranking of each question's document: what candidate sets and pseudo-labels draw from."""
+def document_rankings(
+    split: Split, questions: list[Question], retrievers: dict[str, Retriever], depth: int = OPEN_DEPTH
+) -> dict[str, list[list[str]]]:
+    """Each retriever's ranking of each question's document (an open question's: the split's top ``depth``):
+    what candidate sets and pseudo-labels draw from."""
     return {
-        name: rank_questions(r, split, questions, scope="document", top_k=OPEN_DEPTH).ranked_ids
+        name: rank_questions(r, split, questions, scope="document", top_k=depth).ranked_ids
         for name, r in retrievers.items()
     }
+
+
+def rank_range(cfg: DictConfig) -> tuple[int, int] | None:
+    """``candidates.rank_range`` as ``(lo, hi)``: the ranks hard negatives are drawn from (None: the top)."""
+    value = cfg.candidates.get("rank_range")
+    if value is None:
+        return None
+    lo, hi = (int(v) for v in value)
+    return lo, hi
 
 
 def answer_overlap_leads(
@@ -85,6 +97,8 @@ def utility_settings(cfg: DictConfig, scorer: Any, retrievers: dict[str, Retriev
     }
     if not cfg.candidates.gold:  # only when off, so that the tables made before the switch keep their fingerprint
         candidates["gold"] = False
+    if cfg.candidates.get("rank_range") is not None:  # likewise only when set
+        candidates["rank_range"] = list(rank_range(cfg) or ())
     if cfg.candidates.get("answer_overlap"):  # likewise only when on
         labels = cfg.train.labels
         candidates["answer_overlap"] = {"min_overlap": float(labels.min_overlap), "max_positives": int(labels.max_positives)}

@@ -25,10 +25,12 @@ from uae.evaluation.teacher import markdown as teacher_markdown
 from uae.evaluation.teacher import teacher_quality
 from uae.retrieval.base import Retriever
 from uae.stages.tables import (
+    OPEN_DEPTH,
     answer_overlap_leads,
     configured_table,
     document_rankings,
     hard_negative_retrievers,
+    rank_range,
     utility_questions,
     utility_settings,
 )
@@ -46,14 +48,16 @@ def candidate_sets(
     """Candidate sets from the hard-negative retrievers' rankings of each question's document; the rankings.
 
     With ``candidates.answer_overlap`` the sets start with the answer-overlap paragraphs
-    (:func:`uae.stages.tables.answer_overlap_leads`).
+    (:func:`uae.stages.tables.answer_overlap_leads`); with ``candidates.rank_range`` the rankings go as
+    deep as its end.
     """
-    rankings = document_rankings(split, questions, retrievers)
+    mined = rank_range(cfg)
+    rankings = document_rankings(split, questions, retrievers, max(OPEN_DEPTH, mined[1] if mined else 0))
     leading = answer_overlap_leads(cfg, split, questions, rankings) if cfg.candidates.get("answer_overlap") else None
     n_hard = to_dict(cfg.candidates.hard_negatives)
     sets = build_candidates(
         split, questions, size=cfg.candidates.size, hard_rankings=rankings, n_hard=n_hard, seed=cfg.candidates.seed,
-        gold=bool(cfg.candidates.gold), leading=leading,
+        gold=bool(cfg.candidates.gold), leading=leading, rank_range=mined,
     )
     return sets, rankings
 
