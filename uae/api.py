@@ -154,7 +154,7 @@ class Retriever:
         """Encode a corpus (batched; a progress bar past 1,000 passages) into a FAISS index for :meth:`search`.
 
         ``ids`` name the passages in the hits (default: their positions). Replaces an earlier index.
-        ``factory``: a FAISS index_factory string (Flat: exact; HNSW32, IVF4096,Flat, IVF4096,PQ64, ...), searched
+        ``factory``: a FAISS index_factory string (Flat: exact; HNSW32, IVF4096,Flat, IVF4096,PQ48np, ...), searched
         with ``ef_search`` / ``nprobe``, its top ``exact_rerank`` re-scored exactly (:mod:`uae.retrieval.ann`)."""
         from uae.retrieval.ann import IndexSpec  # deferred: start-up speed
 

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--question", action="append", default=[], help="a question to search for (repeat for several)")
     parser.add_argument("--queries", type=Path, help='more questions: JSONL ({"_id", "text"} per line, BEIR queries.jsonl) or plain text, one per line')
     parser.add_argument("--index", default="Flat", metavar="FACTORY",
-                        help="the FAISS index_factory string: Flat (exact, default), HNSW32, IVF4096,Flat, IVF4096,PQ64, ...")
+                        help="the FAISS index_factory string: Flat (exact, default), HNSW32, IVF4096,Flat, IVF4096,PQ48np, ...")
     parser.add_argument("--ef-search", type=int, help="HNSW: candidates kept while searching")
     parser.add_argument("--nprobe", type=int, help="IVF: lists searched per question")
     parser.add_argument("--exact-rerank", type=int, default=0, help="re-score the index's top K exactly (0: off)")

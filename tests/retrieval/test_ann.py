@@ -93,3 +93,30 @@ def test_bad_factories_and_settings_are_refused() -> None:
         configure(build_index(x, "IVF4,Flat"), IndexSpec("IVF4,Flat", ef_search=16))
     with pytest.raises(UAEError, match="the exact Flat index has none of them"):  # a flat index would ignore them
         IndexSpec("Flat", nprobe=4)
+
+
+def _polysemous(index) -> bool:
+    """FAISS's own flag on the PQ part of an index (IVF-PQ, PQ, or an HNSW graph over PQ storage)."""
+    import faiss
+
+    part = faiss.downcast_index(index)
+    try:
+        part = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:
+        if hasattr(part, "storage"):
+            part = faiss.downcast_index(part.storage)
+    return bool(getattr(part, "do_polysemous_training", False))
+
+
+@pytest.mark.parametrize(
+    "factory",
+    ["IVF16,PQ8", "IVF16,PQ8np", "PQ8", "PQ8np", "OPQ8,IVF16,PQ8", "OPQ8,IVF16,PQ8np", "HNSW32,PQ8", "HNSW32,PQ8np",
+     "IVF16,PQ8x4fs", "IVF16,Flat", "HNSW32"],
+)
+def test_a_warning_exactly_when_faiss_would_train_unused_polysemous_codes(factory: str, caplog: pytest.LogCaptureFixture) -> None:
+    from uae.retrieval.ann import _new_index
+
+    with caplog.at_level("WARNING", logger="uae.retrieval.ann"):
+        index = _new_index(64, factory)
+    warned = any("polysemous" in r.getMessage() for r in caplog.records)
+    assert warned == _polysemous(index)

@@ -2,7 +2,7 @@
 
 An exact flat index is right up to about 10^5 passages; past that, search time grows with the corpus and
 the field moves to approximate indexes: HNSW graphs (``HNSW32``), inverted lists (``IVF4096,Flat``), and
-product quantisation when memory is the wall (``IVF4096,PQ64``, ``OPQ64,IVF4096,PQ64``). ``retrieval.index``
+product quantisation when memory is the wall (``IVF4096,PQ48np``, ``OPQ48,IVF4096,PQ48np``; ``np``: no polysemous training, docs/scale.md). ``retrieval.index``
 takes FAISS's own ``index_factory`` string rather than names of ours, so every index FAISS has is one
 setting away and its documentation applies. Building an approximate index costs minutes (k-means, graph
 construction), so it is built once per (embeddings, factory) and saved under ``paths.cache_dir`` with its
@@ -16,6 +16,7 @@ Embeddings encoded in shards (:mod:`uae.retrieval.shards`) fill an index one sha
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,15 +87,26 @@ def index_from_shards(shards: ShardSet, factory: str) -> faiss.Index:
     return index
 
 
+# PQ codes without "np" (PQ48, IVF4096,PQ48x8, HNSW32,PQ48; not PQ48np, nor the fast-scan PQ48x4fs): FAISS trains a polysemous code ordering
+# that only a search with polysemous_ht set uses, and UAE never sets it.
+_POLYSEMOUS = re.compile(r"(?:^|,)PQ\d+(?:x\d+)?(?:,|$)")
+
+
 def _new_index(dimension: int, factory: str) -> faiss.Index:
     import faiss  # deferred: start-up speed
 
+    if _POLYSEMOUS.search(factory):
+        log.warning(
+            "retrieval.index=%r: its PQ codes get a polysemous ordering trained (minutes on 2 cores) that no UAE search "
+            "uses; write PQ...np (e.g. %s) for the same index without it (docs/scale.md).",
+            factory, re.sub(r"(PQ\d+(?:x\d+)?)(?=,|$)", r"\1np", factory),
+        )
     try:
         return faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         raise UAEError(
             f"retrieval.index={factory!r} is not a FAISS index_factory string FAISS can build for {dimension}-d "
-            f"vectors ({str(exc).strip().splitlines()[-1]}). Examples: Flat, HNSW32, IVF4096,Flat, IVF4096,PQ64, OPQ64,IVF4096,PQ64."
+            f"vectors ({str(exc).strip().splitlines()[-1]}). Examples: Flat, HNSW32, IVF4096,Flat, IVF4096,PQ48np, OPQ48,IVF4096,PQ48np."
         ) from None
 
 
