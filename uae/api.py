@@ -167,6 +167,32 @@ class Retriever:
         self._fill(self._embed(texts, "passage"), texts, ids, IndexSpec(factory, ef_search, nprobe, exact_rerank), None)
         return self
 
+    def index_shards(
+        self, folder: str | os.PathLike, passages: Sequence[str], ids: Sequence[str], *, factory: str = "Flat",
+        ef_search: int | None = None, nprobe: int | None = None, exact_rerank: int = 0,
+    ) -> Retriever:
+        """:meth:`index` from embedding shards that ``python -m uae.encode`` wrote (digests checked), encoding nothing:
+        a corpus encoded once (on GPUs, in worker processes) is searched here. The shards must be this encoder's
+        (its passage side) of exactly these passages and ids, or they are refused. An approximate index fills
+        shard by shard (:func:`uae.retrieval.ann.index_from_shards`)."""
+        from uae.retrieval.ann import IndexSpec, index_from_shards  # deferred: start-up speed
+        from uae.retrieval.shards import ShardSet, ids_digest
+        from uae.storage.digest import strings_digest
+        from uae.storage.fingerprint import fingerprint
+
+        texts, ids = _texts(passages, "passages"), [str(i) for i in ids]
+        shards = ShardSet.load(folder)
+        expected = {"encoder": fingerprint(self.encoder.fingerprint_spec("passage")), "passages": ids_digest(ids), "texts": strings_digest(texts)}
+        wrong = [name for name, value in expected.items() if getattr(shards.spec, name) != value]
+        if wrong:
+            what = {"encoder": f"another encoder than {self.source or self.encoder.name}", "passages": "other passage ids", "texts": "other passage texts"}
+            raise UAEError(f"{folder} holds embeddings of {' and '.join(what[w] for w in wrong)} than asked here: encode these "
+                           "passages with this model (python -m uae.encode MODEL --passages FILE --to FOLDER), or give the shards' own.")
+        spec = IndexSpec(factory, ef_search, nprobe, exact_rerank)
+        built = None if spec.exact else index_from_shards(shards, factory)
+        self._fill(shards.to_array(), texts, ids, spec, built)
+        return self
+
     def _fill(self, embeddings: np.ndarray, texts: list[str], ids: list[str], spec: IndexSpec, built: Any) -> None:
         from uae.retrieval.ann import build_index, configure  # deferred: start-up speed
         from uae.retrieval.index import PassageIndex

@@ -14,6 +14,8 @@ passages is clamped to it. The index is FAISS (GPU FAISS when present), as ``uae
 exact by default, or any FAISS index_factory string (``--index HNSW32``). The corpus is encoded once: its
 embeddings and index are kept in one digest-checked file (``--index-file``, by default under UAE_CACHE_DIR,
 named after the passages file's content and the index), so the next questions cost milliseconds each.
+``--shards FOLDER`` takes the corpus's embeddings from shards that ``python -m uae.encode`` wrote with this model
+(a corpus encoded on GPUs or in worker processes; digests, encoder and passages checked) instead of encoding it.
 ``--queries`` reads questions from a file: BEIR's queries.jsonl ({"_id", "text"}) or one question per line.
 ``--runtime onnx`` encodes with ONNX Runtime (the same embeddings to about 1e-6; pip install 'uae[onnx]'),
 from the model folder's ``onnx/model.onnx`` when it ships one, else from an export made once into
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nprobe", type=int, help="IVF: lists searched per question")
     parser.add_argument("--exact-rerank", type=int, default=0, help="re-score the index's top K exactly (0: off)")
     parser.add_argument("--index-file", type=Path, help="where the encoded corpus and its index are kept (default: in UAE_CACHE_DIR)")
+    parser.add_argument("--shards", type=Path, metavar="FOLDER",
+                        help="embeddings of --passages already encoded by python -m uae.encode with this model: index them, encode nothing")
     parser.add_argument("--k", type=int, default=5, help="how many passages to show (default 5; clamped to the number of passages)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per hit instead of a table")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UAEError(f"--index-file {index_file} holds another corpus than --passages {args.passages}; give another file.")
         if kept_factory != args.index:
             raise UAEError(f"--index-file {index_file} holds a {kept_factory} index, not {args.index}; give another file.")
+    elif args.shards is not None:
+        retriever.index_shards(args.shards, texts, ids, factory=args.index, **settings).save_index(index_file)
     else:
         retriever.index(texts, ids, factory=args.index, **settings).save_index(index_file)
     start = time.perf_counter()

@@ -52,3 +52,32 @@ def test_bad_input_is_refused(exported: Path, tmp_path: Path, capsys: pytest.Cap
     assert "give RUN_DIR, --passages FILE and --to FOLDER" in capsys.readouterr().err
     assert encode(["--check", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_search_reads_the_shards_instead_of_encoding(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """uae.search --shards: the same hits as encoding the corpus itself; shards of other passages are refused."""
+    from uae.api import Retriever
+    from uae.search import main as search
+
+    texts = [f"paragraph {i} about " + ("cats " if i % 3 else "dogs ") * (1 + i % 4) for i in range(12)]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"p{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    folder = tmp_path / "shards"
+    assert encode([str(exported), "--passages", str(corpus), "--to", str(folder), "--shard-size", "5", "--quiet"]) == 0
+    capsys.readouterr()
+    question = ["--question", "dogs", "--question", "cats", "--k", "4", "--json"]
+    assert search([str(exported), "--passages", str(corpus), "--shards", str(folder), "--index-file", str(tmp_path / "a.pt"), *question]) == 0
+    from_shards = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert search([str(exported), "--passages", str(corpus), "--index-file", str(tmp_path / "b.pt"), *question]) == 0
+    encoded = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [h["id"] for h in from_shards] == [h["id"] for h in encoded] and len(encoded) == 8
+    np.testing.assert_allclose([h["score"] for h in from_shards], [h["score"] for h in encoded], atol=1e-5)
+
+    # an approximate index fills from the shards too
+    retriever = Retriever.load(exported).index_shards(folder, texts, [f"p{i}" for i in range(12)], factory="IVF2,Flat", nprobe=2)
+    assert [h.id for h in retriever.search("dogs", k=4)] == [h["id"] for h in encoded[:4]]
+    # shards of other passages (one text changed) are refused, naming what differs
+    other = tmp_path / "other.jsonl"
+    other.write_text(corpus.read_text().replace("paragraph 3", "paragraph three"))
+    assert search([str(exported), "--passages", str(other), "--shards", str(folder), "--index-file", str(tmp_path / "c.pt"), *question]) == 2
+    assert "other passage texts" in capsys.readouterr().err and not (tmp_path / "c.pt").exists()
