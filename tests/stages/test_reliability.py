@@ -1,7 +1,7 @@
 """Faults and determinism of the whole pipeline, on the tiny fixture with tiny models (CPU).
 
 - a training run killed (SIGKILL) after a checkpoint resumes with ``train.ckpt_path=last`` and ends
-  with the same metrics and weights as an uninterrupted run of the same seed (tolerance 1e-6: CPU
+  with the same metrics and weights as an uninterrupted run of the same seed, plain or with GradCache (tolerance 1e-6: CPU
   kernels are deterministic here, and the checkpoint carries the RNG states and the epoch-seeded order);
 - two runs with the same seed give identical results.json metrics and training curves; ``seed=``
   changes the training.
@@ -59,27 +59,30 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "encoder" / "model.safetensors")
 
 
-def test_killed_training_resumes_from_last_checkpoint_to_the_uninterrupted_result(pipeline) -> None:
+@pytest.mark.parametrize("grad_cache", [False, True], ids=["plain", "grad_cache"])
+def test_killed_training_resumes_from_last_checkpoint_to_the_uninterrupted_result(pipeline, grad_cache: bool) -> None:
     tmp, run, run_here = pipeline
-    if not (tmp / "whole" / "results.json").is_file():
-        run_here("whole")  # uninterrupted: in this process, the processes below are the point
+    whole, resumed_dir = ("whole-gc", "resumed-gc") if grad_cache else ("whole", "resumed")
+    extra = ["train.grad_cache=true", "train.micro_batch=2"] if grad_cache else []  # 2 questions x 3 candidates: 3 micro-batches
+    if not (tmp / whole / "results.json").is_file():
+        run_here(whole, *extra)  # uninterrupted: in this process, the processes below are the point
 
     killer = ["+callbacks.killer._target_=tests.helpers.faults.KillAtEpoch", "+callbacks.killer.epoch=2"]
-    killed = run("resumed", *killer)
+    killed = run(resumed_dir, *extra, *killer)
     assert killed.returncode == -9  # SIGKILL, as a crash or a preempted job
-    assert (tmp / "resumed" / "checkpoints" / "last.ckpt").is_file() and not (tmp / "resumed" / "results.json").exists()
-    assert not list((tmp / "resumed").rglob("*.tmp"))  # nothing half-written
+    assert (tmp / resumed_dir / "checkpoints" / "last.ckpt").is_file() and not (tmp / resumed_dir / "results.json").exists()
+    assert not list((tmp / resumed_dir).rglob("*.tmp"))  # nothing half-written
 
-    resumed = run("resumed", "train.ckpt_path=last")
+    resumed = run(resumed_dir, *extra, "train.ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    for name, value in metrics(tmp / "whole").items():
-        assert metrics(tmp / "resumed")[name] == pytest.approx(value, abs=1e-6)
-    a, b = weights(tmp / "whole"), weights(tmp / "resumed")
+    for name, value in metrics(tmp / whole).items():
+        assert metrics(tmp / resumed_dir)[name] == pytest.approx(value, abs=1e-6)
+    a, b = weights(tmp / whole), weights(tmp / resumed_dir)
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
     # the resumed process logged the steps of the last epoch exactly as the uninterrupted run
-    assert losses(tmp / "resumed")[-2:] == pytest.approx(losses(tmp / "whole")[-2:], abs=1e-6)
+    assert losses(tmp / resumed_dir)[-2:] == pytest.approx(losses(tmp / whole)[-2:], abs=1e-6)
 
 
 def test_same_seed_same_results_other_seed_other_training(pipeline) -> None:
