@@ -124,3 +124,21 @@ def test_recorded_table_path_is_relative_to_the_project_inside_it(tmp_path: Path
 
     assert project_path(ROOT_DIR / "experiments" / "qasper" / "utilities" / "train.parquet") == "experiments/qasper/utilities/train.parquet"
     assert project_path(tmp_path / "elsewhere.parquet") == str(tmp_path / "elsewhere.parquet")
+
+
+@pytest.mark.parametrize("loss", ["infonce", "atlas_kl", "replug_lsr"])
+def test_a_loss_knob_its_objective_never_reads_is_refused(loss: str) -> None:
+    # loss.mix is a known key with a valid value, but only uae's fn reads it: with these losses it would do nothing
+    with pytest.raises(UAEError, match=rf"loss.mix=0.5 does nothing with loss={loss}"):
+        validate(make(f"loss={loss}", "+loss.mix=0.5"))
+    validate(make("loss=uae", "loss.mix=0.5"))  # read by utility_infonce
+
+
+def test_the_open_corpus_experiments_compose_and_validate() -> None:
+    for experiment in ("squad_open", "squad_open_label_free"):
+        cfg = make(f"+experiment={experiment}", "hydra.run.dir=/tmp/x")
+        validate(cfg)
+        assert cfg.retrieval.scope == "corpus" and list(cfg.candidates.rank_range) == [2, 100]
+        assert cfg.train.drop_above_positive == 0.0
+    with pytest.raises(UAEError, match="candidates.rank_range must be two ranks"):
+        validate(make("candidates.rank_range=[5,3]"))

@@ -21,6 +21,7 @@ import ast
 import difflib
 import functools
 import importlib.util
+import re
 import types
 import typing
 from pathlib import Path
@@ -147,6 +148,30 @@ def call_problems(sections: Any, path: str = "") -> list[str]:
         for i, value in enumerate(sections):
             problems += call_problems(value, f"{path[:-1]}[{i}].")
     return problems
+
+
+# The loss group's own keys that are not knobs of its objective.
+LOSS_META = frozenset({"name", "fn", "needs_gold"})
+
+
+def unread_loss_problems(loss: Any) -> list[str]:
+    """One line per knob of the loss group (``loss.mix``, ...) that its ``fn`` never reads through ``${loss.KEY}``.
+
+    The schema knows every loss's knobs (one ``loss`` section for all), so ``loss.mix=0.5`` with ``loss=infonce``,
+    set by an experiment file or left over from a sweep, is a known key with a valid value that nothing reads.
+    ``loss`` is the group's mapping unresolved, where the interpolations are still visible."""
+    if not isinstance(loss, dict) or not isinstance(loss.get("fn"), dict):
+        return []
+    read = {key for value in loss["fn"].values() if isinstance(value, str) for key in _LOSS_REFERENCE.findall(value)}
+    target = loss["fn"].get("_target_", "its fn")
+    return [
+        f"loss.{key}={loss[key]!r} does nothing with loss={loss.get('name')}: {target} never reads it (its fn takes "
+        f"{', '.join(sorted(read)) or 'no knob'}). Drop it, or choose a loss that uses it (conf/loss/)."
+        for key in loss if key not in LOSS_META and key not in read
+    ]
+
+
+_LOSS_REFERENCE = re.compile(r"\$\{loss\.(\w+)\}")
 
 
 def _argument_message(path: str, key: str, target: str, takes: frozenset[str]) -> str:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from uae.core.choices import ComputeType, Engine, ReaderEngine, Runtime
 from uae.core.errors import UAEError
-from uae.core.keys import call_problems
+from uae.core.keys import call_problems, unread_loss_problems
 from uae.core.shard import Shard
 from uae.core.violations import message
 
@@ -298,6 +298,8 @@ def check(cfg: DictConfig) -> None:
     if sections.get("reader") == {}:  # an empty group option (reader=none) composes to {}
         sections["reader"] = None
     problems = call_problems(sections)
+    if "loss" in cfg:
+        problems += unread_loss_problems(OmegaConf.to_container(cfg.loss, resolve=False))
     try:
         Config.model_validate(sections)
     except ValidationError as exc:
