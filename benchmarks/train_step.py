@@ -114,7 +114,9 @@ def run_uae(args: argparse.Namespace) -> dict:
     )
     trainer.fit(module, datamodule=data)
     memory = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else peak_rss_mb() - rss0
-    result = {"ends": timer.ends, "memory_mb": memory, "peak_rss_mb": peak_rss_mb()}  # the whole peak: what the fit needs
+    # the whole peak (what the fit needs) and what the process held before the first step (torch, Lightning, the
+    # model, the groups): the part of the peak no batch size or micro-batch changes
+    result = {"ends": timer.ends, "memory_mb": memory, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss0}
     return result if args.grad_cache is not None else {**result, "breakdown": breakdown(module, data, args)}
 
 
@@ -322,8 +324,8 @@ def memory_table(args: argparse.Namespace) -> int:
     model = Path(args.model_path).name if args.model_path else MINILM.split("/")[-1]
     print(f"\nTraining memory, {model}, 8 candidates per question, max length {args.max_length}, micro-batch "
           f"{args.micro_batch}, {machine_label(device=args.device)}, {args.steps} steps, first {args.warmup} not timed\n")
-    print("| questions per step | step | s/step | peak resident memory (MB) |")
-    print("|---|---|---|---|")
+    print("| questions per step | step | s/step | peak resident memory (MB) | peak before the first step (MB) |")
+    print("|---|---|---|---|---|")
     ratios = []
     for size in args.memory:
         times = {}
@@ -335,11 +337,12 @@ def memory_table(args: argparse.Namespace) -> int:
             step = "cached" if cached else "plain"
             if line is None:
                 why = "killed for memory" if done.returncode in (-9, 137) else f"failed (exit {done.returncode})"
-                print(f"| {size} | {step} | {why} | |")
+                print(f"| {size} | {step} | {why} | | |")
                 continue
             row = summarize(step, json.loads(line[7:]), args)
             times[cached] = row["s_per_step"]
-            print(f"| {size} | {step} | {row['s_per_step']:.2f} | {json.loads(line[7:])['peak_rss_mb']:.0f} |")
+            found = json.loads(line[7:])
+            print(f"| {size} | {step} | {row['s_per_step']:.2f} | {found['peak_rss_mb']:.0f} | {found['rss_before_mb']:.0f} |")
         if len(times) == 2:
             ratios.append(f"{size}: {times[True] / times[False]:.2f}x")
     print(f"\ncached / plain seconds per step: {', '.join(ratios) or 'no size where both ran'}")
