@@ -181,7 +181,7 @@ class Retriever:
         from uae.storage.fingerprint import fingerprint
 
         texts, ids = _texts(passages, "passages"), [str(i) for i in ids]
-        shards = ShardSet.load(folder)
+        shards = ShardSet.load(Path(folder))
         expected = {"encoder": fingerprint(self.encoder.fingerprint_spec("passage")), "passages": ids_digest(ids), "texts": strings_digest(texts)}
         wrong = [name for name, value in expected.items() if getattr(shards.spec, name) != value]
         if wrong:

@@ -19,6 +19,7 @@ The default (``evidence``, fraction 1, no table) leaves the groups as the table 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def drop_above_positive(groups: list[TrainingGroup], margin: float) -> tuple[lis
         raise UAEError(f"train.drop_above_positive={margin}: a margin in nats per answer token, >= 0 (or null: keep all).")
     out, dropped = [], 0
     for group in groups:
-        best = max((u for u, g in zip(group.utility, group.gold, strict=True) if g and u == u), default=None)
+        best = max((u for u, g in zip(group.utility, group.gold, strict=True) if g and not math.isnan(u)), default=None)
         if best is None:
             out.append(group)
             continue
