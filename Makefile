@@ -272,11 +272,14 @@ LFR_OB := experiments/qasper/runs/label_free_overlap_baselines
 # pair its runs with each other and with the zero-shot record.
 RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 # The runs $(2) (each NAME/OVERRIDE/...) of +experiment=$(1), into $(3)/NAME, recorded in $(4)/NAME: a run whose record
-# exists is skipped, one finished in $(3) is only recorded. $(5): a prefix for its wall-time line.
+# exists is skipped, one finished in $(3) is only recorded, and one killed after its last epoch's checkpoint resumes
+# from it (train.ckpt_path=last: the fit ends at once and evaluation runs). $(5): a prefix for its wall-time line.
 RECORDED_RUNS = mkdir -p $(4) && for run in $(2); do name=$${run%%/*}; \
   $(call SKIP_IF,$(4)/$$name/results.json) && continue; \
-  [ -f $(3)/$$name/results.json ] || { $(TIMED) $(PY) -m uae.run +experiment=$(1) $$(echo $${run\#$$name} | tr / ' ') \
-    hydra.run.dir=$(3)/$$name $(ARGS) || exit 1; $(call LOG_TIME,$(5)$$name); }; $(call RECORD,$(3)/$$name,$(4)/$$name) || exit 1; done
+  [ -f $(3)/$$name/results.json ] || { resume=; [ ! -f $(3)/$$name/checkpoints/last.ckpt ] || resume=train.ckpt_path=last; \
+    $(TIMED) $(PY) -m uae.run +experiment=$(1) $$(echo $${run\#$$name} | tr / ' ') $$resume \
+    hydra.run.dir=$(3)/$$name $(ARGS) || exit 1; $(call LOG_TIME,$(5)$$name$${resume:+$(comma) resumed}); }; \
+  $(call RECORD,$(3)/$$name,$(4)/$$name) || exit 1; done
 LF_TABLES := experiments/qasper/utilities/label_free
 # Issue 33: the label-free recipe (overlap sets, lambda 0.5), answer overlap on the same sets and plain overlap-set
 # UAE at $(SEEDS), beside their seed-42 records above; recorded in their own folder so that the label-efficiency
