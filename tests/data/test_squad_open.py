@@ -95,10 +95,14 @@ def test_open_corpus_pipeline_mines_a_rank_range_drops_false_negatives_and_ranks
         "retrieval.scope=corpus", "retrieval.top_k=20", "candidates.size=3", "candidates.hard_negatives.bm25=1",
         "candidates.hard_negatives.dense=1", "candidates.rank_range=[1,6]", "train.drop_above_positive=0.0",
         "train.batch_size=2", "train.validate=false", "logger=none", "stages=[utility,fit,evaluate]",
+        "retrieval.shard_size=4", "candidates.shard_size=4", "evaluate.zero_shot=true",
     )
     rows = pq.read_table(tables / "train.parquet").to_pylist()
     spec = json.loads(pq.read_schema(tables / "train.parquet").metadata[b"uae_spec"])
-    assert spec["candidates"]["rank_range"] == [1, 6]
+    assert spec["candidates"]["rank_range"] == [1, 6] and spec["candidates"]["shard_size"] == 4
+    # one shard folder per encoder, named by the corpus: the mining's (train) is the zero-shot evaluation's (dev)
+    folders = sorted(p.name for p in (tmp_path / "cache" / "embeddings").iterdir())
+    assert len(folders) == 2 and all(f.startswith("squad_open-") and f.endswith("-shards") for f in folders), folders
     corpus = {p.passage_id for p in load_squad_open("train", squad, qasper_dir=qasper).all_passages}
     by_question: dict[str, list[dict]] = {}
     for row in rows:

@@ -179,6 +179,7 @@ class Candidates(Section):
     answer_overlap: bool = False
     hard_negatives: HardNegatives
     rank_range: list[Count] | None = Field(None, description="two ranks [lo, hi] with 0 <= lo < hi, or null")
+    shard_size: PositiveInt | None = None
 
     @field_validator("rank_range")
     @classmethod

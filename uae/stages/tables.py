@@ -77,8 +77,10 @@ def hard_negative_retrievers(cfg: DictConfig) -> dict[str, Retriever]:
         dense = build(cfg.candidates.base.retriever, "candidates.base.retriever")
         # Mined by exact search whatever retrieval.index says, from embeddings encoded in one piece whatever
         # retrieval.shard_size says (shards round a few ulp apart): the table's key names the encoder, not these.
+        # candidates.shard_size mines from shards instead (a corpus whose encoding must survive a kill), and the
+        # table's key says so.
         dense.index_spec = IndexSpec()
-        dense.shard_size = None
+        dense.shard_size = cfg.candidates.get("shard_size")
         if not hasattr(dense, "encoder"):
             raise UAEError(
                 "candidates.hard_negatives.dense > 0 needs a dense encoder as candidates.base (e.g. "
@@ -97,6 +99,8 @@ def utility_settings(cfg: DictConfig, scorer: Any, retrievers: dict[str, Retriev
     }
     if not cfg.candidates.gold:  # only when off, so that the tables made before the switch keep their fingerprint
         candidates["gold"] = False
+    if cfg.candidates.get("shard_size"):  # likewise only when set
+        candidates["shard_size"] = int(cfg.candidates.shard_size)
     if cfg.candidates.get("rank_range") is not None:  # likewise only when set
         candidates["rank_range"] = list(rank_range(cfg) or ())
     if cfg.candidates.get("answer_overlap"):  # likewise only when on
