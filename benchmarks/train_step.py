@@ -247,6 +247,7 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=None, help="first N dev papers only (default: all)")
     parser.add_argument("--memory", type=int, nargs="+", metavar="N", help="GradCache: plain and cached UAE steps at these batch sizes")
     parser.add_argument("--micro-batch", type=int, default=32, help="GradCache: texts embedded at a time")
+    parser.add_argument("--cached-only", action="store_true", help="--memory: skip the plain steps (measured already, or too big)")
     parser.add_argument("--trainers", nargs="+", choices=list(TRAINERS), default=list(TRAINERS),
                         help="which trainers to time (st needs the datasets package)")
     # child process mode of --memory: 0 plain, 1 cached (unset: the trainer comparison, with its breakdown)
@@ -329,8 +330,8 @@ def memory_table(args: argparse.Namespace) -> int:
     ratios = []
     for size in args.memory:
         times = {}
-        for cached in (False, True):
-            rest = _without_memory(sys.argv[1:])
+        for cached in (True,) if args.cached_only else (False, True):
+            rest = [a for a in _without_memory(sys.argv[1:]) if a != "--cached-only"]
             cmd = [sys.executable, __file__, "--only", "uae", *rest, "--batch-size", str(size), "--grad-cache", str(int(cached))]
             done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
