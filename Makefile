@@ -488,10 +488,10 @@ SQO_INDEXES := hnsw32:HNSW32:retrieval.ef_search=128 ivf1024:IVF1024,Flat:retrie
 squad-open: WT = $(SQOR)/walltimes.md
 squad-open: setup ## SQuAD over an open 61k-passage corpus: BM25, zero-shot, InfoNCE, UAE, label-free, exact vs ANN (resumable; hours)
 	mkdir -p $(SQO)
-	$(call SKIP_IF,$(SQO)/teacher/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=squad_open stages=[utility] \
-	  utility.report=true hydra.run.dir=$(SQO)/teacher $(ARGS) && $(call LOG_TIME,teacher); }
-	$(call SKIP_IF,$(SQO)/teacher-label-free/teacher_train.md) || { $(TIMED) $(PY) -m uae.run +experiment=squad_open_label_free \
-	  stages=[utility] utility.report=true hydra.run.dir=$(SQO)/teacher-label-free $(ARGS) && $(call LOG_TIME,teacher-label-free); }
+	for part in teacher:squad_open teacher-label-free:squad_open_label_free; do name=$${part%%:*}; \
+	  $(call SKIP_IF,$(SQOR)/$$name.md) && continue; mkdir -p $(SQOR); [ -f $(SQO)/$$name/teacher_train.md ] || { $(TIMED) \
+	    $(PY) -m uae.run +experiment=$${part#*:} stages=[utility] utility.report=true hydra.run.dir=$(SQO)/$$name $(ARGS) || exit 1; \
+	    $(call LOG_TIME,$$name); }; cp $(SQO)/$$name/teacher_train.md $(SQOR)/$$name.md || exit 1; done
 	$(call RECORDED_RUNS,squad_open,$(SQO_RUNS),$(SQO),$(SQOR))
 	$(call RECORDED_RUNS,squad_open_label_free,label-free-mix0.5/loss.mix=0.5,$(SQO),$(SQOR))
 	for index in $(SQO_INDEXES); do tag=$${index%%:*}; rest=$${index#*:}; factory=$${rest%%:*}; search=$$(echo $${rest#*:} | tr / ' '); \
@@ -501,7 +501,8 @@ squad-open: setup ## SQuAD over an open 61k-passage corpus: BM25, zero-shot, Inf
 	    $(TIMED) $(PY) -m uae.run +experiment=squad_open stages=[evaluate] evaluate.zero_shot=false $$model \
 	      "retrieval.index='$$factory'" $$search hydra.run.dir=$(SQO)/$$name $(ARGS) || exit 1; \
 	    $(call LOG_TIME,$$name); $(call RECORD,$(SQO)/$$name,$(SQOR)/$$name) || exit 1; done; done
-	$(PY) -m uae.analysis.report --insert $(SQO)/teacher/teacher_train.md --into $(SQUAD_RESULTS) --section open-teacher-train
+	$(PY) -m uae.analysis.report --insert $(SQOR)/teacher.md --into $(SQUAD_RESULTS) --section open-teacher-train
+	$(PY) -m uae.analysis.report --insert $(SQOR)/teacher-label-free.md --into $(SQUAD_RESULTS) --section open-teacher-train-label-free
 	$(PY) -m uae.analysis.report $(SQOR)/bm25 $(SQOR)/zero_shot $(SQOR)/infonce $(SQOR)/uae $(SQOR)/label-free-mix0.5 \
 	  --into $(SQUAD_RESULTS) --section open-main
 	for pair in zero_shot:uae infonce:uae bm25:uae zero_shot:label-free-mix0.5 infonce:label-free-mix0.5; do a=$${pair%%:*}; b=$${pair##*:}; \
