@@ -112,11 +112,12 @@ def run_uae(args: argparse.Namespace) -> dict:
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
         callbacks=[Timing()], precision="32-true", gradient_clip_val=1.0,
     )
+    start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     memory = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else peak_rss_mb() - rss0
     # the whole peak (what the fit needs) and what the process held before the first step (torch, Lightning, the
     # model, the groups): the part of the peak no batch size or micro-batch changes
-    result = {"ends": timer.ends, "memory_mb": memory, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss0}
+    result = {"ends": timer.ends, "memory_mb": memory, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss0, "start": start}
     return result if args.grad_cache is not None else {**result, "breakdown": breakdown(module, data, args)}
 
 
@@ -226,7 +227,12 @@ def summarize(name: str, result: dict, args: argparse.Namespace) -> dict:
     ends = result["ends"]
     if len(ends) <= args.warmup:
         raise SystemExit(f"{name}: only {len(ends)} steps timed; use --steps > --warmup")
-    per_step = (ends[-1] - ends[args.warmup - 1]) / (len(ends) - args.warmup) if args.warmup else (ends[-1] - ends[0]) / (len(ends) - 1)
+    if args.warmup:
+        per_step = (ends[-1] - ends[args.warmup - 1]) / (len(ends) - args.warmup)
+    elif "start" in result:  # every step timed, the first from the fit's start (setup included): --steps 1 works
+        per_step = (ends[-1] - result["start"]) / len(ends)
+    else:
+        per_step = (ends[-1] - ends[0]) / (len(ends) - 1)
     return {
         "name": name, "steps": len(ends), "s_per_step": per_step, "groups_per_s": args.batch_size / per_step,
         "memory_mb": result["memory_mb"], "breakdown": result.get("breakdown"),
