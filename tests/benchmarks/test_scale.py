@@ -4,24 +4,19 @@ in this process (seconds: faiss only, no encoder) whose JSON reads back to the s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers.paths import ROOT
+from tests.helpers.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def scale():
-    spec = importlib.util.spec_from_file_location("scale_bench", ROOT / "benchmarks" / "scale.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "scale.py", "scale_bench")
 
 
 def test_recall_is_the_share_of_the_exact_top_k_found(scale) -> None:

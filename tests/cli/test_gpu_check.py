@@ -6,7 +6,6 @@ The GPU itself is met only on the lent machine (experiments/gpu/README.md)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.paths import ROOT
+from tests.helpers.scripts import load_script
 
 CHECK = ROOT / "experiments" / "gpu" / "check.sh"
 STEP = re.compile(r"^\+ \[(?P<name>[\w-]+), timeout (?P<timeout>\d+) s\] (?P<command>.+)$")
@@ -179,11 +179,7 @@ def test_the_faiss_comparison_it_prints_runs_on_the_cpu_at_a_tiny_size(tmp_path:
 
 
 def load_faiss_gpu():
-    spec = importlib.util.spec_from_file_location("faiss_gpu_bench", ROOT / "benchmarks" / "faiss_gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "faiss_gpu.py", "faiss_gpu_bench")
 
 
 def test_compare_tells_a_swapped_tie_from_a_wrong_ranking() -> None:
