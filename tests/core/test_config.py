@@ -139,6 +139,5 @@ def test_the_open_corpus_experiments_compose_and_validate() -> None:
         cfg = make(f"+experiment={experiment}", "hydra.run.dir=/tmp/x")
         validate(cfg)
         assert cfg.retrieval.scope == "corpus" and list(cfg.candidates.rank_range) == [2, 100]
-        assert cfg.train.drop_above_positive == 0.0
     with pytest.raises(UAEError, match="candidates.rank_range must be two ranks"):
         validate(make("candidates.rank_range=[5,3]"))

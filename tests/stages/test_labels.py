@@ -139,33 +139,3 @@ def test_skip_answer_types_leaves_out_questions_whose_answers_are_all_of_them() 
     assert kept == [] and skipped == 3
     with pytest.raises(UAEError, match="yesno unknown"):
         skip_answer_types(split, groups, ["yesno"])
-
-
-def _group(utility: tuple[float, ...], gold: tuple[bool, ...], qid: str = "q"):
-    from uae.data.records import TrainingGroup
-
-    ids = tuple(f"p/{i}" for i in range(len(utility)))
-    return TrainingGroup(qid, "q?", ids, tuple(f"text {i}" for i in ids), utility, gold)
-
-
-def test_drop_above_positive_drops_what_the_teacher_rates_over_the_best_positive() -> None:
-    from uae.stages.labels import drop_above_positive
-
-    nan = float("nan")
-    groups = [
-        _group((1.0, 2.0, 0.5, 1.2, 3.0), (True, False, False, False, True)),  # best positive 3.0: nothing above
-        _group((1.0, 2.0, 0.5, 1.2), (True, False, False, False)),  # 2.0 and 1.2 above 1.0
-        _group((1.0, 2.0), (False, False)),  # no positive: kept whole
-        _group((nan, 2.0), (True, False)),  # the positive unscored (inserted): kept whole
-    ]
-    out, dropped = drop_above_positive(groups, 0.0)
-    assert dropped == 2
-    assert out[0] == groups[0] and out[2] == groups[2] and out[3] == groups[3]
-    assert out[1].passage_ids == ("p/0", "p/2")
-    assert out[1].passages == ("text p/0", "text p/2")
-    assert out[1].utility == (1.0, 0.5) and out[1].gold == (True, False)
-    # a margin keeps what is within it: 1.2 is 0.2 above, 2.0 is 1.0 above
-    out, dropped = drop_above_positive(groups, 0.5)
-    assert dropped == 1 and out[1].passage_ids == ("p/0", "p/2", "p/3")
-    with pytest.raises(Exception, match="drop_above_positive"):
-        drop_above_positive(groups, -0.1)

@@ -253,3 +253,10 @@ def test_denoising_drops_what_the_teacher_rates_far_above_the_positive() -> None
         utility_infonce(scores, owner, utility, gold, temperature=tau, sharpness=0.5, denoise_margin=0.5)
     with pytest.raises(ValueError, match="must not remove a positive"):
         infonce(scores, owner, None, gold, temperature=tau, exclude=own_mask(owner, 2) & gold.unsqueeze(0))
+    # plain InfoNCE takes the same denoising (loss=infonce loss.denoise_margin=m): the hand value of its term
+    assert infonce(scores, owner, utility, gold, temperature=tau, denoise_margin=0.5).item() == pytest.approx(hand_hard, rel=1e-10)
+    assert infonce(scores, owner, utility, gold, temperature=tau, denoise_margin=1.5).item() == pytest.approx(
+        infonce(scores, owner, utility, gold, temperature=tau).item(), rel=1e-12
+    )  # nothing is 1.5 above its positive: nothing leaves
+    with pytest.raises(ValueError, match="reads the utilities"):
+        infonce(scores, owner, None, gold, temperature=tau, denoise_margin=0.5)

@@ -108,7 +108,6 @@ class Train(Section):
     validate_: bool = Field(alias="validate")
     labels: Labels = Labels()
     skip_answer_types: list[Literal["extractive", "abstractive", "boolean", "none"]] = []
-    drop_above_positive: NonNegative | None = None
     utility_scale: Literal["per_token", "summed"] = "per_token"
     ckpt_path: str | None = None
     grad_cache: bool = False

@@ -22,7 +22,7 @@ from uae.core.errors import UAEError
 from uae.data.loading import load_split
 from uae.results.cards import command_line, model_card
 from uae.results.folder import write_card
-from uae.stages.labels import apply_labels, drop_above_positive, skip_answer_types
+from uae.stages.labels import apply_labels, skip_answer_types
 from uae.stages.tables import train_table, utility_questions
 from uae.stages.utility_scale import apply_utility_scale
 from uae.storage.fingerprint import fingerprint
@@ -52,10 +52,6 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     groups, state["labels"]["skipped_by_answer_type"] = skip_answer_types(train_split, groups, skipped)
     if skipped:
         log.info("fit: %d questions left out whose answers are all %s", state["labels"]["skipped_by_answer_type"], skipped)
-    margin = cfg.train.get("drop_above_positive")
-    if margin is not None:  # in the table's unit (nats per answer token), before any rescaling
-        groups, state["labels"]["dropped_above_positive"] = drop_above_positive(groups, float(margin))
-        log.info("fit: %d candidates dropped that the teacher rates above their positive", state["labels"]["dropped_above_positive"])
     groups = apply_utility_scale(cfg, train_split, groups, spec.get("scorer") or {}, state["utility_table"])
     if cfg.loss.get("needs_gold"):  # hard-label losses learn nothing from questions without evidence
         groups = [g for g in groups if any(g.gold)]

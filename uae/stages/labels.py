@@ -19,7 +19,6 @@ The default (``evidence``, fraction 1, no table) leaves the groups as the table 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -99,40 +98,6 @@ def skip_answer_types(split: Split, groups: list[TrainingGroup], types: list[str
         if not all(a.answer_type in types for a in questions[g.question_id].answers if not a.unanswerable)
     ]  # fmt: skip
     return kept, len(groups) - len(kept)
-
-
-def drop_above_positive(groups: list[TrainingGroup], margin: float) -> tuple[list[TrainingGroup], int]:
-    """Each group less its non-positive candidates whose utility is more than ``margin`` above its best
-    positive's; how many were dropped.
-
-    Negatives mined from a whole corpus include paragraphs that answer the question as well as the
-    labelled one (SQuAD's gold is the paragraph a question was written from, not the only one that holds
-    its answer): trained as negatives they teach the retriever to push answers down. The teacher names
-    them, as RocketQA's cross-encoder does; unlike ``loss.denoise_margin`` (which masks them in the
-    InfoNCE term only), they leave the group, so every loss, InfoNCE's and the soft targets alike, trains
-    without them. A group without a positive, or whose positives are unscored (an answer-overlap
-    paragraph inserted into a set that lacked it: NaN), keeps everything: there is nothing to compare with.
-    """
-    if margin < 0:
-        raise UAEError(f"train.drop_above_positive={margin}: a margin in nats per answer token, >= 0 (or null: keep all).")
-    out, dropped = [], 0
-    for group in groups:
-        best = max((u for u, g in zip(group.utility, group.gold, strict=True) if g and not math.isnan(u)), default=None)
-        if best is None:
-            out.append(group)
-            continue
-        keep = [i for i, (u, g) in enumerate(zip(group.utility, group.gold, strict=True)) if g or not u > best + margin]
-        dropped += len(group.passage_ids) - len(keep)
-        out.append(
-            replace(
-                group,
-                passage_ids=tuple(group.passage_ids[i] for i in keep),
-                passages=tuple(group.passages[i] for i in keep),
-                utility=tuple(group.utility[i] for i in keep),
-                gold=tuple(group.gold[i] for i in keep),
-            )
-        )
-    return out, dropped
 
 
 def _clear(group: TrainingGroup) -> TrainingGroup:

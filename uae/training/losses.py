@@ -49,7 +49,8 @@ def _cross_entropy_rows(student_logits: Tensor, target: Tensor) -> Tensor:
 
 
 def infonce(
-    scores: Tensor, owner: Tensor, utility: Tensor | None, gold: Tensor, *, temperature: float, exclude: Tensor | None = None
+    scores: Tensor, owner: Tensor, utility: Tensor | None, gold: Tensor, *, temperature: float, exclude: Tensor | None = None,
+    denoise_margin: float | None = None,
 ) -> Tensor:
     """InfoNCE on annotated evidence: ``-mean_b (1/|G_b|) sum_{g in G_b} log softmax_N(s_b / tau)_g``.
 
@@ -57,13 +58,20 @@ def infonce(
     question with several gold paragraphs spreads its target uniformly over them (the multi-positive
     form). A row without any gold candidate has no hard label and contributes 0, but still counts in
     the mean over the B rows: then per-process means average to the global mean under DDP. (The
-    infonce baseline trains only on questions with gold, see ``loss.needs_gold``.) ``utility`` is not
-    used (hard labels); it is in the signature so every loss is called the same way. ``exclude``
+    infonce baseline trains only on questions with gold, see ``loss.needs_gold``.) ``utility`` is read
+    only by ``denoise_margin`` (the targets are hard labels); every loss is called the same way. ``exclude``
     (``[B, N]`` bool, never on a positive) takes passages out of a row's softmax: suspected false
-    negatives (:func:`false_negatives`).
+    negatives. ``denoise_margin`` (``loss.denoise_margin``) computes them from ``utility``
+    (:func:`false_negatives`): negatives mined from a whole corpus include paragraphs that answer the
+    question as well as the labelled one, and the teacher names them.
     """
     _check_temperature("temperature", temperature)
     n_rows = scores.shape[0]
+    if denoise_margin is not None:
+        if utility is None:
+            raise ValueError("denoise_margin reads the utilities: pass them")
+        marked = false_negatives(utility, owner, gold, n_rows, denoise_margin)
+        exclude = marked if exclude is None else exclude | marked
     positives = own_mask(owner, n_rows) & gold.unsqueeze(0)
     counts = positives.sum(-1)
     target = positives.to(scores.dtype) / counts.clamp(min=1).unsqueeze(-1).to(scores.dtype)
@@ -145,10 +153,7 @@ def utility_infonce(
     if mix > 0.0:
         if gold is None:
             raise ValueError("mix > 0 needs the gold mask")
-        exclude = None
-        if denoise_margin is not None:
-            exclude = false_negatives(utility, owner, gold, scores.shape[0], denoise_margin)
-        hard = infonce(scores, owner, None, gold, temperature=temperature, exclude=exclude)
+        hard = infonce(scores, owner, utility, gold, temperature=temperature, denoise_margin=denoise_margin)
         loss = (1.0 - mix) * loss + mix * hard
     return loss
 
