@@ -89,7 +89,7 @@ def index_from_shards(shards: ShardSet, factory: str) -> faiss.Index:
 
 # PQ codes without "np" (PQ48, IVF4096,PQ48x8, HNSW32,PQ48; not PQ48np, nor the fast-scan PQ48x4fs): FAISS trains a polysemous code ordering
 # that only a search with polysemous_ht set uses, and UAE never sets it.
-_POLYSEMOUS = re.compile(r"(?:^|,)PQ\d+(?:x\d+)?(?:,|$)")
+_POLYSEMOUS = re.compile(r"(?<![^,])(PQ\d+(?:x\d+)?)(?![^,])")  # a whole component: at the start or after a comma
 
 
 def _new_index(dimension: int, factory: str) -> faiss.Index:
@@ -99,7 +99,7 @@ def _new_index(dimension: int, factory: str) -> faiss.Index:
         log.warning(
             "retrieval.index=%r: its PQ codes get a polysemous ordering trained (minutes on 2 cores) that no UAE search "
             "uses; write PQ...np (e.g. %s) for the same index without it (docs/scale.md).",
-            factory, re.sub(r"(PQ\d+(?:x\d+)?)(?=,|$)", r"\1np", factory),
+            factory, _POLYSEMOUS.sub(r"\1np", factory),
         )
     try:
         return faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
