@@ -14,6 +14,7 @@ QASPER papers are distractors only: their questions are not loaded, and nothing 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import replace
@@ -41,11 +42,36 @@ def load_squad_open(
             f"squad_open: split {split!r} is not one of {', '.join(SQUAD_SPLITS)} (the held-out SQuAD test articles "
             "are not here, and the corpus is built from the train and dev files)."
         )
-    squad = {name: load_squad(name, data_dir) for name in SQUAD_SPLITS}
-    qasper = {name: load_qasper(name, qasper_dir) for name in QASPER_SPLITS}
+    squad, documents, fingerprint, names = _corpus(*_signature(data_dir, qasper_dir))
+    keep = set(list(squad[split].documents)[:max_documents])  # [:None]: every article
+    questions = [replace(q, document_id=None) for q in squad[split].questions if q.document_id in keep]
+    return Split(
+        name=split,
+        source=f"{squad[split].source} (corpus: {names})",
+        fingerprint=fingerprint,
+        documents=documents,
+        questions=questions,
+        dataset="SQuAD-open",
+        max_documents=max_documents,
+        corpus="squad_open",
+    )
+
+
+def _signature(data_dir: str | os.PathLike, qasper_dir: str | os.PathLike) -> tuple[str, str, tuple[tuple[int, int], ...]]:
+    """The folders and their files' (size, mtime): what :func:`_corpus` is cached by, so a changed file is read again."""
+    files = [Path(data_dir) / f"squad-{n}-v1.1.json" for n in SQUAD_SPLITS] + [Path(qasper_dir) / f"qasper-{n}-v0.3.json" for n in QASPER_SPLITS]
+    stats = tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else (-1, -1) for f in files)
+    return str(Path(data_dir).resolve()), str(Path(qasper_dir).resolve()), stats
+
+
+@functools.lru_cache(maxsize=2)
+def _corpus(data_dir: str, qasper_dir: str, _stats: tuple[tuple[int, int], ...]) -> tuple[dict[str, Split], dict[str, Document], str, str]:
+    """The four files parsed once per process (a run loads train and dev over the same corpus): SQuAD's splits,
+    every document, the corpus's fingerprint and its files' names."""
+    parts = [load_squad(n, data_dir) for n in SQUAD_SPLITS] + [load_qasper(n, qasper_dir) for n in QASPER_SPLITS]
     documents: dict[str, Document] = {}
     owner: dict[str, str] = {}
-    for part in (*squad.values(), *qasper.values()):
+    for part in parts:
         for doc_id, doc in part.documents.items():
             key = f"{part.dataset} {part.name}"
             if doc_id in documents:
@@ -55,20 +81,6 @@ def load_squad_open(
                 )
             owner[doc_id] = key
             documents[doc_id] = doc
-    kept = list(squad[split].documents)[:max_documents] if max_documents is not None else list(squad[split].documents)
-    keep = set(kept)
-    questions = [replace(q, document_id=None) for q in squad[split].questions if q.document_id in keep]
-    sources = [squad[n].source for n in SQUAD_SPLITS] + [qasper[n].source for n in QASPER_SPLITS]
-    digest = hashlib.sha256()
-    for part in (*squad.values(), *qasper.values()):
-        digest.update(part.fingerprint.encode())
-    return Split(
-        name=split,
-        source=f"{squad[split].source} (corpus: {', '.join(Path(s).name for s in sources)})",
-        fingerprint=digest.hexdigest(),
-        documents=documents,
-        questions=questions,
-        dataset="SQuAD-open",
-        max_documents=max_documents,
-        corpus="squad_open",
-    )
+    fingerprint = hashlib.sha256("".join(part.fingerprint for part in parts).encode()).hexdigest()
+    squad = {part.name: part for part in parts[: len(SQUAD_SPLITS)]}
+    return squad, documents, fingerprint, ", ".join(Path(part.source).name for part in parts)
