@@ -34,7 +34,9 @@ The vectors (``--vectors``; 384 dimensions, all-MiniLM-L6-v2's, unit length, inn
   and every paragraph of QASPER train and dev (about 61k passages), encoded once by the bundled MiniLM through
   ``encode_shards`` (``--runtime``, default onnx) into ``CACHE/scale/open-corpus-minilm-RUNTIME/``: resumable (a
   killed encoding keeps its finished shards), digest-checked, reused by every later run (the first time: 20 to 30
-  minutes on an idle 2-core CPU, hours on a loaded one). The queries are held-out real questions: ``--queries``
+  minutes on an idle 2-core CPU, hours on a loaded one). A complete shard set elsewhere in the cache holding the same
+  vectors (same texts in the same order, same encoder and dtype; ``+experiment=squad_open`` writes one with the torch
+  runtime) is reused instead, its digests checked. The queries are held-out real questions: ``--queries``
   SQuAD questions (a seeded sample), encoded on the query side and cached. N below the real count R takes a
   seeded sample of the real rows; N above it adds N - R vectors, each a real one (drawn at random) plus Gaussian
   noise with the real vectors' covariance scaled by ``--perturbation``^2 (0.25), renormalised: near-paraphrases
@@ -413,6 +415,10 @@ def real_vectors(corpus: Corpus, cache_dir: Path, runtime: str, *, encode: bool)
 
     folder = shard_folder(cache_dir, runtime)
     encoder = minilm(cache_dir, runtime)
+    if not (folder / MANIFEST).is_file():
+        twin = twin_shards(cache_dir, shard_spec(encoder, corpus.texts, corpus.ids, shard_size=SHARD_SIZE, dtype="float32"))
+        if twin is not None:
+            return twin
     if encode:
         print(f"encoding the open corpus ({len(corpus.texts)} passages) into {folder} (resumable)", file=sys.stderr, flush=True)
         return encode_shards(encoder, corpus.texts, folder, ids=corpus.ids, shard_size=SHARD_SIZE, progress=True)
@@ -424,6 +430,34 @@ def real_vectors(corpus: Corpus, cache_dir: Path, runtime: str, *, encode: bool)
     except UAEError as exc:
         print(f"{folder} is not usable ({exc}): synthetic vectors instead", file=sys.stderr)
         return None
+
+
+def twin_shards(cache_dir: Path, spec: Any) -> Any:
+    """A complete shard set elsewhere in the cache with the same vectors: the same passage texts in the same order,
+    encoded by the same encoder (weights and settings) at the same dtype, whatever its ids and shard size. The
+    ``squad_open`` experiment encodes exactly this corpus with the bundled MiniLM into
+    ``CACHE/embeddings/squad_open-*-shards/``; reusing it saves the 20 to 60 minutes an encoding takes on 2 cores.
+    Each shard's digest is checked as it is loaded."""
+    from uae.core.errors import UAEError
+    from uae.retrieval.shards import ShardSet, read_manifest
+
+    same = ("encoder", "texts", "count", "dimension", "dtype")
+    for manifest in sorted(cache_dir.glob("*/*/manifest.json")):
+        try:
+            found = read_manifest(manifest.parent)
+        except UAEError:
+            continue
+        if found is None or any(found.get(k) != getattr(spec, k) for k in same):
+            continue
+        try:
+            shards = ShardSet.load(manifest.parent)
+        except UAEError as exc:
+            print(f"{manifest.parent} holds these vectors but is not usable ({exc})", file=sys.stderr)
+            continue
+        print(f"the open corpus's vectors: {manifest.parent} (same encoder and texts; its shards are reused, not encoded again)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return shards
+    return None
 
 
 def question_vectors(corpus: Corpus, cache_dir: Path, runtime: str, count: int, seed: int) -> np.ndarray:
@@ -671,7 +705,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.single > args.queries:
         raise SystemExit(f"--single {args.single}: at most --queries ({args.queries})")
     folder = shard_folder(args.cache_dir, args.runtime)
-    wants_real = args.vectors == "real" or (folder / "manifest.json").is_file()  # to search, or to fit the mixture to
+    twin_candidates = any(args.cache_dir.glob("*/*-shards/manifest.json"))  # a squad_open run's shards may hold them
+    wants_real = args.vectors == "real" or (folder / "manifest.json").is_file() or twin_candidates  # to search, or to fit the mixture to
     corpus = open_corpus() if wants_real or args.encode_sample else None
     real, real_array, real_s = None, None, 0.0
     if wants_real and corpus is not None:
@@ -681,7 +716,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         real_s = time.perf_counter() - start
     if args.vectors == "auto":
         print(f"--vectors auto: {'real' if real is not None else 'synthetic'} (real shard set "
-              f"{'complete' if real is not None else 'not complete'} in {folder})", file=sys.stderr)  # fmt: skip
+              f"{'complete' if real is not None else 'not complete'} in {folder if real is None else real.folder})", file=sys.stderr)  # fmt: skip
     use_real = real is not None and args.vectors != "synthetic"
     doc: dict[str, Any] = {
         "benchmark": "scale", "command": "python benchmarks/scale.py " + shlex.join(sys.argv[1:]),
@@ -696,7 +731,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(f"timing encode_shards on {args.encode_sample} passages: {', '.join(args.encode_runtimes)}", file=sys.stderr, flush=True)
         doc["encoding"] = encoding_rates(corpus, args.cache_dir, args.encode_runtimes, args.encode_sample, args.seed)
     if real is not None:
-        doc["real_vectors"] = {"passages": len(real), "folder": str(folder), "encoded_now": len(real.encoded),
+        doc["real_vectors"] = {"passages": len(real), "folder": str(real.folder), "encoded_now": len(real.encoded),
                                "load_s": real_s, "peak_rss_mb": peak_rss_mb()}
     real_queries = question_vectors(corpus, args.cache_dir, args.runtime, args.queries, args.seed) if use_real and corpus else None
     for n in args.n:
