@@ -126,6 +126,45 @@ def test_repeated_paragraphs_tie_exactly_in_any_batch() -> None:
         index.search_document(queries[:, :100], "p")
 
 
+class _NoisyScan:
+    """A stand-in for FAISS's flat scan as it behaves on another thread count: each score off by up to a few
+    ulp-scale steps, and among exactly equal vectors the copies with the highest rows kept (its heap's choice)."""
+
+    def __init__(self, vectors: np.ndarray, seed: int) -> None:
+        self.vectors, self.rng = vectors, np.random.default_rng(seed)
+
+    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = q @ self.vectors.T + self.rng.uniform(-3e-6, 3e-6, size=(len(q), len(self.vectors)))
+        order = np.lexsort((-np.arange(len(self.vectors))[None].repeat(len(q), 0), -scores), axis=1)[:, :k]
+        return np.take_along_axis(scores, order, axis=1).astype(np.float32), order
+
+
+def test_exact_corpus_search_is_the_same_whatever_the_scan_rounds() -> None:
+    """Mined hard negatives and the tables keyed by them must not depend on the machine's threads: the corpus
+    ranking is the reference (each score summed alone, equal scores in row order) for any scan that finds the
+    right neighbourhood, here one that rounds differently and keeps other copies of a repeated paragraph."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(400, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.normal(size=(12, 32)).astype(np.float32)
+    copies = rng.choice(400, 40, replace=False)
+    vectors[copies] = vectors[copies[0]]  # 40 copies: more than the margin the search re-scores past k
+    queries[:6] = vectors[copies[0]] + 0.05 * queries[:6]  # queries whose top 10 cuts through the copies
+    near = np.argsort(-(vectors @ queries[6]))[:2]
+    vectors[near[1]] = vectors[near[0]] + 1e-7  # two passages a rounding apart
+    ids = [f"p/{i}" for i in range(400)]
+
+    def reference(q: np.ndarray, k: int) -> list[str]:
+        scores = np.einsum("d,pd->p", q, vectors)
+        return [ids[r] for r in np.lexsort((np.arange(400), -scores))[:k]]
+
+    for seed in range(3):
+        index = PassageIndex(vectors, ids, ["p"] * 400, corpus_index=_NoisyScan(vectors, seed))
+        scores, ranked = index.search_corpus(queries, k=10)
+        assert ranked == [reference(q, 10) for q in queries]
+        assert np.all(np.diff(scores, axis=1) <= 0)
+
+
 def test_paper_scope_needs_no_faiss(monkeypatch: pytest.MonkeyPatch) -> None:
     """Per-paper ranking is a matrix product: a GPU machine without FAISS installed still evaluates."""
     monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError

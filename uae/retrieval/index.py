@@ -7,7 +7,8 @@ index there, and runs in this scope do not need
 FAISS installed. The corpus-wide mode searches every row with a FAISS flat index (imported only
 then), on the GPU when faiss-gpu and a GPU are present, or with the approximate index the caller built
 (``retrieval.index``, :mod:`uae.retrieval.ann`). Inner product on L2-normalised embeddings
-is cosine similarity; every path orders equal scores by row, so rankings are deterministic.
+is cosine similarity; every path orders equal scores by row and sums each exact score on its own, so rankings
+are deterministic, and the same on any number of threads.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     import faiss
 
 log = logging.getLogger(__name__)
+
+RESCORE_MARGIN = 16  # rows past k that exact corpus search re-scores, so that swaps by rounding across rank k stay inside
+TIE_TOLERANCE = 1e-4  # above float32's worst rounding of a 384-to-1024-d unit inner product (d x 2^-24 < 6.2e-5)
 
 
 def _gpu_available() -> bool:
@@ -115,8 +119,39 @@ class PassageIndex:
             gpu = _gpu_available() if self.use_gpu is None else self.use_gpu
             self._corpus_index = self._flat_index(self.vectors, gpu=gpu)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
-        scores, rows = _ties_in_document_order(*self._corpus_index.search(q, min(k, len(self.passage_ids))))
-        return scores, [[self.passage_ids[r] for r in row if r >= 0] for row in rows]
+        k = min(k, len(self.passage_ids))
+        # FAISS's flat scan blocks its sums by thread and by batch, so a score moves a few ulp with the number of
+        # threads and near-equal passages swap places: hard negatives mined from a rank range, and the candidate
+        # sets (and teacher tables) keyed by their content, would then depend on the machine's cores. The scan
+        # only finds the top k + RESCORE_MARGIN; each found score is summed again on its own (as search_document
+        # does) and the list cut to k, so the ranking is the same whatever the threads.
+        # The margin holds when the k-th score stands clear of the last found one by more than the scan's rounding.
+        # Equal vectors (a paragraph repeated many times) tie exactly, and which copies the scan keeps is its heap's
+        # choice: a query whose k-th score is within TIE_TOLERANCE of the last found one is scanned whole instead
+        # (on the open corpus's 61,543 MiniLM vectors, of 1,057 queries near corpus vectors: 0.7% at a margin of 8, none
+        # at 16; one of them, at 1 and 2 FAISS threads, kept different copies of a 13-times repeated paragraph at k=100).
+        depth = min(k + RESCORE_MARGIN, len(self.passage_ids))
+        _, rows = self._corpus_index.search(q, depth)
+        scores, rows = _ties_in_document_order(*self._rescored(q, rows))
+        if depth > k:
+            for i in np.flatnonzero(scores[:, k - 1] - scores[:, -1] <= TIE_TOLERANCE):
+                scores[i], rows[i] = self._scanned(q[i], depth)
+        return scores[:, :k], [[self.passage_ids[r] for r in row[:k] if r >= 0] for row in rows]
+
+    def _scanned(self, query: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """One query's top ``depth`` by summing every row's score on its own: the slow, tie-exact path."""
+        blocks = range(0, len(self.vectors), 65536)
+        scores = np.concatenate([np.einsum("d,pd->p", query, self.vectors[s : s + 65536]) for s in blocks])
+        rows = np.lexsort((np.arange(len(scores)), -scores))[:depth]
+        return scores[rows], rows
+
+    def _rescored(self, q: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each (query, found row) score summed on its own (einsum, no BLAS blocking); -inf where FAISS found none."""
+        scores = np.empty(rows.shape, dtype=np.float32)
+        for start in range(0, len(q), 256):  # 256 queries x (k + margin) rows of vectors at a time
+            block = rows[start : start + 256]
+            scores[start : start + 256] = np.einsum("qd,qkd->qk", q[start : start + 256], self.vectors[np.maximum(block, 0)])
+        return np.where(rows >= 0, scores, -np.inf).astype(np.float32), rows
 
 
 def _ties_in_document_order(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
