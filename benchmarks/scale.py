@@ -22,7 +22,8 @@ exactly (``exact_rerank``); OPQ48,IVF{nlist},PQ48np at nprobe 64 with the re-sco
 index (minutes on 2 cores whatever N, for a Hamming-distance filter that search uses only when ``polysemous_ht``
 is set). ``--exclude OPQ`` leaves out the default indexes whose factory holds OPQ (its training is the slowest
 part: 65,536 vectors from 10^5 on). ``--index F ...`` measures those factories instead, each at its family's
-defaults (``--ef-search`` 128, ``--nprobe`` 64, ``--rerank`` 100 for PQ); Flat is always measured, as the baseline.
+defaults (``--ef-search`` 128, ``--nprobe`` 64, ``--rerank`` 100 for PQ); several ``--ef-search`` or ``--nprobe``
+values search one built index at each (``--index HNSW32 --ef-search 128 256 512``). Flat is always measured, as the baseline.
 FAISS runs on ``--threads`` threads, 1 by default: the numbers are per core. On the shared 2-core machine this was
 written on, FAISS at 2 threads (OpenMP) trained OPQ 4.5x slower than at 1 while another process held the second
 core (its threads wait for each other at every barrier); give ``--threads 2`` or more on a machine with idle cores.
@@ -135,7 +136,7 @@ class Variant:
         return ", ".join(parts) or ("exact" if self.exact else "defaults")
 
     def is_default(self) -> bool:
-        return self == family_default(self.index)
+        return self == family_defaults(self.index)[0]
 
     def label(self, n: int) -> str:
         """The factory for N, with the search settings in parentheses where they are not the family's defaults."""
@@ -152,16 +153,18 @@ class Variant:
         return IndexSpec(self.factory(n), ef_search=self.ef_search, nprobe=self.nprobe, exact_rerank=self.rerank)
 
 
-def family_default(index: str, ef: int = DEFAULT_EF, nprobe: int = DEFAULT_NPROBE, rerank: int = DEFAULT_RERANK) -> Variant:
-    """A factory at its family's search settings: efSearch for HNSW, nprobe for IVF, re-scoring for PQ codes."""
+def family_defaults(
+    index: str, efs: Sequence[int] = (DEFAULT_EF,), nprobes: Sequence[int] = (DEFAULT_NPROBE,), rerank: int = DEFAULT_RERANK
+) -> list[Variant]:
+    """A factory at its family's search settings: efSearch for HNSW, nprobe for IVF, re-scoring for PQ codes;
+    one variant per efSearch (HNSW) or nprobe (IVF) given, all searching the one index built."""
     if index == "Flat":
-        return Variant("Flat")
-    return Variant(
-        index,
-        ef_search=ef if "HNSW" in index else None,
-        nprobe=nprobe if "IVF" in index else None,
-        rerank=rerank if "PQ" in index else 0,
-    )
+        return [Variant("Flat")]
+    return [
+        Variant(index, ef_search=ef, nprobe=nprobe, rerank=rerank if "PQ" in index else 0)
+        for ef in (efs if "HNSW" in index else [None])
+        for nprobe in (nprobes if "IVF" in index else [None])
+    ]
 
 
 DEFAULT_VARIANTS = (
@@ -662,8 +665,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--index", nargs="+", metavar="FACTORY", help="FAISS factories ({nlist} filled per N); default: the list above")
     p.add_argument("--exclude", nargs="+", default=[], metavar="TEXT",
                    help="leave out the default indexes whose factory holds TEXT (e.g. OPQ: its training is the slowest)")
-    p.add_argument("--ef-search", type=int, default=DEFAULT_EF, help="HNSW's efSearch for --index factories (default 128)")
-    p.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE, help="IVF's nprobe for --index factories (default 64)")
+    p.add_argument("--ef-search", type=int, nargs="+", default=[DEFAULT_EF],
+                   help="HNSW's efSearch for --index factories (default 128; several: each searches the one index built)")
+    p.add_argument("--nprobe", type=int, nargs="+", default=[DEFAULT_NPROBE],
+                   help="IVF's nprobe for --index factories (default 64; several: each searches the one index built)")
     p.add_argument("--rerank", type=int, default=DEFAULT_RERANK, help="exact re-scoring depth for --index PQ factories (default 100)")
     p.add_argument("--vectors", choices=["auto", "real", "synthetic"], default="auto", help="where the vectors come from (above)")
     p.add_argument("--runtime", default="onnx", choices=["torch", "onnx"], help="the runtime encoding the real corpus and questions")
@@ -686,7 +691,7 @@ def parser() -> argparse.ArgumentParser:
 def variants_of(args: argparse.Namespace) -> list[Variant]:
     if not args.index:
         return [v for v in DEFAULT_VARIANTS if v.exact or not any(part in v.index for part in args.exclude)]
-    return [family_default(f, args.ef_search, args.nprobe, args.rerank) for f in dict.fromkeys(args.index)]
+    return [v for f in dict.fromkeys(args.index) for v in family_defaults(f, args.ef_search, args.nprobe, args.rerank)]
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

@@ -44,8 +44,11 @@ def test_ivf_lists_are_four_root_n_to_a_power_of_two(scale) -> None:
 
 
 def test_a_label_names_only_the_settings_that_are_not_the_defaults(scale) -> None:
-    assert scale.family_default("HNSW32").label(10_000) == "HNSW32"
-    assert scale.family_default("IVF{nlist},PQ48np") == scale.Variant("IVF{nlist},PQ48np", nprobe=64, rerank=100)
+    assert [v.label(10_000) for v in scale.family_defaults("HNSW32", efs=[128, 512])] == ["HNSW32", "HNSW32 (efSearch=512)"]
+    assert scale.family_defaults("IVF{nlist},PQ48np") == [scale.Variant("IVF{nlist},PQ48np", nprobe=64, rerank=100)]
+    assert scale.family_defaults("IVF{nlist},Flat", efs=[256], nprobes=[16, 64]) == [
+        scale.Variant("IVF{nlist},Flat", nprobe=16), scale.Variant("IVF{nlist},Flat", nprobe=64)
+    ]
     assert scale.Variant("HNSW32", ef_search=64).label(10_000) == "HNSW32 (efSearch=64)"
     assert scale.Variant("IVF{nlist},PQ48np", nprobe=64).label(10_000) == "IVF512,PQ48np (nprobe=64)"
     assert scale.Variant("Flat").label(10_000) == "Flat"
