@@ -93,6 +93,7 @@ import numpy as np
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384  # MiniLM's
 SHARD_SIZE = 5_000  # open-corpus shards: a kill loses at most this many passages of encoding
+SHARD_MANIFESTS = "*/*/manifest.json"  # every shard set in a cache: CACHE/scale/open-corpus-*, CACHE/embeddings/*-shards
 MIXTURE_COMPONENTS = 64  # the Gaussian mixture fitted to the real vectors
 MACHINE_GB = 24  # the machine the projection sizes for
 USABLE = 0.8  # share of its memory an index may take (the process, the query encoder, the OS take the rest)
@@ -418,16 +419,15 @@ def real_vectors(corpus: Corpus, cache_dir: Path, runtime: str, *, encode: bool)
 
     folder = shard_folder(cache_dir, runtime)
     encoder = minilm(cache_dir, runtime)
-    if not (folder / MANIFEST).is_file():
-        twin = twin_shards(cache_dir, shard_spec(encoder, corpus.texts, corpus.ids, shard_size=SHARD_SIZE, dtype="float32"))
-        if twin is not None:
-            return twin
+    spec = shard_spec(encoder, corpus.texts, corpus.ids, shard_size=SHARD_SIZE, dtype="float32")  # hashes the weights once
+    if not (folder / MANIFEST).is_file() and (twin := twin_shards(cache_dir, spec)) is not None:
+        return twin
     if encode:
         print(f"encoding the open corpus ({len(corpus.texts)} passages) into {folder} (resumable)", file=sys.stderr, flush=True)
-        return encode_shards(encoder, corpus.texts, folder, ids=corpus.ids, shard_size=SHARD_SIZE, progress=True)
+        return encode_shards(encoder, corpus.texts, folder, ids=corpus.ids, shard_size=SHARD_SIZE, progress=True,
+                             encoder_key=spec.encoder)  # fmt: skip
     if not (folder / MANIFEST).is_file():
         return None
-    spec = shard_spec(encoder, corpus.texts, corpus.ids, shard_size=SHARD_SIZE, dtype="float32")
     try:
         return ShardSet.load(folder, spec=spec)
     except UAEError as exc:
@@ -445,7 +445,7 @@ def twin_shards(cache_dir: Path, spec: Any) -> Any:
     from uae.retrieval.shards import ShardSet, read_manifest
 
     same = ("encoder", "texts", "count", "dimension", "dtype")
-    for manifest in sorted(cache_dir.glob("*/*/manifest.json")):
+    for manifest in sorted(cache_dir.glob(SHARD_MANIFESTS)):
         try:
             found = read_manifest(manifest.parent)
         except UAEError:
@@ -710,8 +710,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.single > args.queries:
         raise SystemExit(f"--single {args.single}: at most --queries ({args.queries})")
     folder = shard_folder(args.cache_dir, args.runtime)
-    twin_candidates = any(args.cache_dir.glob("*/*-shards/manifest.json"))  # a squad_open run's shards may hold them
-    wants_real = args.vectors == "real" or (folder / "manifest.json").is_file() or twin_candidates  # to search, or to fit the mixture to
+    # real vectors to search, or to fit the mixture to: from this script's shard set, or a twin (twin_shards)
+    wants_real = args.vectors == "real" or any(args.cache_dir.glob(SHARD_MANIFESTS))
     corpus = open_corpus() if wants_real or args.encode_sample else None
     real, real_array, real_s = None, None, 0.0
     if wants_real and corpus is not None:

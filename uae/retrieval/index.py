@@ -91,14 +91,17 @@ class PassageIndex:
         if q.ndim != 2 or q.shape[1] != self.vectors.shape[1]:
             raise ValueError(f"queries of shape {q.shape} for passages of dimension {self.vectors.shape[1]}")
         # An exact CPU scan of one document's slice costs microseconds, less than a host-device round trip.
-        # einsum sums each score on its own (a BLAS product blocks the sums, so a repeated paragraph
-        # scores a few ulp apart from its copies, and by how many queries share the call): equal
-        # vectors get equal scores, and the tie rule below orders them.
-        scores = np.einsum("qd,pd->qp", q, self.vectors[start:end])
-        rows = np.broadcast_to(np.arange(end - start), scores.shape)
-        scores, rows = _ties_in_document_order(scores, rows)
+        scores, rows = self._scan(q, start, end)
         ids = [[self.passage_ids[start + r] for r in row] for row in rows]
         return scores, ids
+
+    def _scan(self, q: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every row of ``start:end`` scored and ordered, rows counted from ``start``. einsum sums each score on
+        its own (a BLAS product blocks the sums, so a repeated paragraph scores a few ulp apart from its copies,
+        and by how many queries or threads share the call): equal vectors get equal scores, and the tie rule
+        orders them."""
+        scores = np.einsum("qd,pd->qp", q, self.vectors[start:end])
+        return _ties_in_document_order(scores, np.broadcast_to(np.arange(end - start), scores.shape))
 
     def rank_documents(self, queries: torch.Tensor | np.ndarray, document_ids: Sequence[str | None]) -> list[list[str]]:
         """Each query's full ranking of its own document (``document_ids[i]``; None: every passage), one
@@ -120,38 +123,28 @@ class PassageIndex:
             self._corpus_index = self._flat_index(self.vectors, gpu=gpu)
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         k = min(k, len(self.passage_ids))
-        # FAISS's flat scan blocks its sums by thread and by batch, so a score moves a few ulp with the number of
-        # threads and near-equal passages swap places: hard negatives mined from a rank range, and the candidate
-        # sets (and teacher tables) keyed by their content, would then depend on the machine's cores. The scan
-        # only finds the top k + RESCORE_MARGIN; each found score is summed again on its own (as search_document
-        # does) and the list cut to k, so the ranking is the same whatever the threads.
-        # The margin holds when the k-th score stands clear of the last found one by more than the scan's rounding.
-        # Equal vectors (a paragraph repeated many times) tie exactly, and which copies the scan keeps is its heap's
-        # choice: a query whose k-th score is within TIE_TOLERANCE of the last found one is scanned whole instead
-        # (on the open corpus's 61,543 MiniLM vectors, of 1,057 queries near corpus vectors: 0.7% at a margin of 8, none
-        # at 16; one of them, at 1 and 2 FAISS threads, kept different copies of a 13-times repeated paragraph at k=100).
+        # FAISS's flat scan blocks its sums by thread and by batch, so near-equal passages swap places with the
+        # machine's cores, and so would hard negatives mined from a rank range (and the teacher tables keyed by
+        # them). So the scan only finds the top k + RESCORE_MARGIN, each found score is summed again on its own, as
+        # _scan sums them, and the list is cut to k. Which copies of a repeated paragraph the scan keeps is its heap's
+        # choice: a query whose k-th score is within TIE_TOLERANCE of the last found one is scanned whole (on the
+        # open corpus, 1 of 1,057 queries at k=100: a paragraph 13 times over straddled the cut).
         depth = min(k + RESCORE_MARGIN, len(self.passage_ids))
         _, rows = self._corpus_index.search(q, depth)
-        scores, rows = _ties_in_document_order(*self._rescored(q, rows))
+        scores, rows = _ties_in_document_order(self._rescored(q, rows), rows)
         if depth > k:
             for i in np.flatnonzero(scores[:, k - 1] - scores[:, -1] <= TIE_TOLERANCE):
-                scores[i], rows[i] = self._scanned(q[i], depth)
+                whole_scores, whole_rows = self._scan(q[i : i + 1], 0, len(self.passage_ids))
+                scores[i], rows[i] = whole_scores[0, :depth], whole_rows[0, :depth]
         return scores[:, :k], [[self.passage_ids[r] for r in row[:k] if r >= 0] for row in rows]
 
-    def _scanned(self, query: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        """One query's top ``depth`` by summing every row's score on its own: the slow, tie-exact path."""
-        blocks = range(0, len(self.vectors), 65536)
-        scores = np.concatenate([np.einsum("d,pd->p", query, self.vectors[s : s + 65536]) for s in blocks])
-        rows = np.lexsort((np.arange(len(scores)), -scores))[:depth]
-        return scores[rows], rows
-
-    def _rescored(self, q: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each (query, found row) score summed on its own (einsum, no BLAS blocking); -inf where FAISS found none."""
+    def _rescored(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Each (query, found row) score summed on its own; -inf where FAISS found none."""
         scores = np.empty(rows.shape, dtype=np.float32)
-        for start in range(0, len(q), 256):  # 256 queries x (k + margin) rows of vectors at a time
-            block = rows[start : start + 256]
-            scores[start : start + 256] = np.einsum("qd,qkd->qk", q[start : start + 256], self.vectors[np.maximum(block, 0)])
-        return np.where(rows >= 0, scores, -np.inf).astype(np.float32), rows
+        for start in range(0, len(q), 256):  # 256 queries x (k + margin) vectors at a time
+            block = slice(start, start + 256)
+            scores[block] = np.einsum("qd,qkd->qk", q[block], self.vectors[np.maximum(rows[block], 0)])
+        return np.where(rows >= 0, scores, np.float32(-np.inf))
 
 
 def _ties_in_document_order(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
