@@ -272,12 +272,14 @@ LFR_OB := experiments/qasper/runs/label_free_overlap_baselines
 # pair its runs with each other and with the zero-shot record.
 RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 # The runs $(2) (each NAME/OVERRIDE/...) of +experiment=$(1), into $(3)/NAME, recorded in $(4)/NAME: a run whose record
-# exists is skipped, one finished in $(3) is only recorded, and one killed after its last epoch's checkpoint resumes
-# from it (train.ckpt_path=last: the fit ends at once and evaluation runs). $(5): a prefix for its wall-time line.
+# exists is skipped, one finished in $(3) is only recorded, and one killed after a checkpoint (every $(CKPT_EVERY) steps
+# and at each epoch's end) resumes from it with the state of an uninterrupted run (train.ckpt_path=last; after the
+# last epoch's, the fit ends at once and evaluation runs). $(5): a prefix for its wall-time line.
+CKPT_EVERY ?= 10
 RECORDED_RUNS = mkdir -p $(4) && for run in $(2); do name=$${run%%/*}; \
   $(call SKIP_IF,$(4)/$$name/results.json) && continue; \
   [ -f $(3)/$$name/results.json ] || { resume=; [ ! -f $(3)/$$name/checkpoints/last.ckpt ] || resume=train.ckpt_path=last; \
-    $(TIMED) $(PY) -m uae.run +experiment=$(1) $$(echo $${run\#$$name} | tr / ' ') $$resume \
+    $(TIMED) $(PY) -m uae.run +experiment=$(1) $$(echo $${run\#$$name} | tr / ' ') $$resume train.checkpoint_every_steps=$(CKPT_EVERY) \
     hydra.run.dir=$(3)/$$name $(ARGS) || exit 1; $(call LOG_TIME,$(5)$$name$${resume:+$(comma) resumed}); }; \
   $(call RECORD,$(3)/$$name,$(4)/$$name) || exit 1; done
 LF_TABLES := experiments/qasper/utilities/label_free

@@ -2,7 +2,8 @@
 
 - a training run killed (SIGKILL) after a checkpoint resumes with ``train.ckpt_path=last`` and ends
   with the same metrics and weights as an uninterrupted run of the same seed, plain or with GradCache (tolerance 1e-6: CPU
-  kernels are deterministic here, and the checkpoint carries the RNG states and the epoch-seeded order);
+  kernels are deterministic here, and the checkpoint carries the RNG states and the epoch-seeded order); with
+  ``train.checkpoint_every_steps`` a run killed inside an epoch resumes at the next batch, to the same result;
 - two runs with the same seed give identical results.json metrics and training curves; ``seed=``
   changes the training.
 """
@@ -83,6 +84,30 @@ def test_killed_training_resumes_from_last_checkpoint_to_the_uninterrupted_resul
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
     # the resumed process logged the steps of the last epoch exactly as the uninterrupted run
     assert losses(tmp / resumed_dir)[-2:] == pytest.approx(losses(tmp / whole)[-2:], abs=1e-6)
+
+
+def test_killed_inside_an_epoch_resumes_at_the_next_batch_to_the_uninterrupted_result(pipeline) -> None:
+    """Two steps per epoch; last.ckpt after every step; killed before epoch 1's second batch. The checkpoint it
+    resumes from was saved inside the epoch, so the data order (the rest of the epoch) and the random states
+    (dropout) must both continue from there."""
+    tmp, run, run_here = pipeline
+    if not (tmp / "whole" / "results.json").is_file():
+        run_here("whole")  # saves at epoch ends only: the step checkpoints must not change the training
+    every_step = ["train.checkpoint_every_steps=1"]
+    killer = ["+callbacks.killer._target_=tests.helpers.faults.KillAtStep", "+callbacks.killer.step=3"]
+    killed = run("resumed-mid-epoch", *every_step, *killer)
+    assert killed.returncode == -9
+    saved = torch.load(tmp / "resumed-mid-epoch" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (saved["global_step"], saved["epoch"], saved["TrainingDataModule"]) == (3, 1, {"epoch": 1, "batches": 1})
+
+    resumed = run("resumed-mid-epoch", *every_step, "train.ckpt_path=last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics(tmp / "resumed-mid-epoch") == pytest.approx(metrics(tmp / "whole"), abs=1e-6)
+    a, b = weights(tmp / "whole"), weights(tmp / "resumed-mid-epoch")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+    # the resumed process trained the three steps after the checkpoint, as the uninterrupted run did
+    assert losses(tmp / "resumed-mid-epoch")[-3:] == pytest.approx(losses(tmp / "whole")[-3:], abs=1e-6)
 
 
 def test_same_seed_same_results_other_seed_other_training(pipeline) -> None:

@@ -45,3 +45,29 @@ def test_datamodule_refuses_a_batch_larger_than_the_data(split, tmp_path: Path) 
     loader = TrainingDataModule(groups, split, lambda texts, side: {"n": torch.tensor(len(texts))}, batch_size=3, seed=1)
     batches = list(loader.train_dataloader())
     assert len(batches) == 1 and len(batches[0]["question_ids"]) == 3  # drop_last: equal in-batch negatives
+
+
+def test_a_position_saved_inside_an_epoch_resumes_that_epoch_after_its_done_batches(split, tmp_path: Path) -> None:
+    groups = training_groups(split, write_table(tmp_path / "t.parquet", split, table_rows(split)), answerable(split))
+    tokenize = lambda texts, side: {"n": torch.tensor(len(texts))}
+
+    def epoch(module: TrainingDataModule, number: int) -> list[list[str]]:
+        loader = module.train_dataloader()
+        loader.sampler.set_epoch(number)  # as Lightning does before each epoch
+        return [b["question_ids"] for b in loader]
+
+    whole = epoch(TrainingDataModule(groups, split, tokenize, batch_size=1, seed=3), 2)
+    resumed = TrainingDataModule(groups, split, tokenize, batch_size=1, seed=3)
+    resumed.load_state_dict({"epoch": 2, "batches": 1})
+    assert epoch(resumed, 2) == whole[1:]  # the rest of epoch 2, in its order
+    assert epoch(resumed, 2) == whole  # a new loader, the position spent: whole epochs again
+
+    other_epoch = TrainingDataModule(groups, split, tokenize, batch_size=1, seed=3)
+    other_epoch.load_state_dict({"epoch": 1, "batches": 1})  # saved inside epoch 1, resumed at epoch 2: nothing skipped
+    assert epoch(other_epoch, 2) == whole
+
+    ddp = TrainingDataModule(groups, split, tokenize, batch_size=1, seed=3)
+    ddp.trainer = type("Trainer", (), {"world_size": 2})()
+    ddp.load_state_dict({"epoch": 2, "batches": 1})
+    with pytest.raises(UAEError, match="inside epoch 2 .* one process only"):
+        ddp.train_dataloader()

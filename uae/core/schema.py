@@ -110,6 +110,7 @@ class Train(Section):
     skip_answer_types: list[Literal["extractive", "abstractive", "boolean", "none"]] = []
     utility_scale: Literal["per_token", "summed"] = "per_token"
     ckpt_path: str | None = None
+    checkpoint_every_steps: PositiveInt | None = None
     grad_cache: bool = False
     micro_batch: PositiveInt | None = None
 

@@ -86,6 +86,8 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     for name, node in (cfg.get("callbacks") or {}).items():
         if not node or (name == "lr_monitor" and not loggers):  # the LR monitor needs a logger to write to
             continue
+        if name == "step_checkpoint" and not cfg.train.checkpoint_every_steps:  # saved at epoch ends only
+            continue
         if node.get("monitor") and val_split is None:  # nothing to monitor: keep the last checkpoint
             node = OmegaConf.merge(node, {"monitor": None, "filename": "epoch{epoch}-step{step}"})
         callbacks.append(build(node, f"callbacks.{name}"))

@@ -120,17 +120,30 @@ class ChunkCollator:
 
 class EpochSeededSampler(torch.utils.data.Sampler[int]):
     """A shuffle that is a function of (seed, epoch) only, so a run resumed at epoch e sees the order an
-    uninterrupted run sees (Lightning calls ``set_epoch`` before each epoch)."""
+    uninterrupted run sees (Lightning calls ``set_epoch`` before each epoch).
+
+    ``resume_at(epoch, done)`` makes the next pass over ``epoch`` start after its first ``done`` indices: a
+    checkpoint saved inside an epoch resumes at the batch after it. ``len`` stays the whole epoch's, as
+    Lightning counts the batches of a resumed epoch from its restored progress.
+    """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, done: int) -> None:
+        self._resume = (epoch, done)
+
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+        order = torch.randperm(self.n, generator=generator).tolist()
+        resume, self._resume = self._resume, None  # once: the epochs after it start at their beginning
+        if resume is not None and resume[0] == self.epoch:
+            order = order[resume[1] :]
+        return iter(order)
 
     def __len__(self) -> int:
         return self.n
@@ -171,12 +184,34 @@ class TrainingDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self._position: dict[str, int] | None = None  # where a checkpoint being resumed was saved
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in its epoch, saved in every checkpoint (Lightning's datamodule state): a
+        checkpoint saved after a step inside an epoch (``train.checkpoint_every_steps``) resumes at the next batch."""
+        if self.trainer is None:
+            return {}
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # fetched this epoch, this one included
+        return {"epoch": self.trainer.current_epoch, "batches": batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._position = dict(state_dict) or None
 
     def train_dataloader(self) -> DataLoader:
+        sampler = EpochSeededSampler(len(self.train_groups), self.seed)
+        position, self._position = self._position, None
+        if position and 0 < position["batches"] < len(self.train_groups) // self.batch_size:
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise UAEError(
+                    f"train.ckpt_path: this checkpoint was saved inside epoch {position['epoch']} (after batch "
+                    f"{position['batches']}), and a resume inside an epoch is supported in one process only; resume it "
+                    "with one device, or from a checkpoint saved at the end of an epoch."
+                )
+            sampler.resume_at(position["epoch"], position["batches"] * self.batch_size)
         return DataLoader(
             _ChunkDataset(self.train_groups),
             batch_size=self.batch_size,
-            sampler=EpochSeededSampler(len(self.train_groups), self.seed),
+            sampler=sampler,
             drop_last=True,  # every step sees the same number of in-batch negatives
             collate_fn=GroupCollator(self.tokenize, self.passage_chunk),
             num_workers=self.num_workers,

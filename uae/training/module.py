@@ -133,6 +133,7 @@ class RetrieverModule(L.LightningModule):
         self.save_hyperparameters(ignore=["encoder", "loss"])
         self._val_embeddings: dict[str, Tensor] = {}
         self._val_counts: dict[str, Tensor] = {}
+        self._rng_at_checkpoint: dict[str, Any] | None = None  # a loaded checkpoint's, until the first batch
 
     # ----------------------------------------------------------------------------------- training
     def on_fit_start(self) -> None:
@@ -186,10 +187,19 @@ class RetrieverModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("uae_rng")
         if states:
-            torch.set_rng_state(states["torch"])
-            name, keys, pos, has_gauss, cached = states["numpy"]
-            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-            random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in states["python"]))
+            _set_random_states(states)
+            self._rng_at_checkpoint = states
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """A run resumed inside an epoch sets the checkpoint's random states again before its first batch.
+
+        The new epoch iterator drew its base seed from torch's random state on the way; the uninterrupted
+        run drew it at the epoch's start, before the checkpoint. A resume at an epoch's start needs nothing:
+        both runs draw it there.
+        """
+        states, self._rng_at_checkpoint = self._rng_at_checkpoint, None
+        if states is not None and batch_idx > 0:
+            _set_random_states(states)
 
     # --------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
@@ -234,3 +244,11 @@ def linear_warmup_decay(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _set_random_states(states: dict[str, Any]) -> None:
+    """torch's, numpy's and Python's random states as ``on_save_checkpoint`` stored them."""
+    torch.set_rng_state(states["torch"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in states["python"]))
