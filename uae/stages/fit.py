@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
 from uae.core.build import build, to_dict
@@ -94,7 +96,11 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.train.ckpt_path)
+        with warnings.catch_warnings():
+            # Lightning looks for the epoch's position on the dataloader; ours is in TrainingDataModule.state_dict,
+            # which resumes a checkpoint saved inside an epoch at the next batch, so its warning would be false.
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before", PossibleUserWarning)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.train.ckpt_path)
     finally:
         _finish_wandb(loggers)
     seconds = time.perf_counter() - start
