@@ -116,3 +116,15 @@ def test_read_layout_reads_a_hub_sentence_transformers_folder(minilm_dir: Path) 
     layout, query_path, passage_path = read_layout(minilm_dir)
     assert (layout.pooling, layout.normalize, layout.query_max_length, layout.shared) == ("mean", True, 256, True)
     assert query_path == minilm_dir and passage_path is None
+
+
+def test_an_export_does_not_depend_on_what_the_encoder_encoded_before(tmp_path: Path, tiny_encoder_dir: Path) -> None:
+    """The same weights digest the same before and after an evaluation (caches are keyed by the digest)."""
+    from uae.storage.fingerprint import model_digest
+
+    ours = _encoder(tiny_encoder_dir, query_max_length=12, passage_max_length=20)
+    before = ours.save(tmp_path / "before")
+    ours.encode(PASSAGES, "passage", progress=False)  # a call leaves its truncation and padding on the tokenizer
+    after = ours.save(tmp_path / "after")
+    assert (after / "tokenizer.json").read_bytes() == (before / "tokenizer.json").read_bytes()
+    assert model_digest(after) == model_digest(before)

@@ -293,13 +293,20 @@ class DualEncoder(nn.Module):
         Router (:func:`uae.retrieval.st_layout.tower_paths` gives both paths). Written to a temporary
         sibling and renamed, so a crash never leaves a half-saved encoder.
         """
+        from transformers import AutoTokenizer  # deferred: start-up speed
+
         folder = Path(folder)
+        # A fast tokenizer writes into tokenizer.json the truncation and padding of its last call, so saving the
+        # one in use would make the folder (and every cache keyed by its digest) depend on what was encoded
+        # last: the same weights, exported before and after an evaluation, would digest differently. The
+        # tokenizer as loaded has no such history.
+        tokenizer = AutoTokenizer.from_pretrained(self.path)
         with atomic_folder(folder) as tmp:
             towers = [(self.query_encoder, tmp)] if self.shared else [
                 (self.query_encoder, tmp / QUERY_TOWER), (self.passage_encoder, tmp / PASSAGE_TOWER)
             ]
             for encoder, path in towers:
                 encoder.save_pretrained(path)
-                self.tokenizer.save_pretrained(path)
+                tokenizer.save_pretrained(path)
             write_layout(tmp, self.layout(), self.dimension)
         return folder
