@@ -482,6 +482,7 @@ squad-label-free: setup ## SQuAD: the best label-free UAE variant against answer
 # Records committed in $(SQOR), as the label-free ones; hours on this CPU (each dense row encodes the corpus once).
 SQO := $(R)/squad_open
 SQOR := experiments/squad/runs/open
+SQOU := experiments/squad/utilities/open
 SQO_RUNS := bm25/stages=[evaluate]/model=bm25/evaluate.zero_shot=false zero_shot/stages=[evaluate]/evaluate.zero_shot=false \
   infonce/loss=infonce/loss.denoise_margin=0/evaluate.zero_shot=false uae/evaluate.zero_shot=false
 # name:factory:search settings: the indexes docs/scale.md recommends, sized for 61k vectors (nlist about 4 sqrt N)
@@ -505,6 +506,10 @@ squad-open: setup ## SQuAD over an open 61k-passage corpus: BM25, zero-shot, Inf
 	    $(call LOG_TIME,$$name); $(call RECORD,$(SQO)/$$name,$(SQOR)/$$name) || exit 1; done; done
 	$(PY) -m uae.analysis.report --insert $(SQOR)/teacher.md --into $(SQUAD_RESULTS) --section open-teacher-train
 	$(PY) -m uae.analysis.report --insert $(SQOR)/teacher-label-free.md --into $(SQUAD_RESULTS) --section open-teacher-train-label-free
+	$(PY) -m uae.analysis.teacher_misses $(SQOU)/train-first2.parquet +experiment=squad_open \
+	  --into $(SQUAD_RESULTS) --section open-teacher-misses
+	$(PY) -m uae.analysis.teacher_misses $(SQOU)/label_free_overlap/train-first2.parquet +experiment=squad_open_label_free \
+	  --into $(SQUAD_RESULTS) --section open-teacher-misses-label-free
 	$(PY) -m uae.analysis.report $(SQOR)/bm25 $(SQOR)/zero_shot $(SQOR)/infonce $(SQOR)/uae $(SQOR)/label-free-mix0.5 \
 	  --into $(SQUAD_RESULTS) --section open-main
 	for pair in zero_shot:uae infonce:uae bm25:uae zero_shot:label-free-mix0.5 infonce:label-free-mix0.5; do a=$${pair%%:*}; b=$${pair##*:}; \
