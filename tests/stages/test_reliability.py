@@ -98,7 +98,7 @@ def test_killed_inside_an_epoch_resumes_at_the_next_batch_to_the_uninterrupted_r
     killed = run("resumed-mid-epoch", *every_step, *killer)
     assert killed.returncode == -9
     saved = torch.load(tmp / "resumed-mid-epoch" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert (saved["global_step"], saved["epoch"], saved["TrainingDataModule"]) == (3, 1, {"epoch": 1, "batches": 1})
+    assert (saved["global_step"], saved["epoch"], saved["TrainingDataModule"]) == (3, 1, {"epoch": 1, "batches": 1, "done": 0})
 
     resumed = run("resumed-mid-epoch", *every_step, "train.ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

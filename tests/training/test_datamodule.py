@@ -71,3 +71,7 @@ def test_a_position_saved_inside_an_epoch_resumes_that_epoch_after_its_done_batc
     ddp.load_state_dict({"epoch": 2, "batches": 1})
     with pytest.raises(UAEError, match="inside epoch 2 .* one process only"):
         ddp.train_dataloader()
+
+    # a checkpoint at the end of an epoch under DDP: one process's share of the batches, marked done
+    ddp.load_state_dict({"epoch": 2, "batches": 1, "done": 1})
+    assert epoch(ddp, 2) == whole

@@ -188,11 +188,14 @@ class TrainingDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, int]:
         """Where training stands in its epoch, saved in every checkpoint (Lightning's datamodule state): a
-        checkpoint saved after a step inside an epoch (``train.checkpoint_every_steps``) resumes at the next batch."""
+        checkpoint saved after a step inside an epoch (``train.checkpoint_every_steps``) resumes at the next batch.
+        ``done`` marks an epoch this process finished: its batch count is one process's share under DDP (and
+        the limited count under ``trainer.limit_train_batches``), so it cannot be told from the dataset's size."""
         if self.trainer is None:
             return {}
-        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # fetched this epoch, this one included
-        return {"epoch": self.trainer.current_epoch, "batches": batches}
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # trained this epoch, this one included
+        done = batches >= self.trainer.num_training_batches
+        return {"epoch": self.trainer.current_epoch, "batches": batches, "done": int(done)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._position = dict(state_dict) or None
@@ -200,7 +203,9 @@ class TrainingDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         sampler = EpochSeededSampler(len(self.train_groups), self.seed)
         position, self._position = self._position, None
-        if position and 0 < position["batches"] < len(self.train_groups) // self.batch_size:
+        # "done" is absent from the checkpoints of the first version, which ran in one process only
+        done = position and position.get("done", position["batches"] >= len(self.train_groups) // self.batch_size)
+        if position and position["batches"] > 0 and not done:
             if self.trainer is not None and self.trainer.world_size > 1:
                 raise UAEError(
                     f"train.ckpt_path: this checkpoint was saved inside epoch {position['epoch']} (after batch "
