@@ -486,7 +486,8 @@ SQOU := experiments/squad/utilities/open
 SQO_RUNS := bm25/stages=[evaluate]/model=bm25/evaluate.zero_shot=false zero_shot/stages=[evaluate]/evaluate.zero_shot=false \
   infonce/loss=infonce/loss.denoise_margin=0/evaluate.zero_shot=false uae/evaluate.zero_shot=false
 # name:factory:search settings: the indexes docs/scale.md recommends, sized for 61k vectors (nlist about 4 sqrt N)
-SQO_INDEXES := hnsw32:HNSW32:retrieval.ef_search=128 ivf1024:IVF1024,Flat:retrieval.nprobe=64 \
+SQO_INDEXES := hnsw32:HNSW32:retrieval.ef_search=128 hnsw32-ef512:HNSW32:retrieval.ef_search=512 \
+  ivf1024:IVF1024,Flat:retrieval.nprobe=64 \
   ivf1024-pq48:IVF1024,PQ48np:retrieval.nprobe=64/retrieval.exact_rerank=100
 squad-open: WT = $(SQOR)/walltimes.md
 squad-open: setup ## SQuAD over an open 61k-passage corpus: BM25, zero-shot, InfoNCE, UAE, label-free, exact vs ANN (resumable; hours)

@@ -41,7 +41,11 @@ The vectors (``--vectors``; 384 dimensions, all-MiniLM-L6-v2's, unit length, inn
   SQuAD questions (a seeded sample), encoded on the query side and cached. N below the real count R takes a
   seeded sample of the real rows; N above it adds N - R vectors, each a real one (drawn at random) plus Gaussian
   noise with the real vectors' covariance scaled by ``--perturbation``^2 (0.25), renormalised: near-paraphrases
-  of real passages (at 10^6, 94% of the vectors).
+  of real passages (at 10^6, 94% of the vectors). ``--encoder FOLDER`` encodes passages and questions with a
+  trained MiniLM instead (a sentence-transformers folder: a run's ``encoder/``, or an exported model), into
+  ``CACHE/scale/open-corpus-NAME-DIGEST-RUNTIME/`` (or its twin: ``make squad-open``'s evaluation writes one per
+  encoder with the torch runtime): a fine-tuned encoder's vectors need other search settings than the zero-shot
+  ones (docs/scale.md), and its own queries are what to check recall on.
 * ``synthetic``: a Gaussian mixture. With a complete real shard set in the cache, it is fitted to the real
   vectors: 64 k-means components, each a Gaussian around its cluster's mean with the pooled within-cluster
   covariance, weighted by cluster size (so the real mean and covariance are kept), samples renormalised.
@@ -401,25 +405,29 @@ def open_corpus() -> Corpus:
     return Corpus(ids, texts, questions, time.perf_counter() - start, peak_rss_mb())
 
 
-def minilm(cache_dir: Path, runtime: Any) -> Any:
+def minilm(cache_dir: Path, runtime: Any, local_path: Path | None = None) -> Any:
+    """The bundled MiniLM, or the MiniLM-shaped sentence-transformers folder ``local_path`` (``--encoder``)."""
     from uae.retrieval.encoder import DualEncoder
 
-    return DualEncoder(MINILM, cache_dir=cache_dir, passage_max_length=256, query_max_length=256, runtime=runtime).eval()
+    return DualEncoder(MINILM, cache_dir=cache_dir, local_path=local_path, passage_max_length=256, query_max_length=256,
+                       runtime=runtime).eval()  # fmt: skip
 
 
-def shard_folder(cache_dir: Path, runtime: str) -> Path:
-    return cache_dir / "scale" / f"open-corpus-minilm-{runtime}"
+def shard_folder(cache_dir: Path, runtime: str, encoder_key: str | None = None, local_path: Path | None = None) -> Path:
+    """The bundled MiniLM's shard set, or one per ``--encoder`` folder: its name and weight digest in the folder name."""
+    name = "minilm" if local_path is None or encoder_key is None else f"{local_path.resolve().name}-{encoder_key[:12]}"
+    return cache_dir / "scale" / f"open-corpus-{name}-{runtime}"
 
 
-def real_vectors(corpus: Corpus, cache_dir: Path, runtime: str, *, encode: bool) -> Any:
+def real_vectors(corpus: Corpus, cache_dir: Path, runtime: str, *, encode: bool, local_path: Path | None = None) -> Any:
     """The open corpus's shard set: encoded (resuming) when ``encode``, else loaded if complete, else None."""
     from uae.core.errors import UAEError
     from uae.retrieval.shard_encoding import encode_shards, shard_spec
     from uae.retrieval.shards import MANIFEST, ShardSet
 
-    folder = shard_folder(cache_dir, runtime)
-    encoder = minilm(cache_dir, runtime)
+    encoder = minilm(cache_dir, runtime, local_path)
     spec = shard_spec(encoder, corpus.texts, corpus.ids, shard_size=SHARD_SIZE, dtype="float32")  # hashes the weights once
+    folder = shard_folder(cache_dir, runtime, spec.encoder, local_path)
     if not (folder / MANIFEST).is_file() and (twin := twin_shards(cache_dir, spec)) is not None:
         return twin
     if encode:
@@ -463,7 +471,7 @@ def twin_shards(cache_dir: Path, spec: Any) -> Any:
     return None
 
 
-def question_vectors(corpus: Corpus, cache_dir: Path, runtime: str, count: int, seed: int) -> np.ndarray:
+def question_vectors(corpus: Corpus, cache_dir: Path, runtime: str, count: int, seed: int, local_path: Path | None = None) -> np.ndarray:
     """``count`` SQuAD questions (a seeded sample), encoded on the query side, cached by encoder and texts."""
     from uae.storage.digest import strings_digest
     from uae.storage.fingerprint import fingerprint
@@ -471,7 +479,7 @@ def question_vectors(corpus: Corpus, cache_dir: Path, runtime: str, count: int, 
 
     rng = np.random.default_rng(seed)
     texts = [corpus.questions[i] for i in rng.choice(len(corpus.questions), min(count, len(corpus.questions)), replace=False)]
-    encoder = minilm(cache_dir, runtime)
+    encoder = minilm(cache_dir, runtime, local_path)
     key = fingerprint({"encoder": fingerprint(encoder.fingerprint_spec("query")), "texts": strings_digest(texts)})
     path = cache_dir / "scale" / f"squad-questions-{runtime}-{key[:16]}.pt"
     stored = load_tensors(path, key)
@@ -587,7 +595,7 @@ def report(doc: dict[str, Any]) -> str:
     if doc.get("real_vectors"):
         rv = doc["real_vectors"]
         done = "encoded (the missing shards) and loaded" if rv["encoded_now"] else "checked and loaded"
-        out += [(f"Real vectors: {rv['passages']:,} MiniLM vectors from {rv['folder']}, {done} in {rv['load_s']:.1f} s "
+        out += [(f"Real vectors: {rv['passages']:,} vectors of {rv.get('encoder', MINILM)} from {rv['folder']}, {done} in {rv['load_s']:.1f} s "
                  f"({rv['encoded_now']} shards encoded by this run), process peak resident memory "
                  f"{rv['peak_rss_mb']:.0f} MB after."), ""]
     if doc.get("encoding"):
@@ -672,6 +680,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank", type=int, default=DEFAULT_RERANK, help="exact re-scoring depth for --index PQ factories (default 100)")
     p.add_argument("--vectors", choices=["auto", "real", "synthetic"], default="auto", help="where the vectors come from (above)")
     p.add_argument("--runtime", default="onnx", choices=["torch", "onnx"], help="the runtime encoding the real corpus and questions")
+    p.add_argument("--encoder", type=Path, metavar="FOLDER",
+                   help="with --vectors real: a trained MiniLM (sentence-transformers folder) instead of the bundled one (above)")
     p.add_argument("--queries", type=int, default=1000, help="queries for recall and the batched throughput (default 1000)")
     p.add_argument("--single", type=int, default=200, help="of which timed one at a time (default 200)")
     p.add_argument("--perturbation", type=float, default=0.5, help="real vectors beyond the real count: noise scale")
@@ -709,6 +719,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"--n {n} is too small for {v.factory(n)}")
     if args.single > args.queries:
         raise SystemExit(f"--single {args.single}: at most --queries ({args.queries})")
+    if args.encoder is not None and args.vectors != "real":
+        raise SystemExit(f"--encoder {args.encoder}: its vectors are the open corpus encoded by it; add --vectors real")
     folder = shard_folder(args.cache_dir, args.runtime)
     # real vectors to search, or to fit the mixture to: from this script's shard set, or a twin (twin_shards)
     wants_real = args.vectors == "real" or any(args.cache_dir.glob(SHARD_MANIFESTS))
@@ -716,7 +728,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     real, real_array, real_s = None, None, 0.0
     if wants_real and corpus is not None:
         start = time.perf_counter()
-        real = real_vectors(corpus, args.cache_dir, args.runtime, encode=args.vectors == "real")
+        real = real_vectors(corpus, args.cache_dir, args.runtime, encode=args.vectors == "real", local_path=args.encoder)
         real_array = None if real is None else real.to_array()
         real_s = time.perf_counter() - start
     if args.vectors == "auto":
@@ -737,8 +749,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         doc["encoding"] = encoding_rates(corpus, args.cache_dir, args.encode_runtimes, args.encode_sample, args.seed)
     if real is not None:
         doc["real_vectors"] = {"passages": len(real), "folder": str(real.folder), "encoded_now": len(real.encoded),
+                               "encoder": str(args.encoder) if args.encoder is not None else MINILM,
                                "load_s": real_s, "peak_rss_mb": peak_rss_mb()}
-    real_queries = question_vectors(corpus, args.cache_dir, args.runtime, args.queries, args.seed) if use_real and corpus else None
+    real_queries = (question_vectors(corpus, args.cache_dir, args.runtime, args.queries, args.seed, args.encoder)
+                    if use_real and corpus else None)  # fmt: skip
     for n in args.n:
         start = time.perf_counter()
         if use_real and real_array is not None and real_queries is not None:
