@@ -168,7 +168,7 @@ TUNING_RUNS := uae-seed42/loss=uae infonce-seed42/loss=infonce uae-beta0.1-mix0.
   $(foreach s,$(SEEDS),uae-seed$(s)/loss=uae/$(SEED_ONLY)$(s) infonce-seed$(s)/loss=infonce/$(SEED_ONLY)$(s) \
     uae-beta0.1-mix0.5-seed$(s)/loss=uae/loss.sharpness=0.1/loss.mix=0.5/$(SEED_ONLY)$(s)) \
   uae-lr1.0e-5/loss=uae/train.lr=1.0e-5 uae-lr5.0e-5/loss=uae/train.lr=5.0e-5
-# Run records (results.json, rankings.json), committed like the label-free ones, so that the seed tables pair
+# Run records (results.json, rankings.json.gz), committed like the label-free ones, so that the seed tables pair
 # runs on a clean clone (issue 33: the H200 folders of the first tuning table were not kept).
 TR := experiments/qasper/runs/tuning
 TUNING_OVERRIDES := stages=[utility$(comma)fit$(comma)evaluate] evaluate.zero_shot=false train.validate=false reader=none
@@ -257,7 +257,7 @@ LF_OVERLAP_RUNS := overlap-uae overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 overlap-
 # sets, in the recipe above (lambda 0.5) and as plain UAE, each paired with its SmolLM2 twin.
 LF_GEMMA_RUNS := gemma3-overlap-uae-mix0.5/$(LF_OV)/loss.mix=0.5 gemma3-overlap-uae
 LF_CSV := experiments/qasper/label_efficiency.csv
-# Run records: each run's results.json and rankings.json (and the mix sweep's summary, the coverage table),
+# Run records: each run's results.json and rankings.json.gz (and the mix sweep's summary, the coverage table),
 # all that the tables and paired tests read, committed
 # so that they regenerate on a clean clone (DATA_DIR: where this machine keeps the data they were scored
 # on), and a run is redone only when neither its record nor its finished folder in $(LF) exists. The run
@@ -270,7 +270,9 @@ LFR_OB := experiments/qasper/runs/label_free_overlap_baselines
 # $(LFR)_full: the same runs on all 888 train papers, made on a lent GPU by experiments/qasper/gpu/label_free_full.sh
 # (records copied there by hand; the CPU would take hours per run): the tables below read its teacher report and
 # pair its runs with each other and with the zero-shot record.
-RECORD = { mkdir -p $(2) && cp $(1)/rankings.json $(2)/ && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
+# A record keeps the rankings gzipped (uae.results.read.read_rankings reads either form; -n: the same bytes for the
+# same rankings), so that the committed records stay small enough to travel with the working tree to a GPU machine.
+RECORD = { mkdir -p $(2) && gzip -9nc $(1)/rankings.json > $(2)/rankings.json.gz && rm -f $(2)/rankings.json && cp $(1)/results.json $(2)/; }  # results.json last: it marks the record done
 # The runs $(2) (each NAME/OVERRIDE/...) of +experiment=$(1), into $(3)/NAME, recorded in $(4)/NAME: a run whose record
 # exists is skipped, one finished in $(3) is only recorded, and one killed after a checkpoint (every $(CKPT_EVERY) steps
 # and at each epoch's end) resumes from it with the state of an uninterrupted run (train.ckpt_path=last; after the

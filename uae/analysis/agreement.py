@@ -28,6 +28,7 @@ from uae.core.errors import UAEError, cli_main
 from uae.data.label_rules import teacher_argmax
 from uae.data.loading import load_from
 from uae.data.records import Question, Split
+from uae.results.read import has_rankings, read_rankings
 from uae.stages.labels import answer_overlap_labels
 from uae.table.read import read_table, read_table_spec
 
@@ -138,15 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", default="label-agreement")
     args = parser.parse_args(argv)
 
-    missing = [r for r in args.runs if not (args.folder / r / "rankings.json").is_file()]
+    missing = [r for r in args.runs if not has_rankings(args.folder / r)]
     if missing:
-        raise UAEError(f"{args.folder}: no rankings.json for {', '.join(missing)}; run `make label-efficiency` first")
+        raise UAEError(f"{args.folder}: no rankings (rankings.json, or a record's rankings.json.gz) for {', '.join(missing)}; run `make label-efficiency` first")
     reference = args.folder / args.runs[0]
     train = labels_per_question(_split_for(args.train_table, reference), args.train_table, args.min_overlap, args.max_positives)
     body = f"Training questions (label-free train table, {len(train)} questions):\n\n{agreement_table(train)}"
     if args.dev_table is not None:
         dev = labels_per_question(_split_for(args.dev_table, reference), args.dev_table, args.min_overlap, args.max_positives)
-        runs = {r: json.loads((args.folder / r / "rankings.json").read_text(encoding="utf-8")) for r in args.runs}
+        runs = {r: read_rankings(args.folder / r) for r in args.runs}
         body += (
             f"\nDev questions of the dev table ({len(dev)} questions; the retrievers rank each whole paper):\n\n"
             f"{agreement_table(dev)}\n{following_table(dev, runs)}"

@@ -31,7 +31,7 @@ from uae.analysis.report import emit
 from uae.core.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics, recall_at
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value, two_level_bootstrap
-from uae.results.read import job_settings, run_split
+from uae.results.read import job_settings, read_rankings, run_split
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 DEPTHS = (10, 100)  # recall@K computed here only
@@ -50,7 +50,7 @@ def per_question_scores(
     """The run's results.json, {question id: {metric: value}} recomputed from its own files, and its rankings."""
 
     result = _read(run_dir / "results.json")
-    rankings = _read(run_dir / "rankings.json")
+    rankings = read_rankings(run_dir)
     split = run_split(result, rankings, str(run_dir), data_dir)
     questions = {q.question_id: q for q in split.evaluable_questions}
     answers = _read(run_dir / "answers.json") if (run_dir / "answers.json").is_file() else None

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from uae.core.config import compose
 from uae.core.errors import UAEError, cli_main
 from uae.results import machine
-from uae.results.read import run_split
+from uae.results.read import read_rankings, run_split
 from uae.stages.evaluate import reader_token_f1
 from uae.storage.atomic import write_json
 
@@ -41,8 +41,8 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
     split (any dataset); ``data_dir`` moves its files (a run made on another machine)."""
     try:
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-        rankings: dict[str, list[str]] = json.loads((run_dir / "rankings.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        rankings = read_rankings(run_dir)
+    except (OSError, ValueError, UAEError) as exc:
         raise UAEError(f"{run_dir}: needs a readable results.json and rankings.json from `uae.run` ({exc}).") from exc
     if "token_f1" in results.get("metrics", {}) and not force:
         raise UAEError(f"{run_dir} already has token_f1; --force replaces it (answers are cached, so it is cheap).")

@@ -26,6 +26,7 @@ from uae.analysis.label_efficiency import classify, run_folders
 from uae.analysis.report import emit
 from uae.core.errors import UAEError, cli_main
 from uae.evaluation.significance import randomization_p_value
+from uae.results.read import has_rankings
 
 BASELINES = ("answer_overlap", "teacher_argmax")
 METRICS = ("recall@1", "map")
@@ -75,9 +76,9 @@ def table(folder: Path, *, samples: int = 10_000, seed: int = 0, data_dir: str |
     if not variants:
         raise UAEError(f"{folder}: no label-free UAE run (a uae run at label fraction 0) to compare")
     paired = [*[(b, 0.0) for b in BASELINES], *variants]
-    lacking = [str(runs[k][0]) for k in paired if not (runs[k][0] / "rankings.json").is_file()]
+    lacking = [str(runs[k][0]) for k in paired if not has_rankings(runs[k][0])]
     if lacking:
-        raise UAEError(f"no rankings.json in {', '.join(lacking)}: a run record is its results.json and rankings.json")
+        raise UAEError(f"no rankings (rankings.json, or a record's rankings.json.gz) in {', '.join(lacking)}: a run record is its results.json and rankings.json.gz")
     scores: dict[tuple[str, float], tuple[dict[str, Any], dict[str, dict[str, float]]]] = {}
     for key in paired:
         result, per_question, _ = per_question_scores(runs[key][0], data_dir)

@@ -6,6 +6,7 @@ can always be regenerated from the runs that produced it.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,12 @@ from uae.data.loading import load_from
 from uae.data.records import Split
 from uae.evaluation.names import RETRIEVAL_METRICS
 from uae.results.machine import label as machine_label
+
+# A run writes rankings.json; its committed record keeps the same JSON gzipped (a 61k-passage corpus's top 100 for
+# 1,539 questions is 3.8 MB as JSON, 0.5 MB gzipped), so that the records stay small enough to travel with the
+# working tree (the GPU machine's calls carry at most 64 MiB of it).
+RANKINGS = "rankings.json"
+RANKINGS_RECORD = "rankings.json.gz"
 
 # The machine-readable table (experiments/*/results.csv): one row per retriever and split.
 COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "token_f1", "ms_per_query")
@@ -103,6 +110,26 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"{device}: {names}" for device, names in by_device.items()
         ) + "."
     return "\n".join(lines) + f"\n\nRuns made {'; '.join(made)}.{note}\n"
+
+
+def has_rankings(run_dir: Path) -> bool:
+    """Whether ``run_dir`` (a run folder, or its committed record) holds its rankings."""
+    return (run_dir / RANKINGS).is_file() or (run_dir / RANKINGS_RECORD).is_file()
+
+
+def read_rankings(run_dir: Path) -> dict[str, list[str]]:
+    """{question id: passage ids, best first} of a run folder (rankings.json) or of its record (rankings.json.gz)."""
+    plain, packed = run_dir / RANKINGS, run_dir / RANKINGS_RECORD
+    path = plain if plain.is_file() or not packed.is_file() else packed
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path is packed else path.read_bytes()
+        rankings = json.loads(raw.decode("utf-8"))
+    except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UAEError(f"{path}: not readable ({exc}). A run folder holds {RANKINGS}, a committed record {RANKINGS_RECORD}; "
+                       "did that run finish?") from exc  # fmt: skip
+    if not isinstance(rankings, dict):
+        raise UAEError(f"{path}: not a ranking per question (a JSON object of passage id lists).")
+    return rankings
 
 
 def run_split(result: Mapping[str, Any], rankings: Mapping[str, Any], where: str, data_dir: str | None = None) -> Split:
