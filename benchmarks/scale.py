@@ -413,10 +413,14 @@ def minilm(cache_dir: Path, runtime: Any, local_path: Path | None = None) -> Any
                        runtime=runtime).eval()  # fmt: skip
 
 
-def shard_folder(cache_dir: Path, runtime: str, encoder_key: str | None = None, local_path: Path | None = None) -> Path:
-    """The bundled MiniLM's shard set, or one per ``--encoder`` folder: its name and weight digest in the folder name."""
-    name = "minilm" if local_path is None or encoder_key is None else f"{local_path.resolve().name}-{encoder_key[:12]}"
-    return cache_dir / "scale" / f"open-corpus-{name}-{runtime}"
+def encoder_name(local_path: Path | None, encoder_key: str) -> str:
+    """``minilm`` for the bundled model; for an ``--encoder`` folder, its name and weight digest (``shard_spec``'s
+    ``encoder``), so that retrained weights in the same folder get a shard set of their own."""
+    return "minilm" if local_path is None else f"{local_path.resolve().name}-{encoder_key[:12]}"
+
+
+def shard_folder(cache_dir: Path, runtime: str, encoder: str = "minilm") -> Path:
+    return cache_dir / "scale" / f"open-corpus-{encoder}-{runtime}"
 
 
 def real_vectors(corpus: Corpus, cache_dir: Path, runtime: str, *, encode: bool, local_path: Path | None = None) -> Any:
@@ -427,7 +431,7 @@ def real_vectors(corpus: Corpus, cache_dir: Path, runtime: str, *, encode: bool,
 
     encoder = minilm(cache_dir, runtime, local_path)
     spec = shard_spec(encoder, corpus.texts, corpus.ids, shard_size=SHARD_SIZE, dtype="float32")  # hashes the weights once
-    folder = shard_folder(cache_dir, runtime, spec.encoder, local_path)
+    folder = shard_folder(cache_dir, runtime, encoder_name(local_path, spec.encoder))
     if not (folder / MANIFEST).is_file() and (twin := twin_shards(cache_dir, spec)) is not None:
         return twin
     if encode:

@@ -87,11 +87,11 @@ def test_a_tiny_run_ends_with_its_line_and_its_json_reads_back(scale, tmp_path: 
 
 
 def test_a_trained_encoder_gets_its_own_shard_set_and_only_real_vectors(scale, tmp_path: Path) -> None:
-    bundled = scale.shard_folder(tmp_path, "torch")
-    assert bundled == tmp_path / "scale" / "open-corpus-minilm-torch"
+    assert scale.shard_folder(tmp_path, "torch") == tmp_path / "scale" / "open-corpus-minilm-torch"
+    assert scale.encoder_name(None, "0123456789abcdef") == "minilm"
     run = tmp_path / "run" / "encoder"
-    mine = scale.shard_folder(tmp_path, "torch", "0123456789abcdef", run)
-    assert mine.name == "open-corpus-encoder-0123456789ab-torch"
-    assert scale.shard_folder(tmp_path, "torch", "fedcba9876543210", run) != mine  # retrained weights: another set
+    mine = scale.encoder_name(run, "0123456789abcdef")
+    assert scale.shard_folder(tmp_path, "torch", mine).name == "open-corpus-encoder-0123456789ab-torch"
+    assert scale.encoder_name(run, "fedcba9876543210") != mine  # retrained weights: another set
     with pytest.raises(SystemExit, match="add --vectors real"):  # synthetic vectors would not be this encoder's
         scale.main(["--n", "2000", "--encoder", str(run), "--cache-dir", str(tmp_path), "--quiet"])

@@ -41,9 +41,9 @@ def read_run(run_dir: Path, cfg: DictConfig, state: dict[str, Any], *, force: bo
     split (any dataset); ``data_dir`` moves its files (a run made on another machine)."""
     try:
         results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-        rankings = read_rankings(run_dir)
-    except (OSError, ValueError, UAEError) as exc:
-        raise UAEError(f"{run_dir}: needs a readable results.json and rankings.json from `uae.run` ({exc}).") from exc
+    except (OSError, ValueError) as exc:
+        raise UAEError(f"{run_dir}: needs a readable results.json from `uae.run` ({exc}).") from exc
+    rankings = read_rankings(run_dir)  # its own error names the file
     if "token_f1" in results.get("metrics", {}) and not force:
         raise UAEError(f"{run_dir} already has token_f1; --force replaces it (answers are cached, so it is cheap).")
     split = run_split(results, rankings, str(run_dir), data_dir)

@@ -112,17 +112,22 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + f"\n\nRuns made {'; '.join(made)}.{note}\n"
 
 
+def _rankings_file(run_dir: Path) -> Path:
+    """The run folder's rankings.json, else its record's rankings.json.gz; the former when neither exists."""
+    packed = run_dir / RANKINGS_RECORD
+    return packed if packed.is_file() and not (run_dir / RANKINGS).is_file() else run_dir / RANKINGS
+
+
 def has_rankings(run_dir: Path) -> bool:
     """Whether ``run_dir`` (a run folder, or its committed record) holds its rankings."""
-    return (run_dir / RANKINGS).is_file() or (run_dir / RANKINGS_RECORD).is_file()
+    return _rankings_file(run_dir).is_file()
 
 
 def read_rankings(run_dir: Path) -> dict[str, list[str]]:
     """{question id: passage ids, best first} of a run folder (rankings.json) or of its record (rankings.json.gz)."""
-    plain, packed = run_dir / RANKINGS, run_dir / RANKINGS_RECORD
-    path = plain if plain.is_file() or not packed.is_file() else packed
+    path = _rankings_file(run_dir)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path is packed else path.read_bytes()
+        raw = gzip.decompress(path.read_bytes()) if path.name == RANKINGS_RECORD else path.read_bytes()
         rankings = json.loads(raw.decode("utf-8"))
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UAEError(f"{path}: not readable ({exc}). A run folder holds {RANKINGS}, a committed record {RANKINGS_RECORD}; "
