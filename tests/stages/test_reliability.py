@@ -4,6 +4,7 @@
   with the same metrics and weights as an uninterrupted run of the same seed, plain or with GradCache (tolerance 1e-6: CPU
   kernels are deterministic here, and the checkpoint carries the RNG states and the epoch-seeded order); with
   ``train.checkpoint_every_steps`` a run killed inside an epoch resumes at the next batch, to the same result;
+- a resumed run's ``train_seconds`` counts the killed process's fit up to its checkpoint as well as its own;
 - two runs with the same seed give identical results.json metrics and training curves; ``seed=``
   changes the training.
 """
@@ -73,9 +74,14 @@ def test_killed_training_resumes_from_last_checkpoint_to_the_uninterrupted_resul
     assert killed.returncode == -9  # SIGKILL, as a crash or a preempted job
     assert (tmp / resumed_dir / "checkpoints" / "last.ckpt").is_file() and not (tmp / resumed_dir / "results.json").exists()
     assert not list((tmp / resumed_dir).rglob("*.tmp"))  # nothing half-written
+    saved = torch.load(tmp / resumed_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    killed_seconds = saved["callbacks"]["FitClock"]["seconds"]
 
     resumed = run(resumed_dir, *extra, "train.ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # train_seconds is the whole fit's: the killed process's seconds up to its checkpoint, and the resumed one's
+    assert killed_seconds > 0
+    assert json.loads((tmp / resumed_dir / "results.json").read_text())["train_seconds"] > killed_seconds
     for name, value in metrics(tmp / whole).items():
         assert metrics(tmp / resumed_dir)[name] == pytest.approx(value, abs=1e-6)
     a, b = weights(tmp / whole), weights(tmp / resumed_dir)

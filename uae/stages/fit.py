@@ -8,7 +8,6 @@ it loads a base model, so a fine-tuned encoder is scored by the same code as a z
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from uae.stages.tables import train_table, utility_questions
 from uae.stages.utility_scale import apply_utility_scale
 from uae.storage.fingerprint import fingerprint
 from uae.table.groups import table_spec, training_groups
+from uae.training.clock import FitClock
 from uae.training.datamodule import TrainingDataModule
 from uae.training.module import RetrieverModule
 
@@ -93,8 +93,8 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
         if node.get("monitor") and val_split is None:  # nothing to monitor: keep the last checkpoint
             node = OmegaConf.merge(node, {"monitor": None, "filename": "epoch{epoch}-step{step}"})
         callbacks.append(build(node, f"callbacks.{name}"))
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
-    start = time.perf_counter()
+    clock = FitClock()  # not a config choice: results.json always says how long the fit took
+    trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, clock], logger=loggers or False)
     try:
         with warnings.catch_warnings():
             # Lightning looks for the epoch's position on the dataloader; ours is in TrainingDataModule.state_dict,
@@ -103,7 +103,6 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.train.ckpt_path)
     finally:
         _finish_wandb(loggers)
-    seconds = time.perf_counter() - start
     state["is_global_zero"] = trainer.is_global_zero
     if not trainer.is_global_zero:  # DDP worker processes stop here; rank 0 exports and evaluates
         return
@@ -114,7 +113,9 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
     encoder_dir = module.encoder.save(out_dir / "encoder")
     state["encoder_dir"] = encoder_dir
     state["checkpoint"] = str(checkpoint) if checkpoint else None
-    state["train_seconds"] = seconds  # wall clock of trainer.fit, validation included
+    # wall clock of trainer.fit, validation included, over every process of a resumed run (None: resumed from a
+    # checkpoint older than the clock, so the total is unknown)
+    state["train_seconds"] = clock.seconds()
     # The command that made the model, read now: Hydra rewrites .hydra/ at every start in this folder,
     # so a later evaluate or export would otherwise name itself. It goes into results.json.
     state["command"] = command_line(out_dir)
