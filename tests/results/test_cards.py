@@ -61,3 +61,37 @@ def test_the_card_names_the_command_that_trained_even_after_a_later_start(traine
     assert "model=bm25" in command_line(later)  # what the card would have named before
     text = write_run_card(later).read_text()
     assert result["command"] in text and "model=bm25" not in text
+
+
+def test_exported_name_reads_the_card_of_a_uae_export_only(trained_run: Path, tmp_path: Path) -> None:
+    from uae.results.cards import exported_name
+
+    assert exported_name(trained_run / "encoder", "minilm") == "minilm+uae"  # the model-index name
+    before_evaluation = tmp_path / "fit-only"
+    before_evaluation.mkdir()
+    (before_evaluation / "README.md").write_text("---\ntags:\n- uae\n- loss-infonce\n---\n# a card with no model-index\n")
+    assert exported_name(before_evaluation, "bge_base") == "bge_base+infonce"
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "README.md").write_text("---\ntags:\n- sentence-transformers\nmodel-index:\n- name: someone-else\n  results: []\n---\n")
+    assert exported_name(stranger, "minilm") is None
+    (stranger / "README.md").write_text("---\ntags: [unclosed\n---\n")  # not YAML: not ours either
+    assert exported_name(stranger, "minilm") is None
+    assert exported_name(tmp_path / "no-card", "minilm") is None and exported_name(None, "minilm") is None
+
+
+def test_an_evaluate_only_run_of_an_export_keeps_its_trained_name(
+    trained_run: Path, tmp_path: Path, tiny_encoder_dir: Path, tiny_raw_dir: Path
+) -> None:
+    """The squad-open index rows evaluate UAE's export without training: named minilm+uae, not after the base model."""
+    import shutil
+
+    from tests.helpers.runs import run_stages, tiny_model
+
+    export = shutil.copytree(tiny_encoder_dir, tmp_path / "export")
+    shutil.copy(trained_run / "encoder" / "README.md", export / "README.md")
+    args = [f"data.dir={tiny_raw_dir}", "stages=[evaluate]", "reader=none", "evaluate.zero_shot=false"]
+    run_stages(tmp_path, *args, *tiny_model(export), run_dir="export-run")
+    run_stages(tmp_path, *args, *tiny_model(tiny_encoder_dir), run_dir="base-run")
+    assert json.loads((tmp_path / "export-run" / "results.json").read_text())["retriever"] == "minilm+uae"
+    assert json.loads((tmp_path / "base-run" / "results.json").read_text())["retriever"] == "minilm"

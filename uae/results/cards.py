@@ -10,6 +10,7 @@ parses as the hub parses it.
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ METRIC_NAMES = {
     "ndcg@10": "nDCG@10", "token_f1": "Answer token F1",
 }
 TASK: dict[str, Any] = {"task_type": "information-retrieval", "task_name": "Information Retrieval"}  # as sentence-transformers' IR cards
+log = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 MODEL_BODY = """\
@@ -193,6 +195,32 @@ def model_card(
     )
     body = MODEL_BODY.format(**_model_facts(config, record, layout, tuned, table, command, repo_id, name, base))
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}")
+
+
+def exported_name(folder: str | Path | None, base_name: str) -> str | None:
+    """The retriever name a UAE export was trained under (``minilm+uae``), read from its card, so that an
+    evaluate-only run of that folder is not named after its base model. None for any other folder.
+
+    A card written before evaluation has no model-index name: the ``loss-*`` tag and ``base_name`` make it.
+    """
+    readme = Path(folder) / "README.md" if folder else None
+    if readme is None or not readme.is_file():
+        return None
+    import yaml
+    from huggingface_hub import ModelCard  # deferred: start-up speed
+
+    try:
+        data = ModelCard.load(readme, ignore_metadata_errors=True).data
+    except (ValueError, yaml.YAMLError) as error:  # a stranger's card that does not parse is not a UAE card
+        log.warning("%s: its metadata does not parse (%s); the run is named after model.name", readme, error)
+        return None
+    tags = list(data.tags or [])
+    if "uae" not in tags:
+        return None
+    if data.model_name:
+        return str(data.model_name)
+    losses = [t.removeprefix("loss-") for t in tags if t.startswith("loss-")]
+    return f"{base_name}+{losses[0]}" if losses else None
 
 
 def _model_facts(

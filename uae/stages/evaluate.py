@@ -19,6 +19,7 @@ from uae.data.records import Split
 from uae.evaluation.metrics import answer_f1
 from uae.evaluation.ranking import evaluate_retriever
 from uae.results import machine
+from uae.results.cards import exported_name
 from uae.results.folder import write_run_card
 from uae.retrieval.base import Retriever
 from uae.retrieval.rerank import LLMReranker
@@ -55,7 +56,8 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         write_run_card(out_dir, Path(encoder_dir))  # the model card, now with the evaluation table
         return
     retriever = build(cfg.model.retriever, "model.retriever")
-    name = cfg.model.name
+    # an exported UAE encoder evaluated on its own keeps the name it was trained under, not its base model's
+    name = exported_name((cfg.model.get("encoder") or {}).get("local_path"), cfg.model.name) or cfg.model.name
     if cfg.get("rerank"):
         scorer = build(cfg.llm.scorer, "llm.scorer")
         retriever = LLMReranker(retriever, scorer, k=cfg.rerank.k, prompt=cfg.rerank.prompt)
