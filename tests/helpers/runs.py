@@ -54,11 +54,12 @@ def _overrides(tmp_path: Path, overrides: tuple[str, ...]) -> list[str]:
 
 
 def uae_run(
-    tmp_path: Path, *overrides: str, run_dir: str = "run", python: tuple[str, ...] = (), timeout: int = 600
+    tmp_path: Path, *overrides: str, run_dir: str = "run", python: tuple[str, ...] = (), timeout: int = 600,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python [python...] -m uae.run`` with the tests' defaults, the run folder ``tmp_path/run_dir``."""
+    """``python [python...] -m uae.run`` with the tests' defaults (and ``env``), the run folder ``tmp_path/run_dir``."""
     args = [sys.executable, *python, "-m", "uae.run", f"hydra.run.dir={tmp_path / run_dir}", *_overrides(tmp_path, overrides)]
-    return subprocess.run(args, cwd=ROOT, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(args, cwd=ROOT, env={**os.environ, **ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout,
                           check=False)
 
 

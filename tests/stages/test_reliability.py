@@ -38,7 +38,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path, t
     ]
 
     def run(run_dir: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return uae_run(tmp, *args, *extra, run_dir=run_dir)
+        # as many torch threads as this process has: a CPU kernel's sums can split by thread count, and the runs
+        # here are compared with the in-process ones to 1e-6 (earlier tests or OMP_NUM_THREADS may have set it)
+        return uae_run(tmp, *args, *extra, run_dir=run_dir, env={"OMP_NUM_THREADS": str(torch.get_num_threads())})
 
     def run_here(run_dir: str, *extra: str) -> Ran:
         return run_stages(tmp, *args, *extra, run_dir=run_dir)
