@@ -73,6 +73,7 @@ above.) ``--out FILE.json`` writes every row (atomically, at the end); ``--from`
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -405,6 +406,7 @@ def open_corpus() -> Corpus:
     return Corpus(ids, texts, questions, time.perf_counter() - start, peak_rss_mb())
 
 
+@functools.cache  # the corpus's and the questions' vectors come from one loaded encoder
 def minilm(cache_dir: Path, runtime: Any, local_path: Path | None = None) -> Any:
     """The bundled MiniLM, or the MiniLM-shaped sentence-transformers folder ``local_path`` (``--encoder``)."""
     from uae.retrieval.encoder import DualEncoder
