@@ -14,6 +14,8 @@ milliseconds (the median over ``--single`` queries searched one at a time, top 1
 (``--queries`` queries in one call, top 10), recall@10 and recall@100 against exact search (the share of the exact
 top k the index returns in its top k, averaged over the queries; the exact top 100 is the Flat index's), and the
 speed against exact search: the Flat index's single-query median over this index's (1.0x for Flat itself).
+With ``--reach``, also the rows each index does not return when searched by their own vector (top 1; a row with the
+same vector returned instead counts as found): passages no search depth reaches, N searches per index.
 ``{nlist}`` in a factory is the IVF list count for N: 4 sqrt(N) rounded to the nearest power of two (512 at 10^4,
 1024 at 10^5, 4096 at 10^6). The default indexes: Flat (exact, the baseline); HNSW32 at efSearch 64 and 128;
 IVF{nlist},Flat at nprobe 16 and 64; IVF{nlist},PQ48np at nprobe 64 with and without re-scoring its top 100
@@ -197,6 +199,23 @@ def recall_at(exact: np.ndarray, found: np.ndarray, k: int) -> float:
     return float(np.mean(hits)) / k
 
 
+def unreached(index: Any, vectors: np.ndarray, spec: Any, block: int = 8192) -> int:
+    """Rows the index cannot return for their own vector: each row searched by itself, top 1. A row counts as
+    reached when the index returns it or a row with the same vector (repeated paragraphs are identical vectors).
+    A graph or a list can leave rows out of every search (HNSW's unreachable nodes); a gold among them is lost at
+    any search depth, which is what deeper ``efSearch`` cannot fix."""
+    from uae.retrieval.ann import search
+
+    missed = 0
+    for start in range(0, len(vectors), block):
+        own = vectors[start : start + block]
+        _, rows = search(index, vectors, own, 1, spec)
+        found = vectors[np.maximum(rows[:, 0], 0)]
+        same = np.einsum("nd,nd->n", own, found) >= np.einsum("nd,nd->n", own, own) - 1e-6
+        missed += int(np.sum((rows[:, 0] < 0) | ~same))
+    return missed
+
+
 def summary_line(n: int, label: str, recall10: float, speedup: float) -> str:
     return f"{n} passages, {label}: recall@10 {recall10:.3f}, {speedup:.1f}x exact single-query throughput"
 
@@ -228,10 +247,11 @@ def single_query_ms(index: Any, vectors: np.ndarray, queries: np.ndarray, spec: 
 
 
 def measure_index(
-    variants: Sequence[Variant], n: int, vectors: np.ndarray, queries: np.ndarray, single: int, exact100: np.ndarray | None
+    variants: Sequence[Variant], n: int, vectors: np.ndarray, queries: np.ndarray, single: int, exact100: np.ndarray | None,
+    reach: bool = False,
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Build one factory (the variants share it) and measure each variant's search. Returns the rows and, for Flat,
-    its top 100 (the ground truth the others are scored against)."""
+    """Build one factory (the variants share it) and measure each variant's search (with ``reach``, also its
+    ``unreached`` rows). Returns the rows and, for Flat, its top 100 (the ground truth the others are scored against)."""
     import faiss
 
     from uae.retrieval.ann import build_index, configure, search
@@ -257,6 +277,7 @@ def measure_index(
             "rerank": variant.rerank, "build_s": build_s, "bytes": size, "bytes_per_vector": size / n,
             "single_ms": single_ms, "batched_qps": batched_qps,
             "recall@10": recall_at(truth, top10, 10), "recall@100": recall_at(truth, top100, 100),
+            "unreached": unreached(index, vectors, spec) if reach else None,
         })  # fmt: skip
     del index
     gc.collect()
@@ -264,7 +285,8 @@ def measure_index(
 
 
 def measure_size(
-    n: int, variants: Sequence[Variant], vectors: np.ndarray, queries: np.ndarray, single: int, progress: bool
+    n: int, variants: Sequence[Variant], vectors: np.ndarray, queries: np.ndarray, single: int, progress: bool,
+    reach: bool = False,
 ) -> list[dict[str, Any]]:
     """Every variant at one size, Flat first: its top 100 is the truth and its single-query time the baseline."""
     groups: dict[str, list[Variant]] = {"Flat": [Variant("Flat")]}
@@ -276,7 +298,7 @@ def measure_size(
     for index, group in groups.items():
         if progress:
             print(f"[{n} passages] {group[0].factory(n)}: building and searching", file=sys.stderr, flush=True)
-        measured, top100 = measure_index(group, n, vectors, queries, single, exact100)
+        measured, top100 = measure_index(group, n, vectors, queries, single, exact100, reach)
         if index == "Flat":
             exact100 = top100
         rows += measured
@@ -528,15 +550,17 @@ def fmt_bytes(size: float) -> str:
 
 
 def size_table(rows: Sequence[dict[str, Any]], queries: int, single: int) -> str:
+    reach = any(r.get("unreached") is not None for r in rows)  # --reach
     lines = [
         (f"| index | search | build s | bytes | bytes/vector | single-query ms (median of {single}) | batched queries/s "
-        f"({queries} at once) | recall@10 | recall@100 | x exact single-query |"),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"({queries} at once) | recall@10 | recall@100 | x exact single-query |" + (" unreached rows |" if reach else "")),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if reach else ""),
     ]
     for r in rows:
         lines.append(
             f"| {r['factory']} | {r['settings']} | {r['build_s']:.2f} | {r['bytes']:,} | {r['bytes_per_vector']:.0f} "
             f"| {r['single_ms']:.3f} | {r['batched_qps']:.0f} | {r['recall@10']:.3f} | {r['recall@100']:.3f} | {r['speedup']:.1f}x |"
+            + (f" {r['unreached']:,} |" if reach and r.get("unreached") is not None else " |" if reach else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -694,6 +718,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--query-noise", type=float, default=0.5, help="synthetic queries: noise scale")
     p.add_argument("--encode-sample", type=int, default=500, help="passages per encoding runtime timed (0: skip)")
     p.add_argument("--encode-runtimes", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"])
+    p.add_argument("--reach", action="store_true",
+                   help="also count the rows each index does not return for their own vector (unreached; N searches)")
     p.add_argument("--threads", type=int, default=1, help="FAISS's threads: builds and batches (default 1, above)")
     p.add_argument("--cache-dir", type=Path, default=ROOT / ".cache", help="the real shard set, question vectors, ONNX exports")
     p.add_argument("--seed", type=int, default=0)
@@ -770,7 +796,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         else:
             vectors, queries, how = clustered(n, args.queries, DIM, args.seed, args.query_noise)
         vectors_s = time.perf_counter() - start
-        rows = measure_size(n, variants, vectors, queries, args.single, not args.quiet)
+        rows = measure_size(n, variants, vectors, queries, args.single, not args.quiet, args.reach)
         doc["sizes"].append({"n": n, "queries": len(queries), "single": args.single, "vectors": how, "vectors_s": vectors_s, "wall_s": time.perf_counter() - start,
                              "peak_rss_mb": peak_rss_mb(), "rows": rows})
         del vectors

@@ -95,3 +95,39 @@ def test_a_trained_encoder_gets_its_own_shard_set_and_only_real_vectors(scale, t
     assert scale.encoder_name(run, "fedcba9876543210") != mine  # retrained weights: another set
     with pytest.raises(SystemExit, match="add --vectors real"):  # synthetic vectors would not be this encoder's
         scale.main(["--n", "2000", "--encoder", str(run), "--cache-dir", str(tmp_path), "--quiet"])
+
+
+def test_unreached_counts_rows_an_index_does_not_return_for_their_own_vector(scale) -> None:
+    from uae.retrieval.ann import IndexSpec, build_index
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[1] = vectors[0]  # a repeated paragraph: the same vector
+
+    class Answers:
+        """An index that returns, for the i-th query it is asked, the row it is told to (-1: nothing)."""
+
+        ntotal = 5
+
+        def __init__(self, rows: list[int]) -> None:
+            self.rows, self.asked = rows, 0
+
+        def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = np.array([[r] for r in self.rows[self.asked : self.asked + len(queries)]])
+            self.asked += len(queries)
+            return np.ones(rows.shape, np.float32), rows
+
+    spec = IndexSpec("HNSW32", ef_search=16)
+    # row 0 -> row 1 (the same vector: found), row 1 -> itself, row 2 -> row 3 (missed), row 3 -> itself, row 4 -> none
+    assert scale.unreached(Answers([1, 1, 3, 3, -1]), vectors, spec, block=2) == 2
+    assert scale.unreached(build_index(vectors, "Flat"), vectors, IndexSpec("Flat")) == 0  # exact search finds every row
+
+
+def test_reach_adds_its_column(scale, tmp_path: Path, capsys) -> None:
+    argv = ["--n", "1500", "--index", "Flat", "HNSW32", "--queries", "30", "--single", "10", "--encode-sample", "0",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "s.json"), "--quiet", "--reach"]  # fmt: skip
+    assert scale.main(argv) == 0
+    rows = json.loads((tmp_path / "s.json").read_text())["sizes"][0]["rows"]
+    assert rows[0]["unreached"] == 0 and 0 <= rows[1]["unreached"] < 1500
+    assert "unreached rows" in capsys.readouterr().out
