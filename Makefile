@@ -164,19 +164,18 @@ sweep-temperature sweep-sharpness sweep-mix: sweep-%: setup
 # learning rate, and the best sharpness and mix of the sweeps together. Full scale, reader=none: about
 # an hour a run on a 2-core CPU (fit and evaluation), about a minute on one GPU (ARGS='trainer=gpu trainer.precision=32-true').
 # Each item is name/override/override...; a run whose results.json exists is skipped.
-TUNING_RUNS := uae-seed42/loss=uae infonce-seed42/loss=infonce uae-beta0.1-mix0.5/loss=uae/loss.sharpness=0.1/loss.mix=0.5 \
+# The seed runs first: the seed tables are written as soon as they exist, before the learning-rate runs.
+TUNING_SEED_RUNS := uae-seed42/loss=uae infonce-seed42/loss=infonce uae-beta0.1-mix0.5/loss=uae/loss.sharpness=0.1/loss.mix=0.5 \
   $(foreach s,$(SEEDS),uae-seed$(s)/loss=uae/$(SEED_ONLY)$(s) infonce-seed$(s)/loss=infonce/$(SEED_ONLY)$(s) \
-    uae-beta0.1-mix0.5-seed$(s)/loss=uae/loss.sharpness=0.1/loss.mix=0.5/$(SEED_ONLY)$(s)) \
-  uae-lr1.0e-5/loss=uae/train.lr=1.0e-5 uae-lr5.0e-5/loss=uae/train.lr=5.0e-5
+    uae-beta0.1-mix0.5-seed$(s)/loss=uae/loss.sharpness=0.1/loss.mix=0.5/$(SEED_ONLY)$(s))
+TUNING_LR_RUNS := uae-lr1.0e-5/loss=uae/train.lr=1.0e-5 uae-lr5.0e-5/loss=uae/train.lr=5.0e-5
 # Run records (results.json, rankings.json.gz), committed like the label-free ones, so that the seed tables pair
 # runs on a clean clone (issue 33: the H200 folders of the first tuning table were not kept).
 TR := experiments/qasper/runs/tuning
 TUNING_OVERRIDES := stages=[utility$(comma)fit$(comma)evaluate] evaluate.zero_shot=false train.validate=false reader=none
 tuning: WT = $(TR)/walltimes.md
 tuning: setup ## UAE and InfoNCE at three seeds, UAE's learning rate, best sharpness + mix (also at three seeds); records in experiments/qasper/runs/tuning/
-	$(call RECORDED_RUNS,qasper_minilm $(TUNING_OVERRIDES),$(TUNING_RUNS),$(R)/tuning,$(TR))
-	# the summary reads the run folders (a clean clone with only the records keeps RESULTS.md's table)
-	[ ! -d $(R)/tuning ] || $(PY) -m uae.analysis.sweep $(R)/tuning --title "tuning: seeds, learning rate, best sharpness and mix together"
+	$(call RECORDED_RUNS,qasper_minilm $(TUNING_OVERRIDES),$(TUNING_SEED_RUNS),$(R)/tuning,$(TR))
 	$(PY) -m uae.analysis.compare $(foreach n,infonce-seed42 $(SEEDS:%=infonce-seed%),--a $(TR)/$(n)) \
 	  $(foreach n,uae-seed42 $(SEEDS:%=uae-seed%),--b $(TR)/$(n)) --data-dir $(DATA_DIR) --into $(RESULTS) --section seeds-uae-infonce
 	$(PY) -m uae.analysis.compare $(foreach n,infonce-seed42 $(SEEDS:%=infonce-seed%),--a $(TR)/$(n)) \
@@ -185,6 +184,9 @@ tuning: setup ## UAE and InfoNCE at three seeds, UAE's learning rate, best sharp
 	$(PY) -m uae.analysis.compare $(foreach n,uae-seed42 $(SEEDS:%=uae-seed%),--a $(TR)/$(n)) \
 	  $(foreach n,uae-beta0.1-mix0.5 $(SEEDS:%=uae-beta0.1-mix0.5-seed%),--b $(TR)/$(n)) --data-dir $(DATA_DIR) \
 	  --into $(RESULTS) --section seeds-tuned-uae
+	$(call RECORDED_RUNS,qasper_minilm $(TUNING_OVERRIDES),$(TUNING_LR_RUNS),$(R)/tuning,$(TR))
+	# the summary reads the run folders (a clean clone with only the records keeps RESULTS.md's table)
+	[ ! -d $(R)/tuning ] || $(PY) -m uae.analysis.sweep $(R)/tuning --title "tuning: seeds, learning rate, best sharpness and mix together"
 
 # Each base encoder zero-shot and fine-tuned. A model this machine cannot load (BGE without a local
 # copy) is a failed row in the summary and the multirun exits 1: the target accepts that (the other
