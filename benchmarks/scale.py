@@ -15,7 +15,8 @@ milliseconds (the median over ``--single`` queries searched one at a time, top 1
 top k the index returns in its top k, averaged over the queries; the exact top 100 is the Flat index's), and the
 speed against exact search: the Flat index's single-query median over this index's (1.0x for Flat itself).
 With ``--reach``, also the rows each index does not return when searched by their own vector (top 1; a row with the
-same vector returned instead counts as found): passages no search depth reaches, N searches per index.
+same vector returned instead counts as found): passages that index, at those settings, cannot find even from their
+own vector. N searches per row.
 ``{nlist}`` in a factory is the IVF list count for N: 4 sqrt(N) rounded to the nearest power of two (512 at 10^4,
 1024 at 10^5, 4096 at 10^6). The default indexes: Flat (exact, the baseline); HNSW32 at efSearch 64 and 128;
 IVF{nlist},Flat at nprobe 16 and 64; IVF{nlist},PQ48np at nprobe 64 with and without re-scoring its top 100
@@ -202,8 +203,8 @@ def recall_at(exact: np.ndarray, found: np.ndarray, k: int) -> float:
 def unreached(index: Any, vectors: np.ndarray, spec: Any, block: int = 8192) -> int:
     """Rows the index cannot return for their own vector: each row searched by itself, top 1. A row counts as
     reached when the index returns it or a row with the same vector (repeated paragraphs are identical vectors).
-    A graph or a list can leave rows out of every search (HNSW's unreachable nodes); a gold among them is lost at
-    any search depth, which is what deeper ``efSearch`` cannot fix."""
+    A graph can leave nodes out of reach of its greedy search (HNSW's unreachable nodes): a gold among them is lost
+    whatever the question, so this separates a search that stops short from a passage the index cannot return."""
     from uae.retrieval.ann import search
 
     missed = 0
