@@ -61,8 +61,8 @@ def test_every_recorded_run_spec_is_a_name_and_whole_overrides(tmp_path: Path) -
     _copy_makefile(repo)
     lists = re.findall(r"for run in (.*?); do name=", _dry(repo, "label-efficiency", "squad-label-free", "tuning"))
     # the label-free seeds, label-free, overlap sets (+ beta; again in the loop of their paired tables), overlap-set
-    # baseline, Gemma 3, SQuAD, tuning
-    assert len(lists) == 8
+    # baseline, Gemma 3, SQuAD, tuning (its seed runs, then its learning-rate runs)
+    assert len(lists) == 9
     specs = [spec for found in lists for spec in found.split()]
     assert any(spec.startswith("overlap-uae-mix0.5-beta") for spec in specs)
     # a seed run moves the training seed only: the candidate sets (and so the utility table) stay seed 42's
