@@ -561,7 +561,7 @@ def size_table(rows: Sequence[dict[str, Any]], queries: int, single: int) -> str
         lines.append(
             f"| {r['factory']} | {r['settings']} | {r['build_s']:.2f} | {r['bytes']:,} | {r['bytes_per_vector']:.0f} "
             f"| {r['single_ms']:.3f} | {r['batched_qps']:.0f} | {r['recall@10']:.3f} | {r['recall@100']:.3f} | {r['speedup']:.1f}x |"
-            + (f" {r['unreached']:,} |" if reach and r.get("unreached") is not None else " |" if reach else "")
+            + (f" {'' if r.get('unreached') is None else format(r['unreached'], ',')} |" if reach else "")
         )
     return "\n".join(lines) + "\n"
 

@@ -165,7 +165,7 @@ def model_card(
 
     model, data, loss = (dict(config.get(k) or {}) for k in ("model", "data", "loss"))
     base = hub_model_id((model.get("encoder") or {}).get("model_id"))
-    name = f"{model.get('name', 'encoder')}+{loss.get('name', 'uae')}"
+    name = trained_name(str(model.get("name", "encoder")), str(loss.get("name", "uae")))
     data_name = str(data.get("name", "data"))
     dataset_id = HUB_DATASETS.get(data_name)
     tuned = rows[-1] if rows else None
@@ -197,6 +197,11 @@ def model_card(
     return ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{body}")
 
 
+def trained_name(base_name: str, loss_name: str) -> str:
+    """A fine-tuned retriever's name (``minilm+uae``): in results.json, the card's model-index, the compare headers."""
+    return f"{base_name}+{loss_name}"
+
+
 def exported_name(folder: str | Path | None, base_name: str) -> str | None:
     """The retriever name a UAE export was trained under (``minilm+uae``), read from its card, so that an
     evaluate-only run of that folder is not named after its base model. None for any other folder.
@@ -220,7 +225,7 @@ def exported_name(folder: str | Path | None, base_name: str) -> str | None:
     if data.model_name:
         return str(data.model_name)
     losses = [t.removeprefix("loss-") for t in tags if t.startswith("loss-")]
-    return f"{base_name}+{losses[0]}" if losses else None
+    return trained_name(base_name, losses[0]) if losses else None
 
 
 def _model_facts(

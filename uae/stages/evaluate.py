@@ -19,7 +19,7 @@ from uae.data.records import Split
 from uae.evaluation.metrics import answer_f1
 from uae.evaluation.ranking import evaluate_retriever
 from uae.results import machine
-from uae.results.cards import exported_name
+from uae.results.cards import exported_name, trained_name
 from uae.results.folder import write_run_card
 from uae.retrieval.base import Retriever
 from uae.retrieval.rerank import LLMReranker
@@ -39,7 +39,7 @@ def stage_evaluate(cfg: DictConfig, state: dict[str, Any]) -> None:
         node["encoder"]["local_path"] = str(query_tower)
         if passage_tower is not None:
             node["encoder"]["passage_local_path"] = str(passage_tower)
-        node["encoder"]["name"] = f"{cfg.model.name}+{cfg.loss.name}"
+        node["encoder"]["name"] = trained_name(cfg.model.name, cfg.loss.name)
         retriever = build(OmegaConf.create(node), "model.retriever")
         extra = {
             "checkpoint": state.get("checkpoint"),
