@@ -110,3 +110,52 @@ def test_compare_with_seeds_reports_each_seed_the_spread_and_both_tests(
     assert "must each record a different training seed" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # one side as folders and the other as --b is not a comparison
         main([str(a[0]), "--b", str(b[0])])
+
+
+def _configured(run: Path, **settings: object) -> Path:
+    """Set dotted config keys of a run's results.json."""
+    result = json.loads((run / "results.json").read_text())
+    for dotted, value in settings.items():
+        *parents, leaf = dotted.split("__")
+        node = result["config"]
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    (run / "results.json").write_text(json.dumps(result))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("second", "refused"),
+    [
+        # how a run is kept: another checkpoint callback, checkpoints every 10 steps, another logger
+        ({"callbacks__step_checkpoint___target_": "uae.training.checkpoints.StepCheckpoint",
+          "train__checkpoint_every_steps": 10, "logger__wandb__mode": "online", "train__ckpt_path": "last"}, None),
+        ({"train__ckpt_path": "/elsewhere/other-run.ckpt"}, "['train.ckpt_path']"),  # another run's weights
+        ({"train__grad_cache": True, "train__micro_batch": None}, None),  # GradCache at the passage chunk: rounding
+        ({"train__grad_cache": True, "train__micro_batch": 8}, "['train.grad_cache', 'train.micro_batch']"),
+        ({"loss__sharpness": 0.1}, "['loss.sharpness']"),
+    ],
+)
+def test_seeds_of_one_side_may_differ_in_how_a_run_is_kept_but_not_in_what_it_learns(
+    tmp_path: Path, tiny_raw_dir: Path, capsys: pytest.CaptureFixture[str], second: dict[str, object], refused: str | None
+) -> None:
+    from uae.analysis.compare import main
+
+    first = {"callbacks__step_checkpoint___target_": "lightning.pytorch.callbacks.ModelCheckpoint",
+             "train__checkpoint_every_steps": None, "logger__wandb__mode": "offline", "train__grad_cache": False,
+             "train__micro_batch": None, "loss__sharpness": 0.5, "train__ckpt_path": None}
+    a = [_configured(_seeded(tmp_path / "a42", tiny_raw_dir, False, 42), **first),
+         _configured(_seeded(tmp_path / "a1", tiny_raw_dir, False, 1), **{**first, **second})]
+    b = [_configured(_seeded(tmp_path / f"b{s}", tiny_raw_dir, True, s), **first) for s in (42, 1)]
+    argv = [arg for pair in [("--a", str(r)) for r in a] + [("--b", str(r)) for r in b] for arg in pair]
+    code = main([*argv, "--metrics", "hit@1", "--samples", "100"])
+    out, err = capsys.readouterr()
+    if refused:
+        assert code == 2
+        assert f"differ in {refused}, not only in seed" in err
+    else:
+        assert code == 0
+        assert ("differ in train.grad_cache" in out) == ("train__grad_cache" in second)
+        if "train__grad_cache" in second:
+            assert f"`{a[0]}` False, `{a[1]}` True, `{b[0]}` False, `{b[1]}` False" in out

@@ -35,6 +35,17 @@ from uae.results.read import job_settings, read_rankings, run_split
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 DEPTHS = (10, 100)  # recall@K computed here only
+# Settings that decide how a run is saved, logged and shown, not what it learns: a run that checkpoints every 10
+# steps to survive a kill, or that an older version's checkpoint callback kept, trains the same weights
+# (tests/stages/test_reliability.py), so seeds of one method may differ in them.
+KEEPING = ("callbacks.model_checkpoint.", "callbacks.step_checkpoint.", "callbacks.lr_monitor.", "logger.",
+           "train.checkpoint_every_steps", "retrieval.progress", "trainer.enable_progress_bar")
+# Likewise a run resumed from its own last checkpoint; a checkpoint path may hold another run's weights, and counts.
+RESUMED = {"train.ckpt_path": (None, "last")}
+# Settings that change a run by float rounding only, as other hardware does, while another setting holds a value:
+# GradCache with its micro-batch left at the passage chunk draws the plain step's dropout masks and gives its loss
+# and gradients to 1e-5 (tests/training/test_grad_cache.py). The table says so when the runs differ in one.
+ROUNDING = {"train.grad_cache": ("train.micro_batch", None)}
 
 
 def _read(path: Path) -> Any:
@@ -129,8 +140,10 @@ def compare_seeds(
         if None in side or len(set(side)) < len(side):
             raise UAEError(f"the runs {[str(r) for r in runs]} must each record a different training seed (config.seed); "
                            f"they record {side}. Two runs of one seed are not two samples of the seed variance.")
+    rounded: set[str] = set()
     for side in read:
-        differ = _settings_apart(side[0][1].get("config", {}), [result.get("config", {}) for _, result, _ in side[1:]])
+        differ, rounding = _settings_apart(side[0][1].get("config", {}), [result.get("config", {}) for _, result, _ in side[1:]])
+        rounded |= set(rounding)
         if differ:
             raise UAEError(f"the runs {[str(run) for run, _, _ in side]} differ in {differ}, not only in seed: they are "
                            "not seeds of one method (candidates.seed=42 keeps the candidate sets of the seed-42 run).")
@@ -146,6 +159,10 @@ def compare_seeds(
         f"{(min(map(len, seeds)) - 1) / min(map(len, seeds)):.0%} of the seed variance), interval and shifted-null p. {samples:,} samples "
         f"each, seed {seed} (the smallest p is {1 / (samples + 1):.4f})."
     )
+    for key in sorted(rounded):
+        values = ", ".join(f"`{run}` {_flat(job_settings(result.get('config', {}))).get(key)}" for side in read for run, result, _ in side)
+        header += (f" The runs differ in {key} ({values}), which changes a run by float rounding only "
+                   f"(ROUNDING in uae/analysis/compare.py says why).")
     columns = ("metric", "A per seed", "B per seed", "A", "B", "B - A", "sd A", "sd B", "questions: 95% interval", "p",
                "seeds and questions: 95% interval", "p")
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -171,15 +188,19 @@ def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: config}
 
 
-def _settings_apart(first: dict[str, Any], others: list[dict[str, Any]]) -> list[str]:
+def _settings_apart(first: dict[str, Any], others: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """The settings in which runs of one side differ besides the training seed, as ``skip_done`` compares jobs
-    (:func:`uae.results.read.job_settings`: where files are does not count); only the settings both configs hold
-    count, since later versions of UAE add settings with defaults."""
-    base = _flat(job_settings(first))
+    (:func:`uae.results.read.job_settings`: where files are does not count), in two lists: those that make them
+    other methods, and those that change a run by float rounding only (``ROUNDING``). Only the settings both
+    configs hold count, since later versions of UAE add settings with defaults; ``KEEPING`` never counts."""
+    flats = [_flat(job_settings(c)) for c in (first, *others)]
     found = set()
-    for other in (_flat(job_settings(o)) for o in others):
-        found |= {k for k in base.keys() & other.keys() if base[k] != other[k] and k != "seed"}
-    return sorted(found)
+    for other in flats[1:]:
+        found |= {k for k in flats[0].keys() & other.keys() if flats[0][k] != other[k]}
+    found = {k for k in found if k != "seed" and not k.startswith(KEEPING)
+             and not (k in RESUMED and all(f.get(k) in RESUMED[k] for f in flats))}
+    rounding = {k for k in found & ROUNDING.keys() if all(f.get(ROUNDING[k][0]) == ROUNDING[k][1] for f in flats)}
+    return sorted(found - rounding), sorted(rounding)
 
 
 def main(argv: list[str] | None = None) -> int:
