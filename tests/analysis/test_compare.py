@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.configs import set_settings
+
 
 def _run(folder: Path, data_dir: Path, gold_first: bool) -> Path:
     """A finished run written by hand: each counted question's paper ranked gold first, or gold last."""
@@ -115,12 +117,7 @@ def test_compare_with_seeds_reports_each_seed_the_spread_and_both_tests(
 def _configured(run: Path, **settings: object) -> Path:
     """Set dotted config keys of a run's results.json."""
     result = json.loads((run / "results.json").read_text())
-    for dotted, value in settings.items():
-        *parents, leaf = dotted.split("__")
-        node = result["config"]
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+    set_settings(result["config"], **settings)
     (run / "results.json").write_text(json.dumps(result))
     return run
 

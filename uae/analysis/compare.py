@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from uae.analysis.report import emit
+from uae.core.config import dotted
 from uae.core.errors import UAEError
 from uae.evaluation.metrics import RETRIEVAL_METRICS, answer_f1, per_query_retrieval_metrics, recall_at
 from uae.evaluation.significance import bootstrap_interval, randomization_p_value, two_level_bootstrap
@@ -35,13 +36,6 @@ from uae.results.read import job_settings, read_rankings, run_split
 
 DEFAULT_METRICS = ("hit@1", "recall@1", "map", "token_f1")
 DEPTHS = (10, 100)  # recall@K computed here only
-# Settings that decide how a run is saved, logged and shown, not what it learns: a run that checkpoints every 10
-# steps to survive a kill, or that an older version's checkpoint callback kept, trains the same weights
-# (tests/stages/test_reliability.py), so seeds of one method may differ in them.
-KEEPING = ("callbacks.model_checkpoint.", "callbacks.step_checkpoint.", "callbacks.lr_monitor.", "logger.",
-           "train.checkpoint_every_steps", "retrieval.progress", "trainer.enable_progress_bar")
-# Likewise a run resumed from its own last checkpoint; a checkpoint path may hold another run's weights, and counts.
-RESUMED = {"train.ckpt_path": (None, "last")}
 # Settings that change a run by float rounding only, as other hardware does, while another setting holds a value:
 # GradCache with its micro-batch left at the passage chunk draws the plain step's dropout masks and gives its loss
 # and gradients to 1e-5 (tests/training/test_grad_cache.py). The table says so when the runs differ in one.
@@ -140,9 +134,10 @@ def compare_seeds(
         if None in side or len(set(side)) < len(side):
             raise UAEError(f"the runs {[str(r) for r in runs]} must each record a different training seed (config.seed); "
                            f"they record {side}. Two runs of one seed are not two samples of the seed variance.")
+    settings = [[dotted(job_settings(result.get("config", {}))) for _, result, _ in side] for side in read]
     rounded: set[str] = set()
-    for side in read:
-        differ, rounding = _settings_apart(side[0][1].get("config", {}), [result.get("config", {}) for _, result, _ in side[1:]])
+    for side, flats in zip(read, settings, strict=True):
+        differ, rounding = _settings_apart(flats)
         rounded |= set(rounding)
         if differ:
             raise UAEError(f"the runs {[str(run) for run, _, _ in side]} differ in {differ}, not only in seed: they are "
@@ -160,7 +155,8 @@ def compare_seeds(
         f"each, seed {seed} (the smallest p is {1 / (samples + 1):.4f})."
     )
     for key in sorted(rounded):
-        values = ", ".join(f"`{run}` {_flat(job_settings(result.get('config', {}))).get(key)}" for side in read for run, result, _ in side)
+        values = ", ".join(f"`{run}` {flat.get(key)}" for side, flats in zip(read, settings, strict=True)
+                           for (run, _, _), flat in zip(side, flats, strict=True))
         header += (f" The runs differ in {key} ({values}), which changes a run by float rounding only "
                    f"(ROUNDING in uae/analysis/compare.py says why).")
     columns = ("metric", "A per seed", "B per seed", "A", "B", "B - A", "sd A", "sd B", "questions: 95% interval", "p",
@@ -182,23 +178,14 @@ def compare_seeds(
     return "\n".join(lines) + "\n"
 
 
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(config, dict):
-        return {k: v for key, value in config.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: config}
-
-
-def _settings_apart(first: dict[str, Any], others: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """The settings in which runs of one side differ besides the training seed, as ``skip_done`` compares jobs
-    (:func:`uae.results.read.job_settings`: where files are does not count), in two lists: those that make them
-    other methods, and those that change a run by float rounding only (``ROUNDING``). Only the settings both
-    configs hold count, since later versions of UAE add settings with defaults; ``KEEPING`` never counts."""
-    flats = [_flat(job_settings(c)) for c in (first, *others)]
+def _settings_apart(flats: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The settings (dotted :func:`uae.results.read.job_settings`) in which runs of one side differ besides the
+    training seed, in two lists: those that make them other methods, and those that change a run by float rounding
+    only (``ROUNDING``). Only the settings both configs hold count, since later versions of UAE add settings with
+    defaults."""
     found = set()
     for other in flats[1:]:
-        found |= {k for k in flats[0].keys() & other.keys() if flats[0][k] != other[k]}
-    found = {k for k in found if k != "seed" and not k.startswith(KEEPING)
-             and not (k in RESUMED and all(f.get(k) in RESUMED[k] for f in flats))}
+        found |= {k for k in flats[0].keys() & other.keys() if flats[0][k] != other[k] and k != "seed"}
     rounding = {k for k in found & ROUNDING.keys() if all(f.get(ROUNDING[k][0]) == ROUNDING[k][1] for f in flats)}
     return sorted(found - rounding), sorted(rounding)
 

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from uae.core.config import dotted
 from uae.evaluation.names import RETRIEVAL_METRICS
 
 METRICS = (*RETRIEVAL_METRICS, "token_f1")
@@ -40,15 +41,6 @@ def latest_folder(logs: str | Path) -> Path:
     if (folder.parent / "multirun.yaml").is_file():  # Hydra writes it in every sweep folder
         folder = folder.parent
     return folder
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
 
 
 def job_overrides(job: Path) -> list[str]:
@@ -97,9 +89,9 @@ def load_config(job: str | Path) -> dict[str, Any]:
     job = Path(job)
     results = job / "results.json"
     if results.is_file():
-        return _flatten(json.loads(results.read_text()).get("config", {}))
+        return dotted(json.loads(results.read_text()).get("config", {}))
     hydra_config = job / ".hydra" / "config.yaml"
-    return _flatten(yaml.safe_load(hydra_config.read_text())) if hydra_config.is_file() else {}
+    return dotted(yaml.safe_load(hydra_config.read_text())) if hydra_config.is_file() else {}
 
 
 def load_curves(folder: str | Path) -> pd.DataFrame:

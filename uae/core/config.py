@@ -4,7 +4,9 @@ before Hydra composes), and composing a run's config outside ``python -m uae.run
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -71,3 +73,11 @@ def _causes(exc: BaseException | None) -> list[BaseException]:
         found.append(exc)
         exc = exc.__cause__
     return found
+
+
+def dotted(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"train.lr": 2e-05, ...}``: one entry per leaf, so that two configs compare, and a
+    table of runs shows them, key by key (a list is one leaf)."""
+    if isinstance(config, Mapping):
+        return {k: v for key, value in config.items() for k, v in dotted(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: config}

@@ -26,6 +26,12 @@ from uae.results.machine import label as machine_label
 RANKINGS = "rankings.json"
 RANKINGS_RECORD = "rankings.json.gz"
 
+# How a run is saved and logged, not what it computes: a run that checkpoints every 10 steps to survive a kill, or that
+# an older version's checkpoint callback kept, trains and scores the same (tests/stages/test_reliability.py).
+NOT_SETTINGS = frozenset({"paths", "skip_done", "logger", "callbacks.model_checkpoint", "callbacks.step_checkpoint",
+                          "callbacks.lr_monitor", "train.checkpoint_every_steps"})
+PROGRESS_BARS = frozenset({"progress", "enable_progress_bar"})  # leaf names, in whichever section has one
+
 # The machine-readable table (experiments/*/results.csv): one row per retriever and split.
 COLUMNS = ("retriever", "split", "n_questions", *RETRIEVAL_METRICS, "token_f1", "ms_per_query")
 
@@ -160,11 +166,21 @@ def run_split(result: Mapping[str, Any], rankings: Mapping[str, Any], where: str
     return split
 
 
-def job_settings(config: Any) -> Any:
-    """A resolved config without where things are: a sweep resumed from another checkout, node or data
-    mount is the same job, so ``paths`` and absolute file locations do not count; every setting does."""
+def job_settings(config: Any, key: str = "") -> Any:
+    """A resolved config as the job it describes, for ``skip_done`` and for the seeds a comparison pairs: without
+    where its files are (a sweep resumed from another checkout, node or data mount is the same job: ``paths`` and
+    absolute file locations read as ``<path>``) and without how it is saved, logged and shown (``NOT_SETTINGS``,
+    progress bars). ``train.ckpt_path=last``, a resume from the run's own checkpoint, reads as none; a checkpoint
+    path counts, as it may hold another run's weights. ``key``: the dotted key of ``config``."""
     if isinstance(config, dict):
-        return {k: job_settings(v) for k, v in config.items() if k not in ("paths", "skip_done")}
+        found = {}
+        for name, value in config.items():
+            path = f"{key}.{name}" if key else str(name)
+            if path not in NOT_SETTINGS and name not in PROGRESS_BARS:
+                found[name] = job_settings(value, path)
+        return found
     if isinstance(config, list):
-        return [job_settings(v) for v in config]
+        return [job_settings(v, key) for v in config]
+    if key == "train.ckpt_path" and config == "last":
+        return None
     return "<path>" if isinstance(config, str) and config.startswith("/") else config
