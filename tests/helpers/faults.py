@@ -1,4 +1,4 @@
-"""A Lightning callback that kills its own process the way a crash or a preempted job would."""
+"""Lightning callbacks that kill their own process the way a crash (SIGKILL) or a scheduler (SIGTERM) would."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ class KillAtEpoch(L.Callback):
 
 
 class KillAtStep(L.Callback):
-    """SIGKILL before the batch that would make optimizer step ``step + 1`` (after step ``step``'s checkpoint)."""
+    """Signal ``signum`` (SIGKILL: a crash; SIGTERM: a scheduler preempting the job) to this process before the
+    batch that would make optimizer step ``step + 1`` (after step ``step``'s checkpoint)."""
 
-    def __init__(self, step: int = 1) -> None:
+    def __init__(self, step: int = 1, signum: int = signal.SIGKILL) -> None:
         self.step = step
+        self.signum = signum
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, batch_idx: int) -> None:
         if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.signum)

@@ -5,6 +5,7 @@
   kernels are deterministic here, and the checkpoint carries the RNG states and the epoch-seeded order); with
   ``train.checkpoint_every_steps`` a run killed inside an epoch resumes at the next batch, to the same result;
 - a resumed run's ``train_seconds`` counts the killed process's fit up to its checkpoint as well as its own;
+- a run stopped by SIGTERM (a scheduler) exits 143 with nothing exported, never 0 as a finished run;
 - two runs with the same seed give identical results.json metrics and training curves; ``seed=``
   changes the training.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -117,6 +119,20 @@ def test_killed_inside_an_epoch_resumes_at_the_next_batch_to_the_uninterrupted_r
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
     # the resumed process trained the three steps after the checkpoint, as the uninterrupted run did
     assert losses(tmp / "resumed-mid-epoch")[-3:] == pytest.approx(losses(tmp / "whole")[-3:], abs=1e-6)
+
+
+def test_a_run_stopped_by_sigterm_exits_with_143_and_exports_nothing(pipeline) -> None:
+    """A scheduler's SIGTERM must not read as success: Lightning's own exit code for it is 0."""
+    tmp, run, _ = pipeline
+    stopper = ["+callbacks.stopper._target_=tests.helpers.faults.KillAtStep", "+callbacks.stopper.step=3",
+               f"+callbacks.stopper.signum={int(signal.SIGTERM)}"]
+    stopped = run("terminated", "train.checkpoint_every_steps=1", *stopper)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    # Lightning finishes the batch it is in (step 4) and stops before that step's checkpoint: a resume redoes it
+    assert "stopped by SIGTERM at step 4" in stopped.stdout + stopped.stderr
+    saved = torch.load(tmp / "terminated" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 3
+    assert not (tmp / "terminated" / "results.json").exists() and not (tmp / "terminated" / "encoder").exists()
 
 
 def test_same_seed_same_results_other_seed_other_training(pipeline) -> None:

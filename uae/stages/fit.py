@@ -8,12 +8,14 @@ it loads a base model, so a fine-tuned encoder is scored by the same code as a z
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from omegaconf import DictConfig, OmegaConf
 
@@ -101,6 +103,13 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
             # which resumes a checkpoint saved inside an epoch at the next batch, so its warning would be false.
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before", PossibleUserWarning)
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.train.ckpt_path)
+    except SIGTERMException as stop:
+        # Lightning stops at the next batch and raises SystemExit() with no code, so a preempted run would exit 0
+        # and a scheduler or make would take it for a finished one (Lightning-AI/pytorch-lightning#19916). 143 is
+        # the shell's code for a process ended by SIGTERM.
+        log.error("fit: stopped by SIGTERM at step %d; nothing exported. Its last checkpoint, if it saved one, "
+                  "resumes it: the same command with train.ckpt_path=last", trainer.global_step)
+        raise SystemExit(128 + signal.SIGTERM) from stop
     finally:
         _finish_wandb(loggers)
     state["is_global_zero"] = trainer.is_global_zero
