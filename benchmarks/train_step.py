@@ -3,11 +3,14 @@
     python benchmarks/train_step.py --steps 12 --batch-size 8 [--warmup 2] [--max-length 256]
         [--model-path FOLDER] [--data-dir DIR] [--documents N]
     python benchmarks/train_step.py --memory 16 64 256 --steps 3 --warmup 1 [--model-path FOLDER]
+    python benchmarks/train_step.py --memory 16 --steps 8 --warmup 1 --mmap-threshold 131072
     python benchmarks/train_step.py --device cuda --trainers uae   # UAE's step alone (no datasets package needed)
 
 ``--memory N ...`` measures GradCache instead (issue 32): UAE's step at each batch size, plain and with
 ``train.grad_cache`` (``--micro-batch`` texts at a time), each in a fresh process: seconds per step and the
-process's peak resident memory; a plain step the machine cannot hold is a row that says so.
+process's peak resident memory; a plain step the machine cannot hold is a row that says so. With
+``--mmap-threshold BYTES`` each row runs again under glibc's ``MALLOC_MMAP_THRESHOLD_=BYTES``, which changes
+where freed memory goes and no number the step computes.
 
 Both fine-tune the same all-MiniLM-L6-v2 on the same training groups (QASPER dev questions with their
 committed utility table: 8 candidates each), with the same batch (questions per step), max length,
@@ -254,6 +257,9 @@ def main() -> int:
     parser.add_argument("--memory", type=int, nargs="+", metavar="N", help="GradCache: plain and cached UAE steps at these batch sizes")
     parser.add_argument("--micro-batch", type=int, default=32, help="GradCache: texts embedded at a time")
     parser.add_argument("--cached-only", action="store_true", help="--memory: skip the plain steps (measured already, or too big)")
+    parser.add_argument("--mmap-threshold", type=int, metavar="BYTES",
+                        help="--memory: each step also with glibc's MALLOC_MMAP_THRESHOLD_=BYTES (blocks this large and up "
+                             "are mapped and given back when freed, not kept in the heap)")
     parser.add_argument("--trainers", nargs="+", choices=list(TRAINERS), default=list(TRAINERS),
                         help="which trainers to time (st needs the datasets package)")
     # child process mode of --memory: 0 plain, 1 cached (unset: the trainer comparison, with its breakdown)
@@ -331,28 +337,41 @@ def memory_table(args: argparse.Namespace) -> int:
     model = Path(args.model_path).name if args.model_path else MINILM.split("/")[-1]
     print(f"\nTraining memory, {model}, 8 candidates per question, max length {args.max_length}, micro-batch "
           f"{args.micro_batch}, {machine_label(device=args.device)}, {args.steps} steps, first {args.warmup} not timed\n")
-    print("| questions per step | step | s/step | peak resident memory (MB) | peak before the first step (MB) |")
-    print("|---|---|---|---|---|")
-    ratios = []
+    print("| questions per step | step | allocator | s/step | peak resident memory (MB) | peak before the first step (MB) |")
+    print("|---|---|---|---|---|---|")
+    # glibc keeps freed blocks below its (self-raising) mmap threshold in the heap, where the next batch's tensors
+    # of other shapes fit badly; a fixed threshold maps every large block and gives it back when freed
+    allocators = {"glibc default": {}}
+    if args.mmap_threshold:
+        allocators[f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}"] = {"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)}
+    ratios, against_default = [], []
     for size in args.memory:
-        times = {}
+        times, peaks = {}, {}
         for cached in (True,) if args.cached_only else (False, True):
-            rest = [a for a in _without_memory(sys.argv[1:]) if a != "--cached-only"]
-            cmd = [sys.executable, __file__, "--only", "uae", *rest, "--batch-size", str(size), "--grad-cache", str(int(cached))]
-            done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
             step = "cached" if cached else "plain"
-            if line is None:
-                why = "killed for memory" if done.returncode in (-9, 137) else f"failed (exit {done.returncode})"
-                print(f"| {size} | {step} | {why} | | |")
-                continue
-            row = summarize(step, json.loads(line[7:]), args)
-            times[cached] = row["s_per_step"]
-            found = json.loads(line[7:])
-            print(f"| {size} | {step} | {row['s_per_step']:.2f} | {found['peak_rss_mb']:.0f} | {found['rss_before_mb']:.0f} |")
-        if len(times) == 2:
-            ratios.append(f"{size}: {times[True] / times[False]:.2f}x")
-    print(f"\ncached / plain seconds per step: {', '.join(ratios) or 'no size where both ran'}")
+            for allocator, env in allocators.items():
+                rest = [a for a in _without_memory(sys.argv[1:]) if a != "--cached-only"]
+                cmd = [sys.executable, __file__, "--only", "uae", *rest, "--batch-size", str(size), "--grad-cache", str(int(cached))]
+                done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+                line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+                if line is None:
+                    why = "killed for memory" if done.returncode in (-9, 137) else f"failed (exit {done.returncode})"
+                    print(f"| {size} | {step} | {allocator} | {why} | | |")
+                    continue
+                row = summarize(step, json.loads(line[7:]), args)
+                found = json.loads(line[7:])
+                times[cached, allocator], peaks[cached, allocator] = row["s_per_step"], found["peak_rss_mb"]
+                print(f"| {size} | {step} | {allocator} | {row['s_per_step']:.2f} | {found['peak_rss_mb']:.0f} | {found['rss_before_mb']:.0f} |")
+            if len(allocators) == 2 and all((cached, a) in times for a in allocators):
+                mapped = list(allocators)[1]
+                against_default.append(
+                    f"{size} {step}: memory {peaks[cached, mapped] / peaks[cached, 'glibc default']:.2f}x, "
+                    f"seconds {times[cached, mapped] / times[cached, 'glibc default']:.2f}x")
+        if (False, "glibc default") in times and (True, "glibc default") in times:
+            ratios.append(f"{size}: {times[True, 'glibc default'] / times[False, 'glibc default']:.2f}x")
+    print(f"\ncached / plain seconds per step (glibc default): {', '.join(ratios) or 'no size where both ran'}")
+    if against_default:
+        print(f"{list(allocators)[1]} / glibc default: {'; '.join(against_default)}")
     return 0
 
 
