@@ -104,7 +104,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before", PossibleUserWarning)
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.train.ckpt_path)
     except SIGTERMException as stop:
-        # Lightning stops at the next batch and raises SystemExit() with no code, so a preempted run would exit 0
+        # Lightning ends the batch it is in and raises SystemExit() with no code, so a preempted run would exit 0
         # and a scheduler or make would take it for a finished one (Lightning-AI/pytorch-lightning#19916). 143 is
         # the shell's code for a process ended by SIGTERM.
         log.error("fit: stopped by SIGTERM at step %d; nothing exported. Its last checkpoint, if it saved one, "
