@@ -267,6 +267,8 @@ def main() -> int:
     parser.add_argument("--only", choices=["uae", "st"], help=argparse.SUPPRESS)  # child process mode
     parser.add_argument("--tmp", type=Path, default=ROOT / ".cache" / "bench")
     args = parser.parse_args()
+    if args.mmap_threshold is not None and not 0 <= args.mmap_threshold <= 32 * 2**20:
+        parser.error(f"--mmap-threshold {args.mmap_threshold}: glibc takes 0 to 33554432 bytes (32 MiB) and ignores the rest")
     args.tmp.mkdir(parents=True, exist_ok=True)
     if args.only:
         import torch
@@ -342,17 +344,19 @@ def memory_table(args: argparse.Namespace) -> int:
     # glibc keeps freed blocks below its (self-raising) mmap threshold in the heap, where the next batch's tensors
     # of other shapes fit badly; a fixed threshold maps every large block and gives it back when freed
     allocators = {"glibc default": {}}
-    if args.mmap_threshold:
+    if args.mmap_threshold is not None:
         allocators[f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}"] = {"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)}
+    # the default rows run without any MALLOC_* this shell may have exported, or their label would be false
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | {"HF_HUB_OFFLINE": "1"}
+    rest = [a for a in _without_memory(sys.argv[1:]) if a != "--cached-only"]
     ratios, against_default = [], []
     for size in args.memory:
         times, peaks = {}, {}
         for cached in (True,) if args.cached_only else (False, True):
             step = "cached" if cached else "plain"
             for allocator, env in allocators.items():
-                rest = [a for a in _without_memory(sys.argv[1:]) if a != "--cached-only"]
                 cmd = [sys.executable, __file__, "--only", "uae", *rest, "--batch-size", str(size), "--grad-cache", str(int(cached))]
-                done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+                done = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**base_env, **env})
                 line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
                 if line is None:
                     why = "killed for memory" if done.returncode in (-9, 137) else f"failed (exit {done.returncode})"

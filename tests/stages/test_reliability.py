@@ -128,7 +128,8 @@ def test_a_run_stopped_by_sigterm_exits_with_143_and_exports_nothing(pipeline) -
                f"+callbacks.stopper.signum={int(signal.SIGTERM)}"]
     stopped = run("terminated", "train.checkpoint_every_steps=1", *stopper)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
-    # Lightning finishes the batch it is in (step 4) and stops before that step's checkpoint: a resume redoes it
+    # Lightning ends the batch it is in (step 4, the epoch's last, which no step checkpoint follows) and stops in the
+    # validation after it, before the epoch's checkpoint: the last checkpoint is step 3's, and a resume redoes step 4
     assert "stopped by SIGTERM at step 4" in stopped.stdout + stopped.stderr
     saved = torch.load(tmp / "terminated" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 3

@@ -97,6 +97,7 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
         callbacks.append(build(node, f"callbacks.{name}"))
     clock = FitClock()  # not a config choice: results.json always says how long the fit took
     trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, clock], logger=loggers or False)
+    exit_code = 0  # what W&B records for the run
     try:
         with warnings.catch_warnings():
             # Lightning looks for the epoch's position on the dataloader; ours is in TrainingDataModule.state_dict,
@@ -107,11 +108,15 @@ def stage_fit(cfg: DictConfig, state: dict[str, Any]) -> None:
         # Lightning ends the batch it is in and raises SystemExit() with no code, so a preempted run would exit 0
         # and a scheduler or make would take it for a finished one (Lightning-AI/pytorch-lightning#19916). 143 is
         # the shell's code for a process ended by SIGTERM.
+        exit_code = 128 + signal.SIGTERM
         log.error("fit: stopped by SIGTERM at step %d; nothing exported. Its last checkpoint, if it saved one, "
                   "resumes it: the same command with train.ckpt_path=last", trainer.global_step)
-        raise SystemExit(128 + signal.SIGTERM) from stop
+        raise SystemExit(exit_code) from stop
+    except BaseException:
+        exit_code = 1
+        raise
     finally:
-        _finish_wandb(loggers)
+        _finish_wandb(loggers, exit_code)
     state["is_global_zero"] = trainer.is_global_zero
     if not trainer.is_global_zero:  # DDP worker processes stop here; rank 0 exports and evaluates
         return
@@ -142,9 +147,10 @@ def _best_checkpoint(trainer: Any) -> Path | None:
     return Path(best) if best else None
 
 
-def _finish_wandb(loggers: list[Any]) -> None:
-    """One W&B run per Hydra job: close it here, so the next job of a multirun starts its own."""
+def _finish_wandb(loggers: list[Any], exit_code: int = 0) -> None:
+    """One W&B run per Hydra job: close it here, so the next job of a multirun starts its own; a fit that failed or
+    was stopped is closed as failed (W&B would mark it finished)."""
     if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
         import wandb  # deferred: only with the W&B logger
 
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)
