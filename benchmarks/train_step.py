@@ -343,9 +343,11 @@ def memory_table(args: argparse.Namespace) -> int:
     print("|---|---|---|---|---|---|")
     # glibc keeps freed blocks below its (self-raising) mmap threshold in the heap, where the next batch's tensors
     # of other shapes fit badly; a fixed threshold maps every large block and gives it back when freed
-    allocators = {"glibc default": {}}
+    default, mapped = "glibc default", None
+    allocators: dict[str, dict[str, str]] = {default: {}}
     if args.mmap_threshold is not None:
-        allocators[f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}"] = {"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)}
+        mapped = f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}"
+        allocators[mapped] = {"MALLOC_MMAP_THRESHOLD_": str(args.mmap_threshold)}
     # the default rows run without any MALLOC_* this shell may have exported, or their label would be false
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | {"HF_HUB_OFFLINE": "1"}
     rest = [a for a in _without_memory(sys.argv[1:]) if a != "--cached-only"]
@@ -362,20 +364,18 @@ def memory_table(args: argparse.Namespace) -> int:
                     why = "killed for memory" if done.returncode in (-9, 137) else f"failed (exit {done.returncode})"
                     print(f"| {size} | {step} | {allocator} | {why} | | |")
                     continue
-                row = summarize(step, json.loads(line[7:]), args)
                 found = json.loads(line[7:])
-                times[cached, allocator], peaks[cached, allocator] = row["s_per_step"], found["peak_rss_mb"]
-                print(f"| {size} | {step} | {allocator} | {row['s_per_step']:.2f} | {found['peak_rss_mb']:.0f} | {found['rss_before_mb']:.0f} |")
-            if len(allocators) == 2 and all((cached, a) in times for a in allocators):
-                mapped = list(allocators)[1]
-                against_default.append(
-                    f"{size} {step}: memory {peaks[cached, mapped] / peaks[cached, 'glibc default']:.2f}x, "
-                    f"seconds {times[cached, mapped] / times[cached, 'glibc default']:.2f}x")
-        if (False, "glibc default") in times and (True, "glibc default") in times:
-            ratios.append(f"{size}: {times[True, 'glibc default'] / times[False, 'glibc default']:.2f}x")
-    print(f"\ncached / plain seconds per step (glibc default): {', '.join(ratios) or 'no size where both ran'}")
+                times[cached, allocator] = summarize(step, found, args)["s_per_step"]
+                peaks[cached, allocator] = found["peak_rss_mb"]
+                print(f"| {size} | {step} | {allocator} | {times[cached, allocator]:.2f} | {found['peak_rss_mb']:.0f} | {found['rss_before_mb']:.0f} |")
+            if mapped and (cached, mapped) in times and (cached, default) in times:
+                against_default.append(f"{size} {step}: memory {peaks[cached, mapped] / peaks[cached, default]:.2f}x, "
+                                       f"seconds {times[cached, mapped] / times[cached, default]:.2f}x")
+        if (False, default) in times and (True, default) in times:
+            ratios.append(f"{size}: {times[True, default] / times[False, default]:.2f}x")
+    print(f"\ncached / plain seconds per step ({default}): {', '.join(ratios) or 'no size where both ran'}")
     if against_default:
-        print(f"{list(allocators)[1]} / glibc default: {'; '.join(against_default)}")
+        print(f"{mapped} / {default}: {'; '.join(against_default)}")
     return 0
 
 
